@@ -1,0 +1,78 @@
+"""Attribute editing of semantic codes with linear-classifier directions.
+
+Official formula (Diff-AE ``manipulate.ipynb`` / ``predict.py``)::
+
+    z_n  = (z_sem - conds_mean) / conds_std
+    z_n' = z_n + alpha * sqrt(D) * normalize(classifier.weight[k])
+    z'   = z_n' * conds_std + conds_mean
+
+with D the width of z_sem (the official code writes sqrt(512)). HDAE truncated
+editing keeps only the ``topk`` largest-magnitude coordinates of the
+normalised direction and renormalises it before applying.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+from .networks.classifier import AttributeClassifier
+
+
+def resolve_attribute(name: str, attributes: Sequence[str]) -> Tuple[int, float]:
+    """Attribute name -> (index, sign). Case-insensitive; ``No_X`` negates ``X`` when only ``X`` exists.
+
+    Unknown names raise an InputError suggesting the closest names.
+    """
+    lower = {a.lower(): i for i, a in enumerate(attributes)}
+    key = name.strip().lower()
+    if key in lower:
+        return lower[key], 1.0
+    if key.startswith("no_") and key[3:] in lower:
+        return lower[key[3:]], -1.0
+    if "no_" + key in lower:
+        return lower["no_" + key], -1.0
+    close = difflib.get_close_matches(key, list(lower), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(attributes[lower[c]] for c in close)}?" if close else " (see --list-attrs)"
+    raise InputError(f"unknown attribute '{name}'{hint}")
+
+
+def attribute_direction(classifier: AttributeClassifier, index: int, topk: Optional[int] = None) -> torch.Tensor:
+    """Unit direction (D,) in normalised z_sem space; ``topk`` keeps the K largest |coordinates|."""
+    direction = F.normalize(classifier.linear.weight[index][None].float(), dim=1)[0]
+    if topk is not None:
+        if not 1 <= topk <= direction.numel():
+            raise InputError(f"--topk must be in 1..{direction.numel()}, got {topk}")
+        keep = direction.abs().topk(topk).indices
+        truncated = torch.zeros_like(direction)
+        truncated[keep] = direction[keep]
+        direction = F.normalize(truncated[None], dim=1)[0]
+    return direction
+
+
+def edit_z_sem(z_sem: torch.Tensor, classifier: AttributeClassifier, edits: Dict[int, float],
+               topk: Optional[int] = None) -> torch.Tensor:
+    """Move z_sem (N, D) by ``alpha * sqrt(D) * direction`` per {attribute index: alpha}; returns (N, D)."""
+    z = classifier.normalize(z_sem.float())
+    scale = z.shape[-1] ** 0.5
+    for index, alpha in edits.items():
+        z = z + alpha * scale * attribute_direction(classifier, index, topk).to(z.device)
+    return classifier.denormalize(z)
+
+
+def parse_edits(specs: Sequence[str], default_alpha: float, attributes: Sequence[str]) -> Dict[int, float]:
+    """``["Smiling", "No_Beard=0.2"]`` -> {index: signed alpha}."""
+    edits: Dict[int, float] = {}
+    for spec in specs:
+        name, _, value = spec.partition("=")
+        try:
+            alpha = float(value) if value else default_alpha
+        except ValueError:
+            raise InputError(f"bad edit '{spec}': expected NAME or NAME=ALPHA with a number") from None
+        index, sign = resolve_attribute(name, attributes)
+        edits[index] = edits.get(index, 0.0) + sign * alpha
+    return edits

@@ -1,0 +1,386 @@
+"""File-level batch jobs behind the CLI: inputs -> batches -> outputs, failures per file.
+
+Inputs are files, folders (recursive), glob patterns or ``-`` (paths on stdin).
+Outputs go to a folder (default ``diffedit-out``) mirroring input folder
+structure, or to one file when there is one input; an output never replaces an
+input, an existing output is an error unless ``skip_existing`` or
+``overwrite``, and every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+
+from . import images as imageio
+from . import pipeline
+from .errors import DiffeditError, InputError
+from .latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
+from .models import DiffAEModel
+
+DEFAULT_OUT = "diffedit-out"
+
+
+# -- reporting -------------------------------------------------------------
+
+class Reporter:
+    """Progress bars on stderr, one JSON line per output on stdout, per-file failures."""
+
+    def __init__(self, json_lines: bool = False, quiet: bool = False):
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.json_lines = json_lines
+        self.quiet = quiet
+        self.failures: List[Tuple[str, str]] = []
+        self.done = 0
+        self.skipped = 0
+        self._progress = None
+        self._items = None
+        self._steps = None
+
+    def __enter__(self):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        if not self.quiet:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False
+
+    def start(self, description: str, total: int) -> None:
+        if self._progress is not None:
+            self._items = self._progress.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._progress is not None and self._items is not None:
+            self._progress.advance(self._items, n)
+
+    def steps(self, description: str):
+        """A callable(done, total) driving a transient DDIM-step bar."""
+        if self._progress is None:
+            return None
+        task = self._progress.add_task(description, total=1)
+
+        def update(done: int, total: int) -> None:
+            self._progress.update(task, completed=done, total=total, visible=done < total)
+        return update
+
+    def ok(self, source: str, output: str, **info) -> None:
+        self.done += 1
+        if self.json_lines:
+            print(json.dumps({"input": source, "output": output, "status": "ok", **info}), flush=True)
+
+    def skip(self, source: str, output: str) -> None:
+        self.skipped += 1
+        if self.json_lines:
+            print(json.dumps({"input": source, "output": output, "status": "skipped"}), flush=True)
+
+    def fail(self, source: str, message: str) -> None:
+        self.failures.append((source, message))
+        self.console.print(f"[red]error[/red]: {message}", markup=True, soft_wrap=True)
+        if self.json_lines:
+            print(json.dumps({"input": source, "status": "error", "error": message}), flush=True)
+
+    def summary(self, what: str) -> int:
+        """Print the closing line; exit code 1 if anything failed."""
+        parts = [f"{self.done} {what}"]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (exist)")
+        if self.failures:
+            parts.append(f"{len(self.failures)} failed")
+        self.console.print(", ".join(parts))
+        return 1 if self.failures else 0
+
+
+# -- inputs and outputs ----------------------------------------------------
+
+@dataclass
+class Item:
+    """One input file; ``rel`` is its path relative to the folder it was found in."""
+
+    path: Path
+    rel: Path
+    index: int = 0
+
+
+def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None) -> Tuple[List[Item], List[Tuple[str, str]]]:
+    """Expand files / folders / globs / ``-`` into items; returns (items, [(spec, error)])."""
+    accept = (lambda p: imageio.is_image_path(p) or is_latent_path(p)) if kinds == "any" else imageio.is_image_path
+    items: List[Item] = []
+    errors: List[Tuple[str, str]] = []
+    expanded: List[str] = []
+    for spec in specs:
+        if spec == "-":
+            stream = stdin or sys.stdin
+            expanded.extend(line.strip() for line in stream if line.strip())
+        else:
+            expanded.append(spec)
+    seen = set()
+    for spec in expanded:
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and accept(p) and not p.name.startswith("."))
+            if not found:
+                errors.append((spec, f"folder '{spec}' holds no usable input files"))
+            pairs = [(p, p.relative_to(path)) for p in found]
+        elif path.exists():
+            pairs = [(path, Path(path.name))]
+        elif any(ch in spec for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and accept(Path(p)))
+            if not found:
+                errors.append((spec, f"pattern '{spec}' matches no input files"))
+            pairs = [(p, Path(p.name)) for p in found]
+        else:
+            errors.append((spec, f"input '{spec}' not found"))
+            pairs = []
+        for p, rel in pairs:
+            key = p.resolve()
+            if key not in seen:
+                seen.add(key)
+                items.append(Item(p, rel, len(items)))
+    return items, errors
+
+
+def plan_output(item: Item, out: Path, single_file: bool, suffix: str, inputs: set) -> Path:
+    """Where ``item``'s output goes; never onto an input file."""
+    target = out if single_file else out / item.rel.with_suffix(suffix)
+    if target.resolve() in inputs:
+        raise InputError(f"output '{target}' would overwrite the input '{item.path}'; choose another --out")
+    return target
+
+
+def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bool:
+    if out is None:
+        return False
+    suffix = Path(out).suffix.lower()
+    if suffix in suffixes:
+        if n_items > 1:
+            raise InputError(f"--out '{out}' is a file name but there are {n_items} inputs; give a folder")
+        return True
+    return False
+
+
+def batched(seq: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), max(1, size)):
+        yield seq[i:i + size]
+
+
+# -- shared options --------------------------------------------------------
+
+@dataclass
+class RunOptions:
+    device: str = "auto"
+    precision: Optional[str] = None
+    batch_size: int = 8
+    seed: int = 0
+    steps: int = 100
+    inv_steps: int = 250
+    skip_existing: bool = False
+    overwrite: bool = False
+
+    def resolved(self) -> Tuple[torch.device, str]:
+        device = pipeline.pick_device(self.device)
+        return device, pipeline.pick_precision(self.precision, device)
+
+
+def _load_image_batch(paths: Sequence[Path], size: int, reporter: Reporter, items: Sequence[Item]):
+    good, tensors = [], []
+    for item in items:
+        try:
+            tensors.append(imageio.load_image(item.path, size))
+            good.append(item)
+        except DiffeditError as err:
+            reporter.fail(str(item.path), str(err))
+            reporter.advance()
+    return good, (torch.stack(tensors) if tensors else None)
+
+
+def _existing(target: Path, opts: RunOptions, item: Item, reporter: Reporter) -> bool:
+    """True if the item must not be processed because its output exists."""
+    if not target.exists() or opts.overwrite:
+        return False
+    if opts.skip_existing:
+        reporter.skip(str(item.path), str(target))
+    else:
+        reporter.fail(str(item.path), f"output '{target}' already exists (use --skip-existing to resume or --overwrite)")
+    reporter.advance()
+    return True
+
+
+def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, reporter: Optional[Reporter] = None,
+                 with_xT: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """images (N, 3, S, S) -> (z_sem (N, D), x_T (N, 3, S, S) or None) on the CPU."""
+    device, precision = opts.resolved()
+    ae = model.autoencoder
+    z = pipeline.encode_semantic(ae, images, precision)
+    x_T = None
+    if with_xT:
+        progress = reporter.steps(f"inverting ({opts.inv_steps} steps)") if reporter else None
+        x_T = pipeline.invert(ae, images, z, opts.inv_steps, precision, progress).cpu()
+    return z.cpu(), x_T
+
+
+def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions,
+                 reporter: Reporter) -> int:
+    """Encode images to latent files (z_sem + inverted x_T). Returns the exit code."""
+    items, errors = collect_inputs(specs, "images")
+    for spec, msg in errors:
+        reporter.fail(spec, msg)
+    single = out_is_file(out, len(items), {".safetensors"})
+    out_path = Path(out or DEFAULT_OUT)
+    inputs = {i.path.resolve() for i in items}
+    reporter.start("encoding", len(items))
+    todo = []
+    for item in items:
+        try:
+            target = plan_output(item, out_path, single, ".safetensors", inputs)
+        except DiffeditError as err:
+            reporter.fail(str(item.path), str(err))
+            reporter.advance()
+            continue
+        if not _existing(target, opts, item, reporter):
+            todo.append((item, target))
+    for chunk in batched(todo, opts.batch_size):
+        good, batch = _load_image_batch([c[0].path for c in chunk], model.image_size, reporter, [c[0] for c in chunk])
+        if batch is None:
+            continue
+        targets = {c[0].index: c[1] for c in chunk}
+        z, x_T = encode_codes(model, batch, opts, reporter)
+        for k, item in enumerate(good):
+            meta = latent_metadata(model, opts.inv_steps, str(item.path), imageio.PREPROCESSING)
+            try:
+                save_latent(targets[item.index], LatentCode(z[k], x_T[k], meta))
+                reporter.ok(str(item.path), str(targets[item.index]))
+            except OSError as err:
+                reporter.fail(str(item.path), f"cannot write '{targets[item.index]}': {err.strerror or err}")
+            reporter.advance()
+    return reporter.summary("encoded")
+
+
+def load_codes(model: DiffAEModel, items: Sequence[Item], opts: RunOptions, reporter: Reporter,
+               need_xT: bool = True) -> Tuple[List[Item], Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Latent files are read (and checked against the model); images are encoded on the fly."""
+    good: List[Item] = []
+    zs: List[torch.Tensor] = []
+    xs: List[Optional[torch.Tensor]] = []
+    image_items = []
+    for item in items:
+        if is_latent_path(item.path):
+            try:
+                code = load_latent(item.path)
+                check_latent_model(code, model, item.path)
+                if need_xT and code.x_T is None:
+                    raise InputError(f"'{item.path}' holds no x_T; encode with inversion or use --random-xt")
+            except DiffeditError as err:
+                reporter.fail(str(item.path), str(err))
+                reporter.advance()
+                continue
+            good.append(item)
+            zs.append(code.z_sem)
+            xs.append(code.x_T)
+        else:
+            image_items.append(item)
+    if image_items:
+        ok, batch = _load_image_batch([i.path for i in image_items], model.image_size, reporter, image_items)
+        if batch is not None:
+            z, x_T = encode_codes(model, batch, opts, reporter, with_xT=need_xT)
+            for k, item in enumerate(ok):
+                good.append(item)
+                zs.append(z[k])
+                xs.append(x_T[k] if x_T is not None else None)
+    if not good:
+        return [], None, None
+    x_stack = torch.stack(xs) if need_xT else None
+    return good, torch.stack(zs), x_stack
+
+
+def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
+                 random_xT: bool = False, ext: str = ".png") -> int:
+    """Decode latent files (or images, encoded on the fly) to images."""
+    items, errors = collect_inputs(specs, "any")
+    for spec, msg in errors:
+        reporter.fail(spec, msg)
+    single = out_is_file(out, len(items), imageio.IMAGE_EXTENSIONS)
+    out_path = Path(out or DEFAULT_OUT)
+    inputs = {i.path.resolve() for i in items}
+    reporter.start("decoding", len(items))
+    todo = []
+    for item in items:
+        try:
+            target = plan_output(item, out_path, single, ext, inputs)
+        except DiffeditError as err:
+            reporter.fail(str(item.path), str(err))
+            reporter.advance()
+            continue
+        if not _existing(target, opts, item, reporter):
+            todo.append((item, target))
+    device, precision = opts.resolved()
+    for chunk in batched(todo, opts.batch_size):
+        targets = {c[0].index: c[1] for c in chunk}
+        good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter, need_xT=not random_xT)
+        if not good:
+            continue
+        if random_xT:
+            x_T = pipeline.random_x_T([i.index for i in good], model.image_size, opts.seed)
+        imgs = pipeline.decode(model.autoencoder, z, x_T, opts.steps, precision,
+                               reporter.steps(f"decoding ({opts.steps} steps)")).cpu()
+        for k, item in enumerate(good):
+            try:
+                targets[item.index].parent.mkdir(parents=True, exist_ok=True)
+                imageio.save_image(imgs[k], targets[item.index])
+                reporter.ok(str(item.path), str(targets[item.index]))
+            except DiffeditError as err:
+                reporter.fail(str(item.path), str(err))
+            reporter.advance()
+    return reporter.summary("decoded")
+
+
+def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], frames: int, opts: RunOptions,
+                     reporter: Reporter, gif_ms: int = 120) -> int:
+    """Interpolate two images / latent files: lerp z_sem, slerp x_T; frames + grid + GIF."""
+    if frames < 2:
+        raise InputError("--frames must be at least 2")
+    items, errors = collect_inputs([a, b], "any")
+    if errors:
+        raise InputError(errors[0][1])
+    if len(items) != 2:
+        raise InputError("interpolate needs two different inputs A and B")
+    out_dir = Path(out or Path(DEFAULT_OUT) / f"interp_{items[0].path.stem}_{items[1].path.stem}")
+    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
+        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
+    reporter.start("interpolating", frames)
+    good, z, x_T = load_codes(model, items, opts, reporter)
+    if len(good) != 2:
+        return reporter.summary("frames")
+    device, precision = opts.resolved()
+    w = torch.linspace(0, 1, frames)
+    zs = pipeline.lerp(z[0], z[1], w)
+    xs = pipeline.slerp(x_T[0], x_T[1], w)
+    imgs = []
+    for chunk in batched(list(range(frames)), opts.batch_size):
+        imgs.append(pipeline.decode(model.autoencoder, zs[chunk[0]:chunk[-1] + 1], xs[chunk[0]:chunk[-1] + 1],
+                                    opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+        reporter.advance(len(chunk))
+    imgs = torch.cat(imgs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k in range(frames):
+        imageio.save_image(imgs[k], out_dir / f"frame_{k:03d}.png")
+    imageio.save_image(imageio.make_grid(imgs, ncol=frames), out_dir / "grid.png")
+    imageio.save_gif(list(imgs), out_dir / "interpolation.gif", duration_ms=gif_ms, pingpong=True)
+    reporter.done = frames
+    reporter.ok(f"{a} {b}", str(out_dir), frames=frames, grid=str(out_dir / "grid.png"), gif=str(out_dir / "interpolation.gif"))
+    reporter.done = frames
+    return reporter.summary("frames")

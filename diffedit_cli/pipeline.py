@@ -1,0 +1,131 @@
+"""Batched encode / decode / interpolate on a loaded autoencoder.
+
+All functions are plain library calls (no CLI, no files): images are
+(N, 3, S, S) float32 in [-1, 1], z_sem (N, D), x_T (N, 3, S, S).
+Precision: ``None``/``"fp32"``, ``"fp16"`` or ``"bf16"``; reduced precision
+runs the network under autocast while the DDIM updates stay float32, and the
+per-block z_sem projections are computed once per batch, not once per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from . import diffusion
+from .networks.autoencoder import DiffAEAutoencoder
+
+StepProgress = Optional[Callable[[int, int], None]]  # (steps done, total)
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from .errors import DiffeditError
+
+        raise DiffeditError("--device cuda was requested but no CUDA device is available")
+    return torch.device(device)
+
+
+def pick_precision(precision: Optional[str], device: torch.device) -> str:
+    """Default: fp16 on CUDA, fp32 on CPU."""
+    if precision in (None, "auto"):
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        from .errors import DiffeditError
+
+        raise DiffeditError(f"--precision must be one of fp32, fp16, bf16 (got '{precision}')")
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def prepare(autoencoder: DiffAEAutoencoder, device: torch.device) -> DiffAEAutoencoder:
+    """Move to ``device`` in eval mode; channels_last memory format for faster convolutions."""
+    return autoencoder.to(device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
+
+
+def _schedule(autoencoder: DiffAEAutoencoder, steps: int) -> diffusion.DDIMSchedule:
+    cfg = autoencoder.config
+    return diffusion.ddim_schedule(diffusion.make_betas(cfg.beta_schedule, cfg.diffusion_steps), steps)
+
+
+def _model_fn(autoencoder: DiffAEAutoencoder, styles: Sequence[torch.Tensor], device, precision):
+    def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with autocast(device, precision):
+            return autoencoder(x.contiguous(memory_format=torch.channels_last), t, styles=styles).float()
+    return fn
+
+
+def _callback(progress: StepProgress, total: int):
+    if progress is None:
+        return None
+    return lambda step, x, x0: progress(step + 1, total)
+
+
+@torch.inference_mode()
+def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """images (N, 3, S, S) in [-1, 1] -> z_sem (N, D) float32."""
+    device = next(autoencoder.parameters()).device
+    with autocast(device, precision):
+        return autoencoder.encode(images.to(device).contiguous(memory_format=torch.channels_last)).float()
+
+
+@torch.inference_mode()
+def invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, z_sem: torch.Tensor, steps: int = 250,
+           precision: str = "fp32", progress: StepProgress = None) -> torch.Tensor:
+    """Deterministic DDIM inversion: images (N, 3, S, S) + z_sem -> x_T (N, 3, S, S) float32."""
+    device = next(autoencoder.parameters()).device
+    with autocast(device, precision):
+        styles = autoencoder.project_style(z_sem.to(device))
+    fn = _model_fn(autoencoder, styles, device, precision)
+    return diffusion.ddim_invert(fn, images.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+
+
+@torch.inference_mode()
+def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = 100,
+           precision: str = "fp32", progress: StepProgress = None) -> torch.Tensor:
+    """DDIM decode: z_sem (N, D), x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1]."""
+    device = next(autoencoder.parameters()).device
+    with autocast(device, precision):
+        styles = autoencoder.project_style(z_sem.to(device))
+    fn = _model_fn(autoencoder, styles, device, precision)
+    return diffusion.ddim_sample(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+
+
+def random_x_T(indices: Sequence[int], image_size: int, seed: int, channels: int = 3) -> torch.Tensor:
+    """One Gaussian x_T per image, drawn from ``seed + index`` so batching never changes it: (N, C, S, S)."""
+    out = []
+    for index in indices:
+        gen = torch.Generator().manual_seed(int(seed) + int(index))
+        out.append(torch.randn(channels, image_size, image_size, generator=gen))
+    return torch.stack(out)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation of codes a, b (D,) at weights w (F,) -> (F, D)."""
+    w = w.reshape(-1, *([1] * a.dim()))
+    return (1 - w) * a + w * b
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of noise maps a, b (...) at weights w (F,) -> (F, ...), as the official notebook."""
+    af, bf = a.flatten().double(), b.flatten().double()
+    theta = torch.arccos((af @ bf / (af.norm() * bf.norm())).clamp(-1, 1))
+    w = w.double().reshape(-1, 1)
+    if theta.abs() < 1e-6:
+        out = (1 - w) * af + w * bf
+    else:
+        out = (torch.sin((1 - w) * theta) * af + torch.sin(w * theta) * bf) / torch.sin(theta)
+    return out.float().reshape(len(w), *a.shape)

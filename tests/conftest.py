@@ -1,0 +1,51 @@
+"""Shared fixtures: the official reference data in ../shared/reference and a converted tiny model."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+REFERENCE = Path(os.environ.get("DIFFEDIT_REFERENCE", TESTS.parent.parent / "shared" / "reference"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def need_reference() -> Path:
+    if not (REFERENCE / "tiny_autoenc" / "last.ckpt").is_file():
+        pytest.skip(f"official reference fixtures not found at {REFERENCE} (set DIFFEDIT_REFERENCE)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    return need_reference()
+
+
+@pytest.fixture(scope="session")
+def ref_tensors(reference):
+    from safetensors.torch import load_file
+
+    return {name: load_file(str(reference / name / "reference.safetensors"))
+            for name in ("tiny_autoenc", "tiny_latent", "tiny_classifier")}
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(reference, tmp_path_factory) -> Path:
+    """The official tiny fixtures converted with `convert` (autoencoder + latent + classifier)."""
+    from diffedit_cli.convert import convert_checkpoints
+
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    convert_checkpoints([reference / "tiny_latent" / "last.ckpt", reference / "tiny_classifier" / "last.ckpt"], out,
+                        log=lambda *a: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from diffedit_cli.models import load_model
+
+    return load_model(str(tiny_model_dir))
