@@ -191,6 +191,19 @@ class RunOptions:
     skip_existing: bool = False
     overwrite: bool = False
 
+    def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
+        """Check step counts against the model's schedule before any work starts."""
+        from .diffusion import respaced_timesteps
+
+        total = model.autoencoder.config.diffusion_steps
+        for flag, value, used in (("--steps", self.steps, decode), ("--inv-steps", self.inv_steps, invert)):
+            if used:
+                try:
+                    respaced_timesteps(total, value)
+                except ValueError as err:
+                    raise DiffeditError(f"{flag} {value}: {err}") from None
+        self.resolved()
+
     def resolved(self) -> Tuple[torch.device, str]:
         device = pipeline.pick_device(self.device)
         return device, pipeline.pick_precision(self.precision, device)
@@ -236,6 +249,7 @@ def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, rep
 def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions,
                  reporter: Reporter) -> int:
     """Encode images to latent files (z_sem + inverted x_T). Returns the exit code."""
+    opts.validate(model, decode=False)
     items, errors = collect_inputs(specs, "images")
     for spec, msg in errors:
         reporter.fail(spec, msg)
@@ -310,6 +324,7 @@ def load_codes(model: DiffAEModel, items: Sequence[Item], opts: RunOptions, repo
 def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
                  random_xT: bool = False, ext: str = ".png") -> int:
     """Decode latent files (or images, encoded on the fly) to images."""
+    opts.validate(model)
     items, errors = collect_inputs(specs, "any")
     for spec, msg in errors:
         reporter.fail(spec, msg)
@@ -353,6 +368,7 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
     """Interpolate two images / latent files: lerp z_sem, slerp x_T; frames + grid + GIF."""
     if frames < 2:
         raise InputError("--frames must be at least 2")
+    opts.validate(model)
     items, errors = collect_inputs([a, b], "any")
     if errors:
         raise InputError(errors[0][1])

@@ -61,10 +61,23 @@ def _schedule(autoencoder: DiffAEAutoencoder, steps: int) -> diffusion.DDIMSched
     return diffusion.ddim_schedule(diffusion.make_betas(cfg.beta_schedule, cfg.diffusion_steps), steps)
 
 
+def _pad_single(x: torch.Tensor) -> torch.Tensor:
+    """A lone image runs as a batch of two (itself twice).
+
+    Convolution libraries use other kernels for batch size 1, whose rounding
+    differs; padding keeps a single run identical to the same image in a batch.
+    """
+    return torch.cat([x, x]) if x.shape[0] == 1 else x
+
+
 def _model_fn(autoencoder: DiffAEAutoencoder, styles: Sequence[torch.Tensor], device, precision):
+    n = styles[0].shape[0]
+    styles = [_pad_single(s) for s in styles]
+
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
-            return autoencoder(x.contiguous(memory_format=torch.channels_last), t, styles=styles).float()
+            x = _pad_single(x).contiguous(memory_format=torch.channels_last)
+            return autoencoder(x, _pad_single(t), styles=styles).float()[:n]
     return fn
 
 
@@ -78,8 +91,10 @@ def _callback(progress: StepProgress, total: int):
 def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
     """images (N, 3, S, S) in [-1, 1] -> z_sem (N, D) float32."""
     device = next(autoencoder.parameters()).device
+    n = images.shape[0]
     with autocast(device, precision):
-        return autoencoder.encode(images.to(device).contiguous(memory_format=torch.channels_last)).float()
+        x = _pad_single(images.to(device)).contiguous(memory_format=torch.channels_last)
+        return autoencoder.encode(x).float()[:n]
 
 
 @torch.inference_mode()

@@ -232,22 +232,24 @@ class DiffAEAutoencoder(nn.Module):
             if z_sem is None:
                 raise ValueError("forward needs z_sem or styles")
             styles = self.project_style(z_sem)
-        emb = self.time_embed(t)
+        # one embedding per distinct timestep (a DDIM step has one): cheaper and batch-invariant
+        t_unique, emb_index = torch.unique(t, return_inverse=True)
+        emb = self.time_embed(t_unique)
         skips: List[List[torch.Tensor]] = [[] for _ in self.input_num_blocks]
         h = x
         k = 0
         for level, n in enumerate(self.input_num_blocks):
             for _ in range(n):
-                h = self.input_blocks[k](h, emb, styles)
+                h = self.input_blocks[k](h, emb, styles, emb_index)
                 skips[level].append(h)
                 k += 1
-        h = self.middle_block(h, emb, styles)
+        h = self.middle_block(h, emb, styles, emb_index)
         k = 0
         for i, n in enumerate(self.output_num_blocks):
             for _ in range(n):
                 lateral = skips[-i - 1].pop() if skips[-i - 1] else None
                 if lateral is not None:
                     h = torch.cat([h, lateral], dim=1)
-                h = self.output_blocks[k](h, emb, styles)
+                h = self.output_blocks[k](h, emb, styles, emb_index)
                 k += 1
         return self.out(h)

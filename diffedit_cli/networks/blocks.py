@@ -95,13 +95,23 @@ class ResBlock(nn.Module):
         return x
 
     def project_style(self, z_sem: torch.Tensor) -> torch.Tensor:
-        """z_sem (N, style_channels) -> per-channel AdaGN scale (N, out_channels)."""
-        return self.cond_emb_layers(z_sem)
+        """z_sem (N, style_channels) -> per-channel AdaGN scale (N, out_channels).
+
+        Row by row, so an image's projection never depends on its batch-mates
+        (matrix kernels pick different blockings for different batch sizes).
+        """
+        return torch.cat([self.cond_emb_layers(row) for row in z_sem.split(1)])
 
     def forward(
-        self, x: torch.Tensor, emb: Optional[torch.Tensor] = None, style: Optional[torch.Tensor] = None
+        self, x: torch.Tensor, emb: Optional[torch.Tensor] = None, style: Optional[torch.Tensor] = None,
+        emb_index: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """x (N, C, H, W); emb (N, E) time embedding; style (N, C_out) from :meth:`project_style`."""
+        """x (N, C, H, W); style (N, C_out) from :meth:`project_style`.
+
+        emb: time embedding, (N, E), or (U, E) for the U distinct timesteps of
+        the batch with ``emb_index`` (N,) mapping each image to its row (DDIM
+        steps share one timestep, so its projection is computed once).
+        """
         if self.resample is not None:
             h = self.in_layers[:-1](x)
             h = self._resample(h)
@@ -113,7 +123,10 @@ class ResBlock(nn.Module):
             norm, act, drop, conv = self.out_layers
             h = norm(h)
             if emb is not None:
-                scale, shift = self.emb_layers(emb).type(h.dtype)[..., None, None].chunk(2, dim=1)
+                emb_out = self.emb_layers(emb)
+                if emb_index is not None:
+                    emb_out = emb_out[emb_index]
+                scale, shift = emb_out.type(h.dtype)[..., None, None].chunk(2, dim=1)
                 h = h * (1 + scale) + shift
             if style is not None:
                 h = h * (1 + style.type(h.dtype)[..., None, None])
@@ -180,11 +193,11 @@ class Upsample(nn.Module):
 class CondSequential(nn.Sequential):
     """A stack of layers; ResBlocks get the time embedding and their own style."""
 
-    def forward(self, x: torch.Tensor, emb=None, styles: Optional[Sequence[torch.Tensor]] = None):
+    def forward(self, x: torch.Tensor, emb=None, styles: Optional[Sequence[torch.Tensor]] = None, emb_index=None):
         for layer in self:
             if isinstance(layer, ResBlock):
                 style = styles[layer.style_index] if (styles is not None and layer.has_style) else None
-                x = layer(x, emb, style)
+                x = layer(x, emb, style, emb_index)
             else:
                 x = layer(x)
         return x
