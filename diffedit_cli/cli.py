@@ -148,6 +148,70 @@ def interpolate(
 
 
 @app.command()
+def edit(
+    inputs: Annotated[Optional[List[str]], typer.Argument(help="Images or latent files, folders, globs, '-'.", show_default=False)] = None,
+    attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="Attribute to move along: NAME (uses --alpha) or NAME=ALPHA; repeatable. Case-insensitive; No_X negates X.", show_default=False)] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Edit strength in normalised-z units times sqrt(D) (official demo: 0.3).")] = 0.3,
+    topk: Annotated[Optional[int], typer.Option("--topk", min=1, help="HDAE truncation: keep the K largest coordinates of the direction.", show_default=False)] = None,
+    alpha_sweep: Annotated[Optional[str], typer.Option("--alpha-sweep", help="START:STOP:COUNT, e.g. -0.5:0.5:5: one row of decodes per input.", show_default=False)] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Put the input on the left of the output.")] = False,
+    list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250,
+    batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Edit attributes by moving z_sem along linear-classifier directions (x_T from DDIM inversion).
+
+    Examples:
+
+      diffedit edit face.png --attr Smiling --alpha 0.3
+
+      diffedit edit faces/ --attr Smiling=0.3 --attr No_Beard=0.2 --topk 64 --out edited/
+
+      diffedit edit face.png --attr Male --alpha-sweep -0.5:0.5:5 --compare
+    """
+    from .jobs import edit_files
+
+    loaded = _load(model, device, components=("classifier",))
+    if list_attrs:
+        for name in loaded.component("classifier").attributes:
+            typer.echo(name)
+        raise typer.Exit(0)
+    if not inputs:
+        raise DiffeditError("no inputs given (see 'diffedit edit --help')")
+    with _reporter(json_lines, quiet) as rep:
+        code = edit_files(loaded, inputs, out, _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing,
+                                                      overwrite), rep, attr or [], alpha, topk, alpha_sweep, compare)
+    raise typer.Exit(code)
+
+
+@app.command()
+def sample(
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 16,
+    where: Annotated[Optional[List[str]], typer.Option("--where", help="Keep only samples the classifier labels with this attribute (No_X: without); repeatable.", show_default=False)] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/samples).", show_default=False)] = None,
+    model: ModelOpt = None, steps: StepsOpt = 100,
+    latent_steps: Annotated[int, typer.Option("--latent-steps", min=1, max=1000, help="Latent DDIM steps.")] = 100,
+    seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Generate new images: latent DDIM for z_sem, then the image decoder.
+
+    Writes sample_NNNN.png and grid.png. --where does class-conditional rejection
+    sampling with the model's classifier (Diff-AE section 5.6).
+
+    Example: diffedit sample --n 16 --where Smiling --seed 1
+    """
+    from .jobs import sample_images
+
+    loaded = _load(model, device, components=("latent", "classifier"))
+    with _reporter(json_lines, quiet) as rep:
+        code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, overwrite=overwrite), rep,
+                             where or [], latent_steps)
+    raise typer.Exit(code)
+
+
+@app.command()
 def convert(
     checkpoints: Annotated[List[Path], typer.Argument(help="Official Diff-AE Lightning checkpoints (last.ckpt): autoencoder, latent and/or classifier.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to create (or add components to).", show_default=False)],
@@ -174,6 +238,133 @@ def convert(
                                   trust_pickle=trust_pickle, name=name, overwrite=overwrite, log=console.print)
     for comp, source in written.items():
         typer.echo(f"{comp}: {source} -> {out / comp}")
+
+
+data_app = typer.Typer(help="Generate datasets.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models (resumable; a run folder is also a model folder usable with --model).",
+                        no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+
+
+@data_app.command("toyfaces")
+def data_toyfaces(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.", show_default=False)],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of faces.")] = 20000,
+    seed: Annotated[int, typer.Option("--seed", help="Dataset seed (face i uses a seed derived from it and i).")] = 0,
+    size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels.")] = 64,
+    masks: Annotated[bool, typer.Option("--masks/--no-masks", help="Also write per-part masks.")] = True,
+    quiet: QuietOpt = False,
+):
+    """Generate procedural faces with known attributes, part masks and counterfactuals.
+
+    Writes images/NNNNNN.png, list_attr.txt (CelebA annotation format),
+    masks/NNNNNN.npz and params.jsonl.
+
+    Example: diffedit data toyfaces --n 20000 --out data/toyfaces
+    """
+    from rich.progress import Progress
+
+    from .toyfaces import write_dataset
+
+    with Progress(disable=quiet, transient=True) as progress:
+        task = progress.add_task("rendering faces", total=n)
+        write_dataset(out, n, seed=seed, size=size, masks=masks, progress=lambda i: progress.update(task, completed=i + 1))
+    typer.echo(f"{n} faces -> {out}")
+
+
+def _train_progress(total: int, quiet: bool, what: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn(f"training {what}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[ips]:.1f} img/s"), TimeRemainingColumn(),
+                        disable=quiet, console=__import__("rich.console", fromlist=["Console"]).Console(stderr=True))
+    task = progress.add_task(what, total=total, loss=float("nan"), ips=0.0)
+
+    def log(info: dict) -> None:
+        progress.update(task, completed=info["step"], total=info.get("steps"), loss=info["loss"], ips=info.get("images_per_s", 0.0))
+    return progress, log
+
+
+@train_app.command("autoencoder")
+def train_autoencoder_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Folder of training images (e.g. from 'diffedit data toyfaces').", show_default=False)],
+    run: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, samples, train_log.jsonl; also a model folder for --model.", show_default=False)],
+    preset: Annotated[str, typer.Option("--preset", help="Architecture: toy64 (~3M params, CPU-trainable) or tiny32 (tests).")] = "toy64",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 10000,
+    batch_size: BatchOpt = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-4).")] = 1e-4,
+    ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay of the weights.")] = 0.999,
+    save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 250,
+    sample_every: Annotated[int, typer.Option("--sample-every", min=0, help="Sample grid every N steps (0: never).")] = 1000,
+    chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    seed: SeedOpt = 0, device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16 autocast.")] = "auto",
+    data_limit: Annotated[Optional[int], typer.Option("--data-limit", help="Use only the first N images.", show_default=False)] = None,
+    quiet: QuietOpt = False,
+):
+    """Train a Diff-AE autoencoder (L_simple, Adam, EMA; paper Table 5, scaled down).
+
+    Multi-process data parallel: torchrun --nproc_per_node 2 -m diffedit_cli train autoencoder ...
+
+    Example: diffedit train autoencoder --data data/toyfaces/images --out runs/toy --steps 6000 --precision bf16
+    """
+    from .training import AutoencoderTrainConfig, train_autoencoder
+
+    cfg = AutoencoderTrainConfig(data=str(data), run=str(run), preset=preset, steps=steps, batch_size=batch_size, lr=lr,
+                                 ema_decay=ema_decay, save_every=save_every, sample_every=sample_every, seed=seed,
+                                 precision=precision, device=device, data_limit=data_limit)
+    progress, log = _train_progress(steps, quiet or int(os.environ.get("RANK", "0")) != 0, "autoencoder")
+    with progress:
+        train_autoencoder(cfg, resume=resume, log=log, stop_after=chunk)
+    typer.echo(f"autoencoder checkpoint -> {run}")
+
+
+@train_app.command("latent")
+def train_latent_cmd(
+    run: Annotated[Path, typer.Option("--model", "-m", help="Model (run) folder holding the trained autoencoder; the latent component is added to it.", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", help="Folder of training images (encoded with the model's autoencoder).", show_default=False)],
+    preset: Annotated[str, typer.Option("--preset", help="toy (6 layers x 512) or official (10 layers x 2048).")] = "toy",
+    steps: Annotated[int, typer.Option("--steps", min=1)] = 20000,
+    batch_size: BatchOpt = 256,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+):
+    """Train the latent DDIM on normalised z_sem (L1 loss, constant beta 0.008, MLP + skips; paper Table 6).
+
+    Example: diffedit train latent --model runs/toy --data data/toyfaces/images --steps 20000
+    """
+    from .training import LatentTrainConfig, train_latent
+
+    progress, log = _train_progress(steps, quiet, "latent DDIM")
+    with progress:
+        train_latent(LatentTrainConfig(run=str(run), data=str(data), preset=preset, steps=steps, batch_size=batch_size,
+                                       lr=lr, seed=seed, device=device), log=log)
+    typer.echo(f"latent DDIM -> {run / 'latent'}")
+
+
+@train_app.command("classifier")
+def train_classifier_cmd(
+    run: Annotated[Path, typer.Option("--model", "-m", help="Model (run) folder holding the trained autoencoder; the classifier is added to it.", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", help="Folder of training images.", show_default=False)],
+    labels: Annotated[Path, typer.Option("--labels", help="Attribute table in the CelebA annotation format.", show_default=False)],
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+):
+    """Train linear attribute classifiers on normalised z_sem (paper A.2); they define the edit directions.
+
+    Example: diffedit train classifier --model runs/toy --data data/toyfaces/images --labels data/toyfaces/list_attr.txt
+    """
+    from .training import ClassifierTrainConfig, train_classifier
+
+    progress, log = _train_progress(epochs, quiet, "classifier")
+    with progress:
+        acc = train_classifier(ClassifierTrainConfig(run=str(run), data=str(data), labels=str(labels), epochs=epochs,
+                                                     lr=lr, seed=seed, device=device), log=log)
+    for name, value in acc.items():
+        typer.echo(f"{name:24s} held-out accuracy {value:.3f}")
 
 
 @app.command("models")

@@ -400,3 +400,156 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
     reporter.ok(f"{a} {b}", str(out_dir), frames=frames, grid=str(out_dir / "grid.png"), gif=str(out_dir / "interpolation.gif"))
     reporter.done = frames
     return reporter.summary("frames")
+
+
+# -- editing ---------------------------------------------------------------
+
+def parse_sweep(spec: str) -> List[float]:
+    """``"-0.5:0.5:5"`` -> [-0.5, -0.25, 0, 0.25, 0.5]."""
+    try:
+        start, stop, count = spec.split(":")
+        n = int(count)
+        if n < 2:
+            raise ValueError
+        return torch.linspace(float(start), float(stop), n).tolist()
+    except ValueError:
+        raise InputError(f"--alpha-sweep '{spec}': expected START:STOP:COUNT, e.g. -0.5:0.5:5") from None
+
+
+def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
+    if is_latent_path(item.path):
+        return None
+    return imageio.load_image(item.path, model.image_size)
+
+
+def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
+               attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None, sweep: Optional[str] = None,
+               compare: bool = False) -> int:
+    """Edit images / latent files along classifier directions; one output image per input.
+
+    With ``sweep`` the output is a row of decodes at each alpha of the (single)
+    attribute; with ``compare`` the (resized) input is put on the left.
+    """
+    from .editing import edit_z_sem, parse_edits
+
+    classifier = model.component("classifier")
+    if not attrs:
+        raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs)")
+    edits = parse_edits(attrs, alpha, classifier.attributes)
+    alphas = parse_sweep(sweep) if sweep else None
+    if alphas is not None and len(edits) != 1:
+        raise InputError("--alpha-sweep takes exactly one --attr")
+    if topk is not None:
+        from .editing import attribute_direction
+
+        attribute_direction(classifier, next(iter(edits)), topk)  # validates the range up front
+    opts.validate(model)
+    items, errors = collect_inputs(specs, "any")
+    for spec, msg in errors:
+        reporter.fail(spec, msg)
+    single = out_is_file(out, len(items), imageio.IMAGE_EXTENSIONS)
+    out_path = Path(out or DEFAULT_OUT)
+    inputs = {i.path.resolve() for i in items}
+    reporter.start("editing", len(items))
+    todo = []
+    for item in items:
+        try:
+            target = plan_output(item, out_path, single, ".png", inputs)
+        except DiffeditError as err:
+            reporter.fail(str(item.path), str(err))
+            reporter.advance()
+            continue
+        if not _existing(target, opts, item, reporter):
+            todo.append((item, target))
+    device, precision = opts.resolved()
+    for chunk in batched(todo, opts.batch_size):
+        targets = {c[0].index: c[1] for c in chunk}
+        good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter)
+        if not good:
+            continue
+        device_cls = next(classifier.parameters()).device
+        if alphas is None:
+            z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk).cpu()
+            outs = pipeline.decode(model.autoencoder, z_edit, x_T, opts.steps, precision,
+                                   reporter.steps(f"decoding ({opts.steps} steps)")).cpu()[:, None]
+        else:
+            (index, sign), = edits.items()
+            sign = 1.0 if sign >= 0 else -1.0
+            z_all = torch.cat([edit_z_sem(z.to(device_cls), classifier, {index: sign * a}, topk).cpu() for a in alphas])
+            x_all = x_T.repeat(len(alphas), 1, 1, 1)
+            dec = pipeline.decode(model.autoencoder, z_all, x_all, opts.steps, precision,
+                                  reporter.steps(f"decoding sweep ({opts.steps} steps)")).cpu()
+            outs = dec.reshape(len(alphas), len(good), *dec.shape[1:]).transpose(0, 1)
+        for k, item in enumerate(good):
+            try:
+                panels = list(outs[k])
+                if compare:
+                    pixels = _input_pixels(item, model)
+                    if pixels is None:  # latent input: show its reconstruction as "before"
+                        pixels = pipeline.decode(model.autoencoder, z[k:k + 1], x_T[k:k + 1], opts.steps, precision).cpu()[0]
+                    panels = [pixels] + panels
+                image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
+                targets[item.index].parent.mkdir(parents=True, exist_ok=True)
+                imageio.save_image(image, targets[item.index])
+                reporter.ok(str(item.path), str(targets[item.index]),
+                            edits={classifier.attributes[i]: a for i, a in edits.items()}, topk=topk)
+            except DiffeditError as err:
+                reporter.fail(str(item.path), str(err))
+            reporter.advance()
+    return reporter.summary("edited")
+
+
+# -- sampling --------------------------------------------------------------
+
+def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptions, reporter: Reporter,
+                  where: Sequence[str] = (), latent_steps: int = 100, max_tries: int = 50) -> int:
+    """Latent DDIM -> z_sem -> image DDIM; ``where`` keeps samples the classifier labels so (rejection sampling)."""
+    from .editing import resolve_attribute
+    from .sampling import sample_latents
+
+    latent = model.component("latent")
+    conditions = []
+    if where:
+        classifier = model.component("classifier")
+        conditions = [resolve_attribute(w, classifier.attributes) for w in where]
+    opts.validate(model, invert=False)
+    out_dir = Path(out or Path(DEFAULT_OUT) / "samples")
+    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
+        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
+    device, precision = opts.resolved()
+    reporter.start("sampling", n)
+    kept: List[torch.Tensor] = []
+    drawn = 0
+    gen = torch.Generator().manual_seed(opts.seed)
+    while len(kept) < n and drawn < n * max_tries:
+        batch = max(opts.batch_size, n - len(kept)) if conditions else min(opts.batch_size, n - len(kept))
+        z_T = torch.randn(batch, latent.config.num_channels, generator=gen)
+        drawn += batch
+        z = sample_latents(latent, z_T.to(latent.conds_mean.device), latent_steps).cpu()
+        if conditions:
+            with torch.no_grad():
+                logits = classifier(z.to(next(classifier.parameters()).device)).cpu()
+            ok = torch.ones(len(z), dtype=torch.bool)
+            for index, sign in conditions:
+                ok &= (logits[:, index] > 0) if sign > 0 else (logits[:, index] <= 0)
+            z = z[ok]
+        kept.extend(z[: n - len(kept)])
+    if len(kept) < n:
+        raise DiffeditError(f"only {len(kept)} of {drawn} latent samples satisfy --where {' '.join(where)}; "
+                            "the condition may be too rare for this model")
+    z = torch.stack(kept)
+    x_T = pipeline.random_x_T(range(n), model.image_size, opts.seed)
+    images = []
+    for chunk in batched(list(range(n)), opts.batch_size):
+        images.append(pipeline.decode(model.autoencoder, z[chunk[0]:chunk[-1] + 1], x_T[chunk[0]:chunk[-1] + 1],
+                                      opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+        reporter.advance(len(chunk))
+    images = torch.cat(images)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        imageio.save_image(images[k], out_dir / f"sample_{k:04d}.png")
+        reporter.ok("", str(out_dir / f"sample_{k:04d}.png"))
+    imageio.save_image(imageio.make_grid(images, ncol=min(8, n)), out_dir / "grid.png")
+    if conditions:
+        reporter.console.print(f"kept {n} of {drawn} latent samples satisfying {' and '.join(where)}")
+    return reporter.summary("samples")

@@ -52,8 +52,13 @@ def autocast(device: torch.device, precision: str):
 
 
 def prepare(autoencoder: DiffAEAutoencoder, device: torch.device) -> DiffAEAutoencoder:
-    """Move to ``device`` in eval mode; channels_last memory format for faster convolutions."""
-    return autoencoder.to(device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
+    """Move to ``device`` in eval mode, without gradients.
+
+    The default (contiguous) memory format is kept on purpose: with channels_last
+    the CPU convolution kernels round differently for different batch sizes,
+    which would make results depend on ``--batch-size``.
+    """
+    return autoencoder.to(device).eval().requires_grad_(False)
 
 
 def _schedule(autoencoder: DiffAEAutoencoder, steps: int) -> diffusion.DDIMSchedule:
@@ -76,7 +81,7 @@ def _model_fn(autoencoder: DiffAEAutoencoder, styles: Sequence[torch.Tensor], de
 
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
-            x = _pad_single(x).contiguous(memory_format=torch.channels_last)
+            x = _pad_single(x)
             return autoencoder(x, _pad_single(t), styles=styles).float()[:n]
     return fn
 
@@ -93,7 +98,7 @@ def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precis
     device = next(autoencoder.parameters()).device
     n = images.shape[0]
     with autocast(device, precision):
-        x = _pad_single(images.to(device)).contiguous(memory_format=torch.channels_last)
+        x = _pad_single(images.to(device))
         return autoencoder.encode(x).float()[:n]
 
 

@@ -20,6 +20,19 @@ def test_batched_equals_single(tiny_model, ref_tensors):
         assert (ri - rec[i:i + 1]).abs().max() <= 1e-5
 
 
+def test_uneven_batches_equal_one_batch(tiny_model, ref_tensors):
+    """The same 4 images as batches of 3 + 1 and of 2 + 2: identical codes and images."""
+    ae = tiny_model.autoencoder
+    x0 = ref_tensors["tiny_autoenc"]["x0"]
+    z = pipeline.encode_semantic(ae, x0)
+    x_T = pipeline.invert(ae, x0, z, steps=5)
+    for split in ([3, 1], [2, 2]):
+        parts = list(zip(x0.split(split), z.split(split)))
+        zs = torch.cat([pipeline.encode_semantic(ae, x) for x, _ in parts])
+        xs = torch.cat([pipeline.invert(ae, x, zz, steps=5) for x, zz in parts])
+        assert (zs - z).abs().max() <= 1e-5 and (xs - x_T).abs().max() <= 1e-5, split
+
+
 def test_random_xT_is_per_image():
     a = pipeline.random_x_T([0, 1, 2, 3], 16, seed=7)
     b = torch.cat([pipeline.random_x_T([i], 16, seed=7) for i in range(4)])

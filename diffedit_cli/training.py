@@ -1,0 +1,463 @@
+"""Training: the Diff-AE autoencoder, the latent DDIM and the attribute classifier.
+
+A training run folder is also a model folder: the trainers write the EMA
+weights as components (``autoencoder/``, ``latent/``, ``classifier/``) next to
+``model_index.json``, so ``--model RUN`` works at any time, and keep resumable
+state (raw weights, optimiser, step, RNG) in ``train_state/<component>.pt``
+(tensors and plain containers only: read back with ``weights_only=True``).
+
+Objectives (Diff-AE paper):
+* autoencoder (Table 5): L_simple = ||eps - eps_theta(x_t, t, Enc(x_0))||^2 with
+  t ~ U{0..T-1}, linear betas, Adam, EMA of the weights;
+* latent DDIM (Table 6): L1 loss on eps for normalised z_sem, constant beta
+  0.008, MLP with skips, AdamW;
+* classifier (appendix A.2): logistic regression per attribute on normalised z_sem.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import diffusion
+from .errors import DiffeditError, InputError
+from .models import INDEX_FILE, read_json, save_component, write_index
+from .networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
+from .networks.classifier import AttributeClassifier, ClassifierConfig
+from .networks.latent_mlp import LatentMLP, LatentMLPConfig
+
+# Scaled-down architectures (the official ones are in convert.PRESETS).
+AUTOENCODER_PRESETS: Dict[str, dict] = {
+    # ~4 M parameters; trains on a CPU
+    "toy64": dict(image_size=64, model_channels=32, channel_mult=(1, 2, 2, 2), num_res_blocks=1,
+                  attention_resolutions=(8,), embed_channels=256, enc_out_channels=256,
+                  enc_channel_mult=(1, 2, 2, 2, 2), enc_num_res_block=1, dropout=0.0),
+    # for tests: a few seconds per step on a CPU
+    "tiny32": dict(image_size=32, model_channels=32, channel_mult=(1, 1), num_res_blocks=1,
+                   attention_resolutions=(16,), embed_channels=64, enc_out_channels=32,
+                   enc_channel_mult=(1, 1, 1), enc_num_res_block=1, dropout=0.0),
+}
+LATENT_PRESETS: Dict[str, dict] = {
+    "toy": dict(num_hid_channels=512, num_layers=6, skip_layers=(1, 2, 3, 4, 5)),
+    "official": dict(num_hid_channels=2048, num_layers=10, skip_layers=tuple(range(1, 10))),
+}
+
+
+# -- data ------------------------------------------------------------------
+
+def load_image_folder(folder: Path, size: int, limit: Optional[int] = None, progress=None) -> torch.Tensor:
+    """All images of a folder (sorted, recursive) as uint8 (N, 3, size, size), preprocessed like ``load_image``."""
+    from .images import is_image_path, load_image
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+    if limit:
+        files = files[:limit]
+    if not files:
+        raise InputError(f"no training images found in '{folder}'")
+    out = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
+    for i, path in enumerate(files):
+        out[i] = ((load_image(path, size) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        if progress:
+            progress(i + 1, len(files))
+    return out
+
+
+def to_model_range(batch_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 in [-1, 1]."""
+    return batch_u8.float() / 127.5 - 1.0
+
+
+# -- distributed helpers ---------------------------------------------------
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> Dist:
+    """Join the process group when started by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+# -- state files -----------------------------------------------------------
+
+def save_train_state(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_train_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise DiffeditError(f"cannot resume from '{path}': {' '.join(str(err).split())[:160]}") from None
+
+
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _ensure_index(run: Path, name: str, component: str) -> None:
+    components = {component}
+    if (run / INDEX_FILE).is_file():
+        components |= set(read_json(run / INDEX_FILE, "model index").get("components", []))
+    write_index(run, name, components, {"trained_with": "diffedit train"})
+
+
+# -- autoencoder -----------------------------------------------------------
+
+@dataclass
+class AutoencoderTrainConfig:
+    data: str
+    run: str
+    preset: str = "toy64"
+    steps: int = 10000
+    batch_size: int = 32
+    lr: float = 1e-4
+    ema_decay: float = 0.999
+    warmup: int = 0
+    grad_clip: float = 1.0
+    save_every: int = 250
+    sample_every: int = 1000
+    seed: int = 0
+    precision: str = "auto"  # fp32 | bf16 | fp16 (autocast); auto: fp16 on CUDA, fp32 on CPU
+    device: str = "auto"
+    data_limit: Optional[int] = None
+
+
+StepLog = Callable[[dict], None]
+
+
+def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
+                      stop_after: Optional[int] = None) -> Path:
+    """Train (or resume) a Diff-AE autoencoder; returns the run folder.
+
+    ``log`` gets a dict per step (step, loss, images_per_s). ``stop_after``
+    ends this invocation after that many steps (chunked training on a CPU).
+    """
+    from .pipeline import pick_device
+
+    device = pick_device(cfg.device)
+    dist = init_distributed(device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
+    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+    run = Path(cfg.run)
+    state_path = run / "train_state" / "autoencoder.pt"
+    if state_path.exists() and not resume:
+        raise DiffeditError(f"'{run}' already holds a training run; pass --resume to continue it")
+    if resume and not state_path.exists():
+        raise DiffeditError(f"nothing to resume: '{state_path}' not found")
+    if cfg.preset not in AUTOENCODER_PRESETS:
+        raise DiffeditError(f"unknown preset '{cfg.preset}' (choose from {', '.join(AUTOENCODER_PRESETS)})")
+    state = load_train_state(state_path) if resume else None
+    if state is not None:
+        saved = state["config"]
+        cfg = AutoencoderTrainConfig(**{**saved, "steps": cfg.steps, "device": cfg.device, "save_every": cfg.save_every,
+                                        "sample_every": cfg.sample_every})
+    arch = AutoencoderConfig(**AUTOENCODER_PRESETS[cfg.preset])
+    torch.manual_seed(cfg.seed)
+    model = DiffAEAutoencoder(arch).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+    train_model: nn.Module = DenoiseStep(model)
+    if dist.world > 1:
+        train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    data = load_image_folder(Path(cfg.data), arch.image_size, cfg.data_limit)
+    betas = diffusion.make_betas(arch.beta_schedule, arch.diffusion_steps)
+    alphas_cumprod = torch.cumprod(1 - betas, 0).float().to(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
+    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+    per_rank = max(1, cfg.batch_size // dist.world)
+    fixed = to_model_range(data[:8]).to(device)  # sample-grid inputs
+    if dist.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+
+    def checkpoint():
+        in_sync = ranks_in_sync(model, dist)
+        if not dist.main:
+            return
+        save_train_state(state_path, {"config": asdict(cfg), "step": step, "model": model.state_dict(),
+                                      "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                                      "world_size": dist.world, "ranks_in_sync": in_sync})
+        save_component(ema, run / "autoencoder", "autoencoder",
+                       extra={"training": {"steps": step, "preset": cfg.preset, "data": str(cfg.data)}})
+        _ensure_index(run, run.name, "autoencoder")
+
+    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
+    model.train()
+    tick = time.perf_counter()
+    while step < end:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + dist.rank)
+        idx = torch.randint(0, len(data), (per_rank,), generator=gen)
+        x0 = to_model_range(data[idx]).to(device)
+        t = torch.randint(0, arch.diffusion_steps, (per_rank,), generator=gen).to(device)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            eps = train_model(x_t, t, x0)
+            loss = F.mse_loss(eps.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        update_ema(ema, model, cfg.ema_decay)
+        step += 1
+        now = time.perf_counter()
+        info = {"step": step, "steps": cfg.steps, "loss": loss.item(),
+                "images_per_s": per_rank * dist.world / max(now - tick, 1e-9)}
+        if log is not None and dist.main:
+            log(info)
+        if dist.main and (step % 10 == 0 or step == end):
+            with open(run / "train_log.jsonl", "a") as fh:
+                fh.write(json.dumps({**info, "time": time.time()}) + "\n")
+        tick = now
+        if step % cfg.save_every == 0 or step == end:
+            checkpoint()
+        if dist.main and cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
+            write_sample_grid(ema, fixed, run / "samples" / f"autoencoder_{step:07d}.png", device)
+    if step == 0:
+        checkpoint()
+    return run
+
+
+def ranks_in_sync(model: nn.Module, dist: Dist) -> bool:
+    """True when every process holds the same weights (checked through a parameter digest)."""
+    if dist.world == 1:
+        return True
+    import torch.distributed as tdist
+
+    digest = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().cpu().reshape(1)
+    gathered = [torch.zeros_like(digest) for _ in range(dist.world)]
+    tdist.all_gather(gathered, digest)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+class DenoiseStep(nn.Module):
+    """eps_theta(x_t, t, Enc(x_0)) in one forward, so DDP synchronises encoder and UNet gradients."""
+
+    def __init__(self, model: DiffAEAutoencoder):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        return self.model(x_t, t, z_sem=self.model.encode(x0))
+
+
+@torch.no_grad()
+def write_sample_grid(ema: DiffAEAutoencoder, x0: torch.Tensor, path: Path, device: torch.device, steps: int = 20) -> None:
+    """Row 1: inputs; row 2: decodes of their z_sem from fixed random x_T."""
+    from .images import make_grid, save_image
+    from .pipeline import decode, random_x_T
+
+    z = ema.encode(x0)
+    x_T = random_x_T(range(len(x0)), ema.config.image_size, seed=0).to(device)
+    rec = decode(ema, z, x_T, steps=steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(torch.cat([x0.cpu(), rec.cpu()]), ncol=len(x0)), path)
+
+
+# -- codes of a dataset ----------------------------------------------------
+
+@torch.inference_mode()
+def encode_dataset(autoencoder: DiffAEAutoencoder, data_u8: torch.Tensor, batch_size: int = 64,
+                   progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    """z_sem of every image: uint8 (N, 3, S, S) -> (N, D) float32 on the CPU."""
+    from .pipeline import encode_semantic
+
+    device = next(autoencoder.parameters()).device
+    out = []
+    for i in range(0, len(data_u8), batch_size):
+        out.append(encode_semantic(autoencoder, to_model_range(data_u8[i:i + batch_size]).to(device)).cpu())
+        if progress:
+            progress(min(i + batch_size, len(data_u8)), len(data_u8))
+    return torch.cat(out)
+
+
+def dataset_codes(run: Path, data: Path, image_size: int, autoencoder: DiffAEAutoencoder,
+                  progress=None) -> Tuple[torch.Tensor, List[str]]:
+    """z_sem of a training folder, cached in ``run/train_state/codes.pt`` (keyed by the autoencoder weights)."""
+    from .images import is_image_path
+    from .models import file_fingerprint
+
+    files = sorted(p for p in Path(data).rglob("*") if p.is_file() and is_image_path(p))
+    cache = run / "train_state" / "codes.pt"
+    key = file_fingerprint(run / "autoencoder" / "model.safetensors") if (run / "autoencoder" / "model.safetensors").exists() else ""
+    if cache.exists():
+        saved = load_train_state(cache)
+        if saved.get("key") == key and saved.get("files") == [str(f.relative_to(data)) for f in files]:
+            return saved["z_sem"], saved["files"]
+    z = encode_dataset(autoencoder, load_image_folder(data, image_size), progress=progress)
+    names = [str(f.relative_to(data)) for f in files]
+    save_train_state(cache, {"key": key, "files": names, "z_sem": z})
+    return z, names
+
+
+# -- latent DDIM -----------------------------------------------------------
+
+@dataclass
+class LatentTrainConfig:
+    run: str
+    data: str
+    preset: str = "toy"
+    steps: int = 20000
+    batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+
+
+def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
+    """Train the latent DDIM on normalised z_sem of ``data`` (codes from ``run``'s autoencoder)."""
+    from .models import load_component
+    from .pipeline import pick_device
+
+    device = pick_device(cfg.device)
+    run = Path(cfg.run)
+    ae = load_component(run / "autoencoder", "autoencoder", str(device))
+    z, _ = dataset_codes(run, Path(cfg.data), ae.config.image_size, ae)
+    if cfg.preset not in LATENT_PRESETS:
+        raise DiffeditError(f"unknown latent preset '{cfg.preset}' (choose from {', '.join(LATENT_PRESETS)})")
+    torch.manual_seed(cfg.seed)
+    net = LatentMLP(LatentMLPConfig(num_channels=z.shape[1], **LATENT_PRESETS[cfg.preset])).to(device)
+    net.conds_mean.copy_(z.mean(0, keepdim=True))
+    net.conds_std.copy_(z.std(0, keepdim=True).clamp_min(1e-6))
+    zn = net.normalize(z.to(device))
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    betas = diffusion.make_betas(net.config.beta_schedule, net.config.diffusion_steps)
+    alphas = torch.cumprod(1 - betas, 0).float().to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tick = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(0, len(zn), (cfg.batch_size,), generator=gen)
+        x0 = zn[idx.to(device)]
+        t = torch.randint(0, net.config.diffusion_steps, (cfg.batch_size,), generator=gen).to(device)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        a = alphas[t][:, None]
+        loss = F.l1_loss(net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        update_ema(ema, net, cfg.ema_decay)
+        if log is not None:
+            now = time.perf_counter()
+            log({"step": step, "steps": cfg.steps, "loss": loss.item(), "images_per_s": cfg.batch_size / max(now - tick, 1e-9)})
+            tick = now
+    save_component(ema, run / "latent", "latent", extra={"training": {**asdict(cfg), "codes": len(z)}})
+    _ensure_index(run, run.name, "latent")
+    return run
+
+
+# -- attribute classifier --------------------------------------------------
+
+@dataclass
+class ClassifierTrainConfig:
+    run: str
+    data: str
+    labels: str
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+
+
+def train_classifier(cfg: ClassifierTrainConfig, log: Optional[StepLog] = None) -> Dict[str, float]:
+    """Logistic regression per attribute on normalised z_sem; returns held-out accuracy per attribute.
+
+    ``labels`` is an attribute table in the CelebA annotation format; its file
+    names are matched to images of ``data`` by relative path or file name. The
+    last 10 % (by file order) is held out for the reported accuracy.
+    """
+    from .models import load_component
+    from .pipeline import pick_device
+    from .toyfaces import read_attr_table
+
+    device = pick_device(cfg.device)
+    run = Path(cfg.run)
+    ae = load_component(run / "autoencoder", "autoencoder", str(device))
+    z, files = dataset_codes(run, Path(cfg.data), ae.config.image_size, ae)
+    names, label_files, labels = read_attr_table(Path(cfg.labels))
+    row = {f: i for i, f in enumerate(label_files)}
+    row.update({Path(f).name: i for i, f in enumerate(label_files)})
+    keep = [(k, row[f] if f in row else row.get(Path(f).name)) for k, f in enumerate(files)]
+    keep = [(k, r) for k, r in keep if r is not None]
+    if not keep:
+        raise InputError(f"no image of '{cfg.data}' is listed in '{cfg.labels}'")
+    z = z[[k for k, _ in keep]].to(device)
+    y = torch.as_tensor(labels[[r for _, r in keep]], dtype=torch.float32, device=device)
+    n_val = max(1, len(z) // 10)
+    clf = AttributeClassifier(ClassifierConfig(num_features=z.shape[1], attributes=list(names))).to(device)
+    clf.conds_mean.copy_(z[:-n_val].mean(0, keepdim=True))
+    clf.conds_std.copy_(z[:-n_val].std(0, keepdim=True).clamp_min(1e-6))
+    opt = torch.optim.Adam(clf.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    z_train, y_train = z[:-n_val], y[:-n_val]
+    steps_per_epoch = max(1, len(z_train) // cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    step = 0
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(len(z_train), generator=gen).to(device)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            loss = F.binary_cross_entropy_with_logits(clf(z_train[idx]), y_train[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if log is not None:
+                log({"step": step, "steps": total, "loss": loss.item(), "images_per_s": 0.0})
+    with torch.no_grad():
+        acc = ((clf(z[-n_val:]) > 0).float() == y[-n_val:]).float().mean(0)
+    accuracy = {n: round(float(a), 4) for n, a in zip(names, acc)}
+    save_component(clf.eval(), run / "classifier", "classifier",
+                   extra={"training": {**asdict(cfg), "codes": len(z)}, "heldout_accuracy": accuracy})
+    _ensure_index(run, run.name, "classifier")
+    return accuracy
