@@ -246,27 +246,34 @@ def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, rep
     return z.cpu(), x_T
 
 
-def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions,
-                 reporter: Reporter) -> int:
-    """Encode images to latent files (z_sem + inverted x_T). Returns the exit code."""
-    opts.validate(model, decode=False)
-    items, errors = collect_inputs(specs, "images")
+def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str, file_suffixes: Iterable[str],
+              opts: "RunOptions", reporter: Reporter, what: str) -> List[Tuple[Item, Path]]:
+    """Inputs -> [(item, output path)], reporting bad inputs and outputs that exist (see ``_existing``)."""
+    items, errors = collect_inputs(specs, kinds)
     for spec, msg in errors:
         reporter.fail(spec, msg)
-    single = out_is_file(out, len(items), {".safetensors"})
+    single = out_is_file(out, len(items), file_suffixes)
     out_path = Path(out or DEFAULT_OUT)
     inputs = {i.path.resolve() for i in items}
-    reporter.start("encoding", len(items))
+    reporter.start(what, len(items))
     todo = []
     for item in items:
         try:
-            target = plan_output(item, out_path, single, ".safetensors", inputs)
+            target = plan_output(item, out_path, single, suffix, inputs)
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()
             continue
         if not _existing(target, opts, item, reporter):
             todo.append((item, target))
+    return todo
+
+
+def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions,
+                 reporter: Reporter) -> int:
+    """Encode images to latent files (z_sem + inverted x_T). Returns the exit code."""
+    opts.validate(model, decode=False)
+    todo = plan_jobs(specs, "images", out, ".safetensors", {".safetensors"}, opts, reporter, "encoding")
     for chunk in batched(todo, opts.batch_size):
         good, batch = _load_image_batch([c[0].path for c in chunk], model.image_size, reporter, [c[0] for c in chunk])
         if batch is None:
@@ -325,23 +332,7 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
                  random_xT: bool = False, ext: str = ".png") -> int:
     """Decode latent files (or images, encoded on the fly) to images."""
     opts.validate(model)
-    items, errors = collect_inputs(specs, "any")
-    for spec, msg in errors:
-        reporter.fail(spec, msg)
-    single = out_is_file(out, len(items), imageio.IMAGE_EXTENSIONS)
-    out_path = Path(out or DEFAULT_OUT)
-    inputs = {i.path.resolve() for i in items}
-    reporter.start("decoding", len(items))
-    todo = []
-    for item in items:
-        try:
-            target = plan_output(item, out_path, single, ext, inputs)
-        except DiffeditError as err:
-            reporter.fail(str(item.path), str(err))
-            reporter.advance()
-            continue
-        if not _existing(target, opts, item, reporter):
-            todo.append((item, target))
+    todo = plan_jobs(specs, "any", out, ext, imageio.IMAGE_EXTENSIONS, opts, reporter, "decoding")
     device, precision = opts.resolved()
     for chunk in batched(todo, opts.batch_size):
         targets = {c[0].index: c[1] for c in chunk}
@@ -444,23 +435,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
 
         attribute_direction(classifier, next(iter(edits)), topk)  # validates the range up front
     opts.validate(model)
-    items, errors = collect_inputs(specs, "any")
-    for spec, msg in errors:
-        reporter.fail(spec, msg)
-    single = out_is_file(out, len(items), imageio.IMAGE_EXTENSIONS)
-    out_path = Path(out or DEFAULT_OUT)
-    inputs = {i.path.resolve() for i in items}
-    reporter.start("editing", len(items))
-    todo = []
-    for item in items:
-        try:
-            target = plan_output(item, out_path, single, ".png", inputs)
-        except DiffeditError as err:
-            reporter.fail(str(item.path), str(err))
-            reporter.advance()
-            continue
-        if not _existing(target, opts, item, reporter):
-            todo.append((item, target))
+    todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing")
     device, precision = opts.resolved()
     for chunk in batched(todo, opts.batch_size):
         targets = {c[0].index: c[1] for c in chunk}

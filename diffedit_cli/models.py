@@ -275,8 +275,15 @@ class DiffAEModel:
         return module
 
 
+def _register_optional_components() -> None:
+    """Component kinds defined outside this module (imported lazily to keep start-up light)."""
+    if "oracle" not in COMPONENTS:
+        from . import oracle  # noqa: F401  (registers "oracle")
+
+
 def load_model(spec: Optional[str] = None, device: str = "cpu", components: Iterable[str] = ("latent", "classifier")) -> DiffAEModel:
     """Load the autoencoder of ``spec`` plus whichever optional ``components`` it has."""
+    _register_optional_components()
     location = resolve_model(spec)
     index = read_json(location.path / INDEX_FILE, f"model '{location.model_id}'")
     available = set(index.get("components", []))

@@ -97,9 +97,12 @@ class ResBlock(nn.Module):
     def project_style(self, z_sem: torch.Tensor) -> torch.Tensor:
         """z_sem (N, style_channels) -> per-channel AdaGN scale (N, out_channels).
 
-        Row by row, so an image's projection never depends on its batch-mates
-        (matrix kernels pick different blockings for different batch sizes).
+        In eval mode row by row, so an image's projection never depends on its
+        batch-mates (matrix kernels pick different blockings for different batch
+        sizes); in training mode as one matrix product.
         """
+        if self.training:
+            return self.cond_emb_layers(z_sem)
         return torch.cat([self.cond_emb_layers(row) for row in z_sem.split(1)])
 
     def forward(
