@@ -476,6 +476,33 @@ def eval_edit_cmd(
     typer.echo(json.dumps(rows) if json_out else format_table(rows))
 
 
+@eval_app.command("sample")
+def eval_sample_cmd(
+    data: Annotated[Path, typer.Argument(help="Generated face folder whose list_attr.txt gives the data frequencies.", show_default=False)],
+    model: ModelOpt = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 500,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Image decoding steps.")] = 20,
+    latent_steps: Annotated[int, typer.Option("--latent-steps", min=1, help="Latent DDIM steps.")] = 100,
+    seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    quiet: QuietOpt = False,
+):
+    """Attribute frequencies of unconditional samples (judged by the oracle) against the data's.
+
+    Example: diffedit eval sample data/toyfaces --n 500
+    """
+    from .evaluation import eval_sampling, format_table
+
+    _check_steps([steps], "--steps")
+    _check_steps([latent_steps], "--latent-steps")
+    loaded = _load(model, device, components=("classifier", "latent", "oracle"))
+    with _reporter(False, quiet) as rep:
+        rows = eval_sampling(loaded, data, n=n, steps=steps, latent_steps=latent_steps, seed=seed,
+                             batch_size=batch_size, precision=precision, progress=rep)
+    typer.echo(json.dumps(rows) if json_out else format_table(rows))
+
+
 @app.command("models")
 def list_models():
     """List the models shipped with diffedit (usable offline by name with --model)."""

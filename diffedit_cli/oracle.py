@@ -112,6 +112,26 @@ def evaluate_oracle(oracle: AttributeOracle, n: int = 500, seed: int = 999) -> D
     return accuracy(oracle, images, labels)
 
 
+def degrade(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Training augmentation: half the batch Gaussian-blurred (sigma 0.3-1.2 px), half with noise (sigma <= 0.06).
+
+    Decoded images are softer and noisier than rendered ones; the oracle must judge them the same.
+    images: (N, 3, S, S) in [-1, 1] -> same shape.
+    """
+    from torchvision.transforms.functional import gaussian_blur
+
+    out = images.clone()
+    blur = torch.rand(len(images), generator=generator) < 0.5
+    if blur.any():
+        sigma = 0.3 + 0.9 * torch.rand(1, generator=generator).item()
+        out[blur] = gaussian_blur(out[blur], kernel_size=5, sigma=sigma)
+    noisy = torch.rand(len(images), generator=generator) < 0.5
+    if noisy.any():
+        scale = 0.06 * torch.rand(1, generator=generator).item()
+        out[noisy] = out[noisy] + scale * 2 * torch.randn(out[noisy].shape, generator=generator)
+    return out.clamp(-1, 1)
+
+
 def train_oracle(run: Path, n_train: int = 20000, n_val: int = 2000, seed: int = 1234, epochs: int = 10,
                  batch_size: int = 64, lr: float = 2e-3, config: Optional[OracleConfig] = None,
                  log: Optional[Callable[[dict], None]] = None) -> Dict[str, float]:
@@ -119,7 +139,7 @@ def train_oracle(run: Path, n_train: int = 20000, n_val: int = 2000, seed: int =
 
     Training faces are ``face_seed(seed, i)``, validation faces ``face_seed(seed + 1, i)``; images are
     rendered once and kept in memory as uint8. Loss: BCE with logits, Adam with a cosine learning-rate decay,
-    random horizontal flips (every attribute is symmetric). ``log`` gets one dict per epoch (epoch, epochs,
+    random horizontal flips (every attribute is symmetric) and :func:`degrade` (blur / noise). ``log`` gets one dict per epoch (epoch, epochs,
     loss, val_accuracy_min, seconds). Returns ``{attribute: accuracy}`` on the validation faces.
     """
     run = Path(run)
@@ -128,6 +148,7 @@ def train_oracle(run: Path, n_train: int = 20000, n_val: int = 2000, seed: int =
     train_images, train_labels = render_faces(seed, n_train, cfg.image_size, cfg.attributes)
     val_images, val_labels = render_faces(seed + 1, n_val, cfg.image_size, cfg.attributes)
     torch.manual_seed(seed)
+    augment_gen = torch.Generator().manual_seed(seed)
     oracle = AttributeOracle(cfg)
     opt = torch.optim.Adam(oracle.parameters(), lr=lr)
     steps_per_epoch = -(-n_train // batch_size)
@@ -142,6 +163,7 @@ def train_oracle(run: Path, n_train: int = 20000, n_val: int = 2000, seed: int =
             images = to_model_range(train_images[idx])
             flip = torch.rand(len(idx)) < 0.5
             images[flip] = images[flip].flip(-1)
+            images = degrade(images, augment_gen)
             loss = F.binary_cross_entropy_with_logits(oracle(images), train_labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -154,7 +176,7 @@ def train_oracle(run: Path, n_train: int = 20000, n_val: int = 2000, seed: int =
                  "val_accuracy_min": min(val_accuracy.values()), "seconds": time.perf_counter() - start_time})
     oracle.eval()
     training = {"n_train": n_train, "n_val": n_val, "train_seed": seed, "val_seed": seed + 1, "epochs": epochs,
-                "batch_size": batch_size, "lr": lr, "seconds": round(time.perf_counter() - start_time, 1)}
+                "batch_size": batch_size, "lr": lr, "augmentation": "flip, blur sigma 0.3-1.2, noise sigma <= 0.06", "seconds": round(time.perf_counter() - start_time, 1)}
     models.save_component(oracle, run / COMPONENT, COMPONENT,
                           extra={"training": training, "val_accuracy": val_accuracy})
     _ensure_index(run, run.name, COMPONENT)

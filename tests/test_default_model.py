@@ -92,6 +92,10 @@ def test_eval_commands_run(tmp_path, capsys):
                  "--alphas", "0.5", "--quiet", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows[-1]["attribute"] == "mean" and 0 <= rows[-1]["flip@0.5"] <= 1
+    assert main(["eval", "sample", str(tmp_path / "held"), "--n", "3", "--steps", "5", "--latent-steps", "5",
+                 "--quiet", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[-1]["attribute"] == "max" and all(0 <= r["samples"] <= 1 for r in rows[:-1])
 
 
 def test_wheel_ships_the_weights(tmp_path):

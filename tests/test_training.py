@@ -74,6 +74,15 @@ def test_cli_trains_all_components_and_edits(faces, tmp_path, capsys):
     assert (tmp_path / "s" / "grid.png").is_file()
 
 
+def test_data_command_writes_a_dataset(tmp_path, capsys):
+    out = tmp_path / "toy"
+    assert main(["data", "toyfaces", "--n", "3", "--size", "32", "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert (out / "list_attr.txt").read_text().splitlines()[0] == "3"
+    assert main(["data", "toyfaces", "--n", "3", "--out", str(out), "--quiet"]) == 2  # never overwritten
+    assert "error:" in capsys.readouterr().err
+
+
 def test_ddp_two_cpu_processes(faces, tmp_path):
     """torchrun with 2 processes over gloo; every rank holds identical weights afterwards."""
     run = tmp_path / "ddp"
