@@ -49,6 +49,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per o
 SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume an interrupted run).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+# -- HDAE (issue 4): resolution levels of the semantic code --------------------------------------------
+LevelsOpt = Annotated[Optional[str], typer.Option(
+    "--levels", help="Resolution levels, 1 = finest ... L = coarsest (UNet levels; L = len(channel_mult)): "
+    "e.g. 3-4, 1,3 or all. On plain Diff-AE models the levels select UNet blocks (our extension).",
+    show_default=False)]
 
 
 def _opts(device, precision, batch_size, seed, steps=100, inv_steps=250, skip_existing=False, overwrite=False):
@@ -131,20 +136,25 @@ def interpolate(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/interp_A_B).", show_default=False)] = None,
     model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
-    json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    json_lines: JsonOpt = False, quiet: QuietOpt = False, levels: LevelsOpt = None,
 ):
     """Interpolate between two faces: lerp z_sem, slerp x_T.
 
     Writes frame_000.png ..., grid.png (all frames in a row) and interpolation.gif.
+    With --levels only those resolution levels move from A to B (x_T stays A's).
 
-    Example: diffedit interpolate a.png b.png --frames 10 --out interp/
+    Examples:
+
+      diffedit interpolate a.png b.png --frames 10 --out interp/
+
+      diffedit interpolate a.png b.png --levels 4-5 --model runs/hdae-u
     """
     from .jobs import interpolate_pair
 
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
         code = interpolate_pair(loaded, a, b, out, frames, _opts(device, precision, batch_size, 0, steps, inv_steps,
-                                                                  overwrite=overwrite), rep)
+                                                                  overwrite=overwrite), rep, levels=levels)
     raise typer.Exit(code)
 
 
@@ -160,8 +170,12 @@ def edit(
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    levels: LevelsOpt = None,
 ):
     """Edit attributes by moving z_sem along linear-classifier directions (x_T from DDIM inversion).
+
+    HDAE models: directions span all levels, --topk ranks the whole code, --levels restricts the edit to
+    some levels (direction zeroed elsewhere and renormalised).
 
     Examples:
 
@@ -170,6 +184,8 @@ def edit(
       diffedit edit faces/ --attr Smiling=0.3 --attr No_Beard=0.2 --topk 64 --out edited/
 
       diffedit edit face.png --attr Male --alpha-sweep -0.5:0.5:5 --compare
+
+      diffedit edit face.png --attr Smiling --levels 1-2 --topk 32 --model runs/hdae-u
     """
     from .jobs import edit_files
 
@@ -182,7 +198,7 @@ def edit(
         raise DiffeditError("no inputs given (see 'diffedit edit --help')")
     with _reporter(json_lines, quiet) as rep:
         code = edit_files(loaded, inputs, out, _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing,
-                                                      overwrite), rep, attr or [], alpha, topk, alpha_sweep, compare)
+                                                      overwrite), rep, attr or [], alpha, topk, alpha_sweep, compare, levels)
     raise typer.Exit(code)
 
 
@@ -209,6 +225,39 @@ def sample(
     with _reporter(json_lines, quiet) as rep:
         code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, overwrite=overwrite), rep,
                              where or [], latent_steps)
+    raise typer.Exit(code)
+
+
+# -- HDAE (issue 4): style mixing ------------------------------------------------------------------------
+@app.command("style-mix")
+def style_mix_cmd(
+    a: Annotated[str, typer.Argument(help="A: image or latent file, folder or glob (codes kept).", show_default=False)],
+    b: Annotated[str, typer.Argument(help="B: image or latent file, folder or glob (levels taken from it).", show_default=False)],
+    levels: Annotated[str, typer.Option("--levels", help="Levels taken from B, 1 = finest ... L = coarsest: e.g. 3-4, 1,3.", show_default=False)],
+    random_xt: Annotated[bool, typer.Option("--random-xt", help="Draw x_T from --seed instead of inverting A.")] = False,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/stylemix_A_B).", show_default=False)] = None,
+    model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
+    batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Style mixing: A's semantic code with the chosen resolution levels taken from B.
+
+    x_T is A's (DDIM inversion, or stored in A's latent file) unless --random-xt. With several A and B
+    (folders, globs) every pair is mixed and grid.png is a StyleGAN-style grid (B across the top, A down the
+    left). On plain Diff-AE models the UNet blocks of the chosen levels get B's code (our extension).
+
+    Examples:
+
+      diffedit style-mix a.png b.png --levels 3-4 --model runs/hdae-u
+
+      diffedit style-mix rows/ cols/ --levels 1-2 --random-xt --seed 3 --out mix/
+    """
+    from .stylemix import style_mix
+
+    loaded = _load(model, device, components=())
+    with _reporter(json_lines, quiet) as rep:
+        code = style_mix(loaded, [a], [b], levels, out, _opts(device, precision, batch_size, seed, steps, inv_steps,
+                                                               overwrite=overwrite), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -292,6 +341,7 @@ def train_autoencoder_cmd(
     data: Annotated[Path, typer.Option("--data", help="Folder of training images (e.g. from 'diffedit data toyfaces').", show_default=False)],
     run: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, samples, train_log.jsonl; also a model folder for --model.", show_default=False)],
     preset: Annotated[str, typer.Option("--preset", help="Architecture: toy64 (~3M params, CPU-trainable) or tiny32 (tests).")] = "toy64",
+    arch: Annotated[str, typer.Option("--arch", help="diffae, hdae-e (HDAE(E): level codes from the encoder, whole code to every block) or hdae-u (HDAE(U): U-shaped encoder, level l's code to UNet level l).")] = "diffae",
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 10000,
     batch_size: BatchOpt = 32,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-4).")] = 1e-4,
@@ -303,19 +353,25 @@ def train_autoencoder_cmd(
     seed: SeedOpt = 0, device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16 autocast.")] = "auto",
     data_limit: Annotated[Optional[int], typer.Option("--data-limit", help="Use only the first N images.", show_default=False)] = None,
+    keep_every: Annotated[int, typer.Option("--keep-every", min=0, help="Also keep an EMA snapshot every N steps in snapshots/ (for 'eval curve'); 0: never.")] = 0,
     quiet: QuietOpt = False,
 ):
     """Train a Diff-AE autoencoder (L_simple, Adam, EMA; paper Table 5, scaled down).
 
     Multi-process data parallel: torchrun --nproc_per_node 2 -m diffedit_cli train autoencoder ...
 
-    Example: diffedit train autoencoder --data data/toyfaces/images --out runs/toy --steps 6000 --precision bf16
+    Examples:
+
+      diffedit train autoencoder --data data/toyfaces/images --out runs/toy --steps 6000 --precision bf16
+
+      diffedit train autoencoder --arch hdae-u --data data/toyfaces/images --out runs/hdae-u --steps 6000
     """
     from .training import AutoencoderTrainConfig, train_autoencoder
 
-    cfg = AutoencoderTrainConfig(data=str(data), run=str(run), preset=preset, steps=steps, batch_size=batch_size, lr=lr,
+    cfg = AutoencoderTrainConfig(data=str(data), run=str(run), preset=preset, arch=arch, steps=steps, batch_size=batch_size, lr=lr,
                                  ema_decay=ema_decay, save_every=save_every, sample_every=sample_every, seed=seed,
-                                 precision=precision, device=device, data_limit=data_limit)
+                                 precision=precision, device=device, data_limit=data_limit,
+                                 keep_every=keep_every)
     progress, log = _train_progress(steps, quiet or int(os.environ.get("RANK", "0")) != 0, "autoencoder")
     with progress:
         train_autoencoder(cfg, resume=resume, log=log, stop_after=chunk)

@@ -9,6 +9,12 @@ Official formula (Diff-AE ``manipulate.ipynb`` / ``predict.py``)::
 with D the width of z_sem (the official code writes sqrt(512)). HDAE truncated
 editing keeps only the ``topk`` largest-magnitude coordinates of the
 normalised direction and renormalises it before applying.
+
+Hierarchical (HDAE) codes: the classifier and its direction span all levels
+(L*D values) and ``topk`` ranks coordinates over the whole code. A ``mask``
+(bool (L*D,), from :func:`diffedit_cli.hierarchy.level_mask`) restricts the
+direction to some levels: it is zeroed elsewhere and renormalised (before
+``topk``), so a step of ``alpha`` has the same length whatever the levels.
 """
 
 from __future__ import annotations
@@ -41,12 +47,20 @@ def resolve_attribute(name: str, attributes: Sequence[str]) -> Tuple[int, float]
     raise InputError(f"unknown attribute '{name}'{hint}")
 
 
-def attribute_direction(classifier: AttributeClassifier, index: int, topk: Optional[int] = None) -> torch.Tensor:
-    """Unit direction (D,) in normalised z_sem space; ``topk`` keeps the K largest |coordinates|."""
+def attribute_direction(classifier: AttributeClassifier, index: int, topk: Optional[int] = None,
+                        mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Unit direction (D,) in normalised z_sem space; ``mask`` (bool (D,)) keeps only those coordinates,
+    ``topk`` then keeps the K largest |coordinates|."""
     direction = F.normalize(classifier.linear.weight[index][None].float(), dim=1)[0]
+    available = direction.numel()
+    if mask is not None:
+        mask = mask.to(direction.device)
+        available = int(mask.sum())
+        direction = F.normalize((direction * mask)[None], dim=1)[0]
     if topk is not None:
-        if not 1 <= topk <= direction.numel():
-            raise InputError(f"--topk must be in 1..{direction.numel()}, got {topk}")
+        if not 1 <= topk <= available:
+            raise InputError(f"--topk must be in 1..{available}" + (" (the chosen levels' coordinates)" if mask is not None else "")
+                             + f", got {topk}")
         keep = direction.abs().topk(topk).indices
         truncated = torch.zeros_like(direction)
         truncated[keep] = direction[keep]
@@ -55,12 +69,15 @@ def attribute_direction(classifier: AttributeClassifier, index: int, topk: Optio
 
 
 def edit_z_sem(z_sem: torch.Tensor, classifier: AttributeClassifier, edits: Dict[int, float],
-               topk: Optional[int] = None) -> torch.Tensor:
-    """Move z_sem (N, D) by ``alpha * sqrt(D) * direction`` per {attribute index: alpha}; returns (N, D)."""
+               topk: Optional[int] = None, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Move z_sem (N, D) by ``alpha * sqrt(D) * direction`` per {attribute index: alpha}; returns (N, D).
+
+    ``mask``: restrict the directions to some coordinates (HDAE levels), see :func:`attribute_direction`.
+    """
     z = classifier.normalize(z_sem.float())
     scale = z.shape[-1] ** 0.5
     for index, alpha in edits.items():
-        z = z + alpha * scale * attribute_direction(classifier, index, topk).to(z.device)
+        z = z + alpha * scale * attribute_direction(classifier, index, topk, mask).to(z.device)
     return classifier.denormalize(z)
 
 
@@ -76,3 +93,20 @@ def parse_edits(specs: Sequence[str], default_alpha: float, attributes: Sequence
         index, sign = resolve_attribute(name, attributes)
         edits[index] = edits.get(index, 0.0) + sign * alpha
     return edits
+
+
+def level_edit_route(autoencoder, levels: Optional[Sequence[int]]):
+    """How ``--levels`` (0-based list or None) restricts an edit: ``(mask, block_levels)``.
+
+    HDAE models: ``mask`` (bool (L*D,)) restricts the direction to those levels' coordinates and
+    ``block_levels`` is None (decode the edited code normally). Plain Diff-AE models: ``mask`` is None and
+    ``block_levels`` = ``levels``: the edited code drives only the UNet blocks of those levels
+    (:func:`diffedit_cli.pipeline.decode_levels`; our extension).
+    """
+    from .hierarchy import is_hierarchical, level_mask
+
+    if levels is None:
+        return None, None
+    if is_hierarchical(autoencoder):
+        return level_mask(autoencoder, levels), None
+    return None, list(levels)

@@ -355,10 +355,17 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
 
 
 def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], frames: int, opts: RunOptions,
-                     reporter: Reporter, gif_ms: int = 120) -> int:
-    """Interpolate two images / latent files: lerp z_sem, slerp x_T; frames + grid + GIF."""
+                     reporter: Reporter, gif_ms: int = 120, levels: Optional[str] = None) -> int:
+    """Interpolate two images / latent files: lerp z_sem, slerp x_T; frames + grid + GIF.
+
+    ``levels`` (``--levels`` text, e.g. ``"3-4"``): only those levels move from A to B, the others keep A's
+    code, and x_T stays A's (see :func:`diffedit_cli.pipeline.decode_levels`).
+    """
+    from .hierarchy import num_levels, parse_levels
+
     if frames < 2:
         raise InputError("--frames must be at least 2")
+    level_list = parse_levels(levels, num_levels(model.autoencoder))
     opts.validate(model)
     items, errors = collect_inputs([a, b], "any")
     if errors:
@@ -375,11 +382,13 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
     device, precision = opts.resolved()
     w = torch.linspace(0, 1, frames)
     zs = pipeline.lerp(z[0], z[1], w)
-    xs = pipeline.slerp(x_T[0], x_T[1], w)
+    xs = pipeline.slerp(x_T[0], x_T[1], w) if level_list is None else x_T[:1].repeat(frames, 1, 1, 1)
+    z_base = z[:1].repeat(frames, 1)
     imgs = []
     for chunk in batched(list(range(frames)), opts.batch_size):
-        imgs.append(pipeline.decode(model.autoencoder, zs[chunk[0]:chunk[-1] + 1], xs[chunk[0]:chunk[-1] + 1],
-                                    opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+        part = slice(chunk[0], chunk[-1] + 1)
+        imgs.append(pipeline.decode_levels(model.autoencoder, z_base[part], zs[part], level_list, xs[part],
+                                           opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
         reporter.advance(len(chunk))
     imgs = torch.cat(imgs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -415,13 +424,16 @@ def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
 
 def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
                attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None, sweep: Optional[str] = None,
-               compare: bool = False) -> int:
+               compare: bool = False, levels: Optional[str] = None) -> int:
     """Edit images / latent files along classifier directions; one output image per input.
 
     With ``sweep`` the output is a row of decodes at each alpha of the (single)
-    attribute; with ``compare`` the (resized) input is put on the left.
+    attribute; with ``compare`` the (resized) input is put on the left. ``levels``
+    (``--levels`` text) restricts the edit to those resolution levels
+    (:func:`diffedit_cli.editing.level_edit_route`).
     """
-    from .editing import edit_z_sem, parse_edits
+    from .editing import edit_z_sem, level_edit_route, parse_edits
+    from .hierarchy import num_levels, parse_levels
 
     classifier = model.component("classifier")
     if not attrs:
@@ -430,10 +442,11 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
     alphas = parse_sweep(sweep) if sweep else None
     if alphas is not None and len(edits) != 1:
         raise InputError("--alpha-sweep takes exactly one --attr")
+    mask, route = level_edit_route(model.autoencoder, parse_levels(levels, num_levels(model.autoencoder)))
     if topk is not None:
         from .editing import attribute_direction
 
-        attribute_direction(classifier, next(iter(edits)), topk)  # validates the range up front
+        attribute_direction(classifier, next(iter(edits)), topk, mask)  # validates the range up front
     opts.validate(model)
     todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing")
     device, precision = opts.resolved()
@@ -444,16 +457,17 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
             continue
         device_cls = next(classifier.parameters()).device
         if alphas is None:
-            z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk).cpu()
-            outs = pipeline.decode(model.autoencoder, z_edit, x_T, opts.steps, precision,
-                                   reporter.steps(f"decoding ({opts.steps} steps)")).cpu()[:, None]
+            z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk, mask).cpu()
+            outs = pipeline.decode_levels(model.autoencoder, z, z_edit, route, x_T, opts.steps, precision,
+                                          reporter.steps(f"decoding ({opts.steps} steps)")).cpu()[:, None]
         else:
             (index, sign), = edits.items()
             sign = 1.0 if sign >= 0 else -1.0
-            z_all = torch.cat([edit_z_sem(z.to(device_cls), classifier, {index: sign * a}, topk).cpu() for a in alphas])
+            z_all = torch.cat([edit_z_sem(z.to(device_cls), classifier, {index: sign * a}, topk, mask).cpu()
+                               for a in alphas])
             x_all = x_T.repeat(len(alphas), 1, 1, 1)
-            dec = pipeline.decode(model.autoencoder, z_all, x_all, opts.steps, precision,
-                                  reporter.steps(f"decoding sweep ({opts.steps} steps)")).cpu()
+            dec = pipeline.decode_levels(model.autoencoder, z.repeat(len(alphas), 1), z_all, route, x_all, opts.steps,
+                                         precision, reporter.steps(f"decoding sweep ({opts.steps} steps)")).cpu()
             outs = dec.reshape(len(alphas), len(good), *dec.shape[1:]).transpose(0, 1)
         for k, item in enumerate(good):
             try:
@@ -467,7 +481,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                 targets[item.index].parent.mkdir(parents=True, exist_ok=True)
                 imageio.save_image(image, targets[item.index])
                 reporter.ok(str(item.path), str(targets[item.index]),
-                            edits={classifier.attributes[i]: a for i, a in edits.items()}, topk=topk)
+                            edits={classifier.attributes[i]: a for i, a in edits.items()}, topk=topk, levels=levels)
             except DiffeditError as err:
                 reporter.fail(str(item.path), str(err))
             reporter.advance()

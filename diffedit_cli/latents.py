@@ -1,6 +1,7 @@
 """Latent files: one ``.safetensors`` per image holding z_sem, x_T and metadata.
 
-Tensors: ``z_sem`` (D,) float32 and, when inverted, ``x_T`` (3, S, S) float32.
+Tensors: ``z_sem`` (D,) float32 (for HDAE models the whole hierarchical code, (L*D,), finest level first,
+layout in the ``code_layout`` metadata JSON: arch, levels, level_channels) and, when inverted, ``x_T`` (3, S, S) float32.
 Metadata (all strings in the safetensors header): ``diffedit_latent`` (format
 version), ``model_id``, ``model_revision``, ``model_fingerprint`` (sha256 prefix
 of the autoencoder weights), ``inv_steps``, ``image_size``, ``source``,
@@ -49,6 +50,9 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
         "source": source,
         "preprocessing": preprocessing,
     }
+    from .hierarchy import level_layout
+
+    meta["code_layout"] = json.dumps(level_layout(model.autoencoder), sort_keys=True)
     if extra:
         meta["extra"] = json.dumps(extra, sort_keys=True)
     return meta

@@ -31,6 +31,7 @@ from torch import nn
 from .errors import ModelError
 from .networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from .networks.classifier import AttributeClassifier, ClassifierConfig
+from .networks.hdae import AnyAutoencoderConfig, build_autoencoder
 from .networks.latent_mlp import LatentMLP, LatentMLPConfig
 
 FORMAT_VERSION = 1
@@ -39,9 +40,10 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL = "toyfaces"
 
-# component name -> (module class, config class)
+# component name -> (module class or factory, config class with from_dict)
+# "autoencoder": the config's "arch" field (absent = "diffae") picks Diff-AE or HDAE(E)/HDAE(U) (networks/hdae.py)
 COMPONENTS: Dict[str, Tuple[type, type]] = {
-    "autoencoder": (DiffAEAutoencoder, AutoencoderConfig),
+    "autoencoder": (build_autoencoder, AnyAutoencoderConfig),
     "latent": (LatentMLP, LatentMLPConfig),
     "classifier": (AttributeClassifier, ClassifierConfig),
 }

@@ -124,6 +124,27 @@ def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tenso
     return diffusion.ddim_sample(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
 
 
+# -- decoding with per-level codes (HDAE levels, style mixing; see hierarchy.py) ---------------------------
+
+@torch.inference_mode()
+def decode_levels(autoencoder: DiffAEAutoencoder, z_base: torch.Tensor, z_other: torch.Tensor,
+                  levels: Optional[Sequence[int]], x_T: torch.Tensor, steps: int = 100, precision: str = "fp32",
+                  progress: StepProgress = None) -> torch.Tensor:
+    """DDIM decode where the blocks of ``levels`` (0-based) follow ``z_other`` and the rest ``z_base``.
+
+    z_base, z_other (N, D); x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1]. ``levels`` None: all
+    levels follow ``z_other`` (the same as :func:`decode` of ``z_other``). HDAE codes mix their level
+    slices; plain Diff-AE codes mix per-block projections (:func:`hierarchy.level_styles`).
+    """
+    from .hierarchy import level_styles
+
+    device = next(autoencoder.parameters()).device
+    with autocast(device, precision):
+        styles = level_styles(autoencoder, z_base.to(device), z_other.to(device), levels)
+    fn = _model_fn(autoencoder, styles, device, precision)
+    return diffusion.ddim_sample(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+
+
 def random_x_T(indices: Sequence[int], image_size: int, seed: int, channels: int = 3) -> torch.Tensor:
     """One Gaussian x_T per image, drawn from ``seed + index`` so batching never changes it: (N, C, S, S)."""
     out = []

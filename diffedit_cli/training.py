@@ -34,6 +34,7 @@ from .errors import DiffeditError, InputError
 from .models import INDEX_FILE, read_json, save_component, write_index
 from .networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from .networks.classifier import AttributeClassifier, ClassifierConfig
+from .networks.hdae import autoencoder_config, build_autoencoder
 from .networks.latent_mlp import LatentMLP, LatentMLPConfig
 
 # Scaled-down architectures (the official ones are in convert.PRESETS).
@@ -47,6 +48,24 @@ AUTOENCODER_PRESETS: Dict[str, dict] = {
                    attention_resolutions=(16,), embed_channels=64, enc_out_channels=32,
                    enc_channel_mult=(1, 1, 1), enc_num_res_block=1, dropout=0.0),
 }
+SNAPSHOT_DIR = "snapshots"  # EMA autoencoder snapshots (--keep-every): snapshots/autoencoder_<step>/ component folders
+
+
+def autoencoder_arch(preset: str, arch: str = "diffae") -> AutoencoderConfig:
+    """The architecture of ``preset`` as ``arch`` (diffae | hdae-e | hdae-u).
+
+    HDAE uses the preset's fields unchanged: UNet, encoder, per-level code width = the preset's
+    ``enc_out_channels`` (toy64: 4 levels x 256 = 1024-d code), U-encoder up path with the encoder's
+    multipliers, so ``--preset toy64 --arch hdae-u`` is the same budget (steps, batch, lr) as toy64 Diff-AE.
+    """
+    if preset not in AUTOENCODER_PRESETS:
+        raise DiffeditError(f"unknown preset '{preset}' (choose from {', '.join(AUTOENCODER_PRESETS)})")
+    try:
+        return autoencoder_config(arch, **AUTOENCODER_PRESETS[preset])
+    except ValueError as err:
+        raise DiffeditError(f"--arch: {err}") from None
+
+
 LATENT_PRESETS: Dict[str, dict] = {
     "toy": dict(num_hid_channels=512, num_layers=6, skip_layers=(1, 2, 3, 4, 5)),
     "official": dict(num_hid_channels=2048, num_layers=10, skip_layers=tuple(range(1, 10))),
@@ -140,6 +159,7 @@ class AutoencoderTrainConfig:
     data: str
     run: str
     preset: str = "toy64"
+    arch: str = "diffae"  # diffae | hdae-e | hdae-u (networks/hdae.py), same preset fields
     steps: int = 10000
     batch_size: int = 32
     lr: float = 1e-4
@@ -152,6 +172,7 @@ class AutoencoderTrainConfig:
     precision: str = "auto"  # fp32 | bf16 | fp16 (autocast); auto: fp16 on CUDA, fp32 on CPU
     device: str = "auto"
     data_limit: Optional[int] = None
+    keep_every: int = 0  # also keep an EMA snapshot every N steps in snapshots/ (training curves); 0: never
 
 
 StepLog = Callable[[dict], None]
@@ -183,10 +204,10 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     if state is not None:
         saved = state["config"]
         cfg = AutoencoderTrainConfig(**{**saved, "steps": cfg.steps, "device": cfg.device, "save_every": cfg.save_every,
-                                        "sample_every": cfg.sample_every})
-    arch = AutoencoderConfig(**AUTOENCODER_PRESETS[cfg.preset])
+                                        "sample_every": cfg.sample_every, "keep_every": cfg.keep_every})
+    arch = autoencoder_arch(cfg.preset, cfg.arch)
     torch.manual_seed(cfg.seed)
-    model = DiffAEAutoencoder(arch).to(device)
+    model = build_autoencoder(arch).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
@@ -217,8 +238,11 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
                                       "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                                       "world_size": dist.world, "ranks_in_sync": in_sync})
         save_component(ema, run / "autoencoder", "autoencoder",
-                       extra={"training": {"steps": step, "preset": cfg.preset, "data": str(cfg.data)}})
+                       extra={"training": {"steps": step, "preset": cfg.preset, "arch": cfg.arch, "data": str(cfg.data)}})
         _ensure_index(run, run.name, "autoencoder")
+        if cfg.keep_every and step and step % cfg.keep_every == 0:
+            save_component(ema, run / SNAPSHOT_DIR / f"autoencoder_{step:07d}", "autoencoder",
+                           extra={"training": {"steps": step, "preset": cfg.preset, "arch": cfg.arch}})
 
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     model.train()
@@ -255,7 +279,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
             with open(run / "train_log.jsonl", "a") as fh:
                 fh.write(json.dumps({**info, "time": time.time()}) + "\n")
         tick = now
-        if step % cfg.save_every == 0 or step == end:
+        if step % cfg.save_every == 0 or step == end or (cfg.keep_every and step % cfg.keep_every == 0):
             checkpoint()
         if dist.main and cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
             write_sample_grid(ema, fixed, run / "samples" / f"autoencoder_{step:07d}.png", device)
