@@ -515,20 +515,27 @@ def eval_edit_cmd(
     batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
-    quiet: QuietOpt = False,
+    quiet: QuietOpt = False, levels: LevelsOpt = None,
 ):
     """Editing quality per attribute: oracle flip rate, attribute dependency, MSE outside the edited parts.
 
-    Example: diffedit eval edit heldout --n 100 --topk 64
+    Examples:
+
+      diffedit eval edit heldout --n 100 --topk 64
+
+      diffedit eval edit heldout --model runs/hdae-u --levels 1-2
     """
     from .evaluation import eval_editing, format_table
+    from .hierarchy import num_levels, parse_levels
 
     _check_steps([steps], "--steps")
     _check_steps([inv_steps], "--inv-steps")
     loaded = _load(model, device, components=("classifier", "latent", "oracle"))
+    level_list = parse_levels(levels, num_levels(loaded.autoencoder))
     with _reporter(False, quiet) as rep:
         rows = eval_editing(loaded, data, n=n, alphas=_float_list(alphas, "--alphas"), topk=topk, steps=steps,
-                            inv_steps=inv_steps, batch_size=batch_size, precision=precision, progress=rep)
+                            inv_steps=inv_steps, batch_size=batch_size, precision=precision, progress=rep,
+                            levels=level_list)
     typer.echo(json.dumps(rows) if json_out else format_table(rows))
 
 
@@ -556,6 +563,74 @@ def eval_sample_cmd(
     with _reporter(False, quiet) as rep:
         rows = eval_sampling(loaded, data, n=n, steps=steps, latent_steps=latent_steps, seed=seed,
                              batch_size=batch_size, precision=precision, progress=rep)
+    typer.echo(json.dumps(rows) if json_out else format_table(rows))
+
+
+# -- HDAE (issue 4): the paper's comparison and training curves ----------------------------------------
+@eval_app.command("compare")
+def eval_compare_cmd(
+    data: Annotated[Path, typer.Argument(help="Generated face folder with params.jsonl and masks, held out from training.", show_default=False)],
+    models: Annotated[List[str], typer.Option("--model", "-m", help="Model to compare (repeatable), e.g. the Diff-AE and the HDAE(U) run.", show_default=False)],
+    topk: Annotated[Optional[List[int]], typer.Option("--topk", min=1, help="Also rows with truncated directions (repeatable).", show_default=False)] = None,
+    n: Annotated[int, typer.Option("--n", min=1, help="Faces to use (the first N).")] = 50,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps (edits and inferred-x_T reconstruction).")] = 20,
+    inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps.")] = 20,
+    random_steps: Annotated[int, typer.Option("--random-steps", min=1, help="Decoding steps with random x_T.")] = 20,
+    alphas: Annotated[str, typer.Option("--alphas", help="Signed alphas of the Tab. 2 fidelity average.")] = "-0.5,-0.25,0,0.25,0.5",
+    edit_alphas: Annotated[str, typer.Option("--edit-alphas", help="Alphas toward the target for flip rate / AD.")] = "0.3,0.5",
+    seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    quiet: QuietOpt = False,
+):
+    """HDAE's comparison (DAE vs HDAE(U) vs HDAE(U) + top-k): MSE / LPIPS outside the dilated part mask
+    averaged over alpha in [-0.5, 0.5] (HDAE Tab. 2), attribute dependency, oracle flip rate, reconstruction
+    MSE with inferred and random x_T. The first model holding an oracle judges all.
+
+    Example: diffedit eval compare heldout --model runs/toyfaces --model runs/hdae-u --topk 64 --n 50
+    """
+    from .comparison import compare_models
+    from .evaluation import format_table
+
+    for value, flag in ((steps, "--steps"), (inv_steps, "--inv-steps"), (random_steps, "--random-steps")):
+        _check_steps([value], flag)
+    loaded = [_load(spec, device, components=("classifier", "latent", "oracle")) for spec in models]
+    with _reporter(False, quiet) as rep:
+        rows = compare_models(loaded, data, n=n, topks=topk or [], fidelity_alphas=_float_list(alphas, "--alphas"),
+                              edit_alphas=_float_list(edit_alphas, "--edit-alphas"), steps=steps, inv_steps=inv_steps,
+                              random_steps=random_steps, seed=seed, batch_size=batch_size, precision=precision,
+                              progress=rep)
+    typer.echo(json.dumps(rows) if json_out else format_table(rows))
+
+
+@eval_app.command("curve")
+def eval_curve_cmd(
+    data: Annotated[Path, typer.Argument(help="Generated face folder, held out from training.", show_default=False)],
+    runs: Annotated[List[Path], typer.Option("--run", help="Training run folder (repeatable); snapshots from 'train autoencoder --keep-every N'.", show_default=False)],
+    n: Annotated[int, typer.Option("--n", min=1, help="Faces to use (the first N).")] = 32,
+    inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion and decoding steps (inferred x_T).")] = 20,
+    random_steps: Annotated[int, typer.Option("--random-steps", min=1, help="Decoding steps with random x_T.")] = 20,
+    seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    quiet: QuietOpt = False,
+):
+    """Training curves: reconstruction MSE (inferred / random x_T) of every EMA snapshot and the logged loss.
+
+    Example: diffedit eval curve heldout --run runs/toyfaces-dae --run runs/hdae-u --n 32
+    """
+    from .comparison import training_curve
+    from .evaluation import format_table
+    from .pipeline import pick_device
+
+    _check_steps([inv_steps], "--inv-steps")
+    _check_steps([random_steps], "--random-steps")
+    dev = str(pick_device(device))
+    rows = []
+    with _reporter(False, quiet) as rep:
+        for run_dir in runs:
+            rows.extend(training_curve(run_dir, data, n=n, inv_steps=inv_steps, random_steps=random_steps, seed=seed,
+                                       batch_size=batch_size, device=dev, precision=precision, progress=rep))
     typer.echo(json.dumps(rows) if json_out else format_table(rows))
 
 

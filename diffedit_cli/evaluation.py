@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import pipeline, toyfaces
-from .editing import edit_z_sem
+from .editing import edit_z_sem, level_edit_route
 from .errors import InputError
 from .images import load_image
 from .models import DiffAEModel
@@ -312,8 +312,11 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
 @torch.inference_mode()
 def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[float] = (0.3, 0.5),
                  topk: Optional[int] = None, steps: int = 20, inv_steps: int = 20, batch_size: int = 32,
-                 precision: str = "fp32", progress=None) -> List[dict]:
+                 precision: str = "fp32", progress=None, levels: Optional[Sequence[int]] = None) -> List[dict]:
     """Editing quality on the first ``n`` faces of a toy-faces folder, per attribute.
+
+    ``levels`` (0-based resolution levels, HDAE issue 4): restrict the edits to those levels
+    (:func:`diffedit_cli.editing.level_edit_route`).
 
     Attributes: those of the model's classifier that the oracle (``model.extra["oracle"]``) also knows and
     that toy faces have. For every face and attribute the target is the opposite of the oracle's prediction on
@@ -364,12 +367,13 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
     # edit jobs ordered (attribute, alpha, face): job = (j * n_alphas + k) * count + i
     classifier_device = next(classifier.parameters()).device
     codes = z_sem.to(classifier_device)
+    mask, route = level_edit_route(autoencoder, levels)
     edited_codes = []
     for name, toward_true in zip(names, targets.T):
         index = classifier.attributes.index(name)
         for alpha in alphas:
-            up = edit_z_sem(codes, classifier, {index: alpha}, topk)
-            down = edit_z_sem(codes, classifier, {index: -alpha}, topk)
+            up = edit_z_sem(codes, classifier, {index: alpha}, topk, mask)
+            down = edit_z_sem(codes, classifier, {index: -alpha}, topk, mask)
             edited_codes.append(torch.where(toward_true[:, None].to(classifier_device), up, down).cpu())
     edited_codes = torch.cat(edited_codes)
     face_of_job = torch.arange(count).repeat(n_attrs * n_alphas)
@@ -378,7 +382,8 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
     flipped, dependency, outside_mse = [], [], []
     for batch in chunks(len(edited_codes), batch_size):
         face, attr = face_of_job[batch], attr_of_job[batch]
-        edited = pipeline.decode(autoencoder, edited_codes[batch], x_T[face], steps, precision)
+        edited = pipeline.decode_levels(autoencoder, z_sem[face], edited_codes[batch], route, x_T[face], steps,
+                                        precision)
         logits = oracle(edited).float().cpu()
         target_column = target_columns[attr]
         rows_index = torch.arange(len(face))

@@ -332,3 +332,53 @@ def test_train_hdae_u_resumes_exactly_and_trains_latent_classifier(tmp_path, cap
 
 
 run_cli = run
+
+
+# -- evaluation plumbing for the comparison ---------------------------------------------------------------------
+
+def test_fidelity_compare_and_curve_rows(hdae_dir, tmp_path):
+    from diffedit_cli import toyfaces
+    from diffedit_cli.comparison import compare_models, eval_fidelity, training_curve
+    from diffedit_cli.evaluation import edit_region, load_face_params, load_faces, masked_mse, to_unit
+    from diffedit_cli.oracle import AttributeOracle, OracleConfig
+
+    data = toyfaces.write_dataset(tmp_path / "held", 2, seed=5, size=16)
+    model = load_model(str(hdae_dir))
+    torch.manual_seed(0)
+    model.extra["oracle"] = AttributeOracle(OracleConfig(image_size=16, channels=(8, 16))).eval()
+    # alpha = 0: the fidelity is the reconstruction error outside the attribute's parts, computed directly here
+    rows = eval_fidelity(model, data, n=2, alphas=(0.0,), steps=2, inv_steps=2)
+    assert [r["attribute"] for r in rows] == ["Smiling", "Male", "mean"]
+    faces = load_faces(data, 2, 16)
+    params = load_face_params(data, faces.files)
+    ae = model.autoencoder
+    z = pipeline.encode_semantic(ae, faces.images)
+    rec = pipeline.decode(ae, z, pipeline.invert(ae, faces.images, z, 2), 2)
+    keep = torch.stack([~edit_region(p, "Smiling", toyfaces.attributes(p)["Smiling"], 16) for p in params])
+    direct = masked_mse(to_unit(faces.images), to_unit(rec), keep).mean().item()
+    assert rows[0]["MSE outside"] == pytest.approx(direct, rel=1e-5)
+
+    table = compare_models([model], data, n=2, topks=[4], fidelity_alphas=(-0.5, 0.5), edit_alphas=(0.5,), steps=2,
+                           inv_steps=2, random_steps=2)
+    label = "(HDAE(U))" if hdae_dir.name == "hdae-u" else "(HDAE(E))"
+    assert [(r["model"].split(" ")[-1], r["top-k"]) for r in table] == [(label, "-"), (label, "4")]
+    assert list(table[0]) == ["model", "top-k", "MSE out", "LPIPS out", "AD", "flip@0.5", "recon MSE inferred",
+                              "recon MSE random"]
+    assert table[0]["MSE out"] > 0 and table[0]["recon MSE inferred"] == table[1]["recon MSE inferred"]
+
+    # training curve: one row per snapshot with its reconstruction error
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    from diffedit_cli.models import save_component
+
+    save_component(ae, run / "snapshots" / "autoencoder_0000010", "autoencoder")
+    (run / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "loss": s / 10}) + "\n" for s in (5, 10, 20)))
+    curve = training_curve(run, data, n=2, inv_steps=2, random_steps=2)
+    assert [(r["step"], r["train loss"]) for r in curve] == [(10, 0.75)]
+    assert curve[0]["recon MSE inferred"] == pytest.approx(mse_of(rec, faces.images), rel=1e-5)
+
+
+def mse_of(a, b):
+    from diffedit_cli.evaluation import mse, to_unit
+
+    return mse(to_unit(a), to_unit(b)).mean().item()
