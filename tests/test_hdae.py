@@ -206,6 +206,11 @@ def test_encode_writes_all_levels_and_style_mix(hdae_dir, faces, tmp_path, capsy
     assert layout == {"arch": hdae_dir.name, "levels": 3, "level_channels": 8,
                       "order": "finest first: z_sem[l*D:(l+1)*D] is level l+1"}
     assert lat["a0"].z_sem.shape == (24,)
+    code, _, err = run(["decode", tmp_path / "lat" / "a0.safetensors", "--model", hdae_dir, "--out", tmp_path / "rec.png",
+                        *FAST], capsys)
+    assert code == 0, err
+    expected = pipeline.decode(model.autoencoder, lat["a0"].z_sem[None], lat["a0"].x_T[None], steps=3)[0]
+    assert np.abs(_pixels(tmp_path / "rec.png") - _u8(expected)).max() <= 1
 
     # 2 A x 1 B grid from latent files, x_T from A: equals decoding A's code with level 3 taken from B
     a_glob = str(tmp_path / "lat" / "a*.safetensors")
