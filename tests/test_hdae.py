@@ -130,6 +130,12 @@ def test_diffae_route_swaps_block_styles():
     base, other = model.project_style(za), model.project_style(zb)
     for s, b, o, lv in zip(styles, base, other, block_levels(model)):
         assert torch.equal(s, o if lv == 1 else b)
+    # edit --levels: block route on Diff-AE, coordinate mask on HDAE
+    from diffedit_cli.editing import level_edit_route
+
+    assert level_edit_route(model, [1]) == (None, [1]) and level_edit_route(model, None) == (None, None)
+    mask, route = level_edit_route(tiny("hdae-u"), [0, 2])
+    assert route is None and mask.tolist() == [True] * 8 + [False] * 8 + [True] * 8
 
 
 def test_parse_levels():
