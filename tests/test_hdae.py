@@ -12,14 +12,13 @@ from PIL import Image
 from diffedit_cli import pipeline
 from diffedit_cli.cli import main
 from diffedit_cli.editing import edit_z_sem
-from diffedit_cli.errors import DiffeditError, InputError, ModelError
+from diffedit_cli.errors import InputError, ModelError
 from diffedit_cli.hierarchy import level_mask, level_styles, mix_codes, parse_levels
 from diffedit_cli.latents import load_latent
 from diffedit_cli.models import load_model, save_model_folder
 from diffedit_cli.networks.autoencoder import DiffAEAutoencoder
 from diffedit_cli.networks.classifier import AttributeClassifier, ClassifierConfig
 from diffedit_cli.networks.hdae import HDAEConfig, HierarchicalAutoencoder, autoencoder_config, block_levels, build_autoencoder
-from diffedit_cli.networks.blocks import ResBlock
 
 # 3 UNet levels (16, 8, 4 px) + middle; 3 encoder levels; 8 values per level -> 24-d code
 TINY = dict(image_size=16, model_channels=16, channel_mult=(1, 1, 1), num_res_blocks=1, attention_resolutions=(8,),
