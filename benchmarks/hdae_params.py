@@ -1,6 +1,6 @@
 """Parameter counts of the full-size FFHQ-128 configurations of HDAE Tab. 1, computed by instantiating them.
 
-Run: python scripts/hdae_params.py   (builds on the meta device: no memory, a few seconds)
+Run: python benchmarks/hdae_params.py   (builds on the meta device: no memory, a few seconds)
 """
 
 import sys
