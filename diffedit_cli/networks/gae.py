@@ -18,7 +18,6 @@ SiLU everywhere. Norms work per sample, so results never depend on the batch.
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Sequence, Tuple
 
@@ -61,7 +60,10 @@ class GAEConfig:
 
 
 def _group_norm(width: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(width, groups), width)
+    """GroupNorm with the largest group count <= ``groups`` that divides ``width`` into groups of >= 4."""
+    while groups > 1 and (width % groups or width // groups < 4):
+        groups -= 1
+    return nn.GroupNorm(groups, width)
 
 
 class MLPBlock(nn.Module):
