@@ -262,3 +262,51 @@ def _shipped_gae():
     if "gae" not in model.extra:
         pytest.skip("the default model has no GAE component yet")
     return model
+
+
+def _pairs_differing_in(group: str, count: int, seed: int = 4321):
+    """The first ``count`` pairs (A, B) of faces face_seed(seed, .) whose ``group`` attributes differ."""
+    attrs = toyfaces.GROUPS[group].attributes
+    pairs, i = [], 0
+    while len(pairs) < count:
+        a, b = (toyfaces.sample_face(toyfaces.face_seed(seed, 2 * i + k)) for k in (0, 1))
+        if any(toyfaces.attributes(a)[n] != toyfaces.attributes(b)[n] for n in attrs):
+            pairs.append((a, b))
+        i += 1
+    return pairs
+
+
+@pytest.mark.parametrize("group", ["hair", "accessories"])
+def test_shipped_gae_swaps_a_group(group):
+    """On the default model: B's group shows in the swap (oracle), A's other attributes stay (>= 3 of 4 pairs)."""
+    from diffedit_cli import pipeline
+    from diffedit_cli.groups import render_faces
+    from diffedit_cli.training import to_model_range
+
+    model = _shipped_gae()
+    gae, oracle = model.component("gae"), model.component("oracle")
+    pairs = _pairs_differing_in(group, 4)
+    size = model.image_size
+    a = to_model_range(render_faces([p[0] for p in pairs], size))
+    b = to_model_range(render_faces([p[1] for p in pairs], size))
+    z_a, z_b = pipeline.encode_semantic(model.autoencoder, a), pipeline.encode_semantic(model.autoencoder, b)
+    x_T = pipeline.invert(model.autoencoder, a, z_a, steps=20)
+    images = pipeline.decode(model.autoencoder, swap_codes(gae, z_a, z_b, [group]), x_T, steps=20)
+    seen = oracle.predict(images)
+    names = oracle.attributes
+    target = torch.tensor([[toyfaces.attributes(toyfaces.share_group(p[0], p[1], group))[n] for n in names]
+                           for p in pairs])
+    own = [k for k, n in enumerate(names) if n in toyfaces.GROUPS[group].attributes]
+    other = [k for k in range(len(names)) if k not in own]
+    assert int((seen[:, own] == target[:, own]).all(1).sum()) >= 3
+    assert float((seen[:, other] == target[:, other]).float().mean()) >= 0.8
+
+
+def test_shipped_gae_recombine_cli(tmp_path):
+    model = _shipped_gae()
+    size = model.image_size
+    a, b, c = (_face_png(tmp_path / f"{n}.png", s, size) for n, s in (("a", 11), ("b", 12), ("c", 13)))
+    out = tmp_path / "mix.png"
+    assert main(["recombine", "--base", a, "--hair", b, "--background", c, "--steps", "5", "--inv-steps", "5",
+                 "--compare", "--out", str(out), "--quiet"]) == 0
+    assert Image.open(out).size == (4 * size + 10, size + 4)  # base | hair | background | result, 2 px padding
