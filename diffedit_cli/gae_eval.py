@@ -84,7 +84,8 @@ def perplexity_matrix(model: DiffAEModel, n: int = 2000, seed: int = 777, batch_
     """Probe accuracy of every group class from every z_dis slice and from equal raw z_sem slices.
 
     Returns {"slices", "rows": [group names with a class], "chance": {group: majority frequency},
-    "z_dis": {group: {slice: acc}}, "z_sem": {group: {slice: acc}}, "n_train", "n_test"}.
+    "z_dis": {group: {slice: acc}}, "z_sem": {group: {slice: acc}}, "all_z_dis" / "all_z_sem": {group: acc of a
+    probe on the whole code} (the ceiling), "n_train", "n_test"}.
     """
     if n < 10:
         raise InputError(f"--probe-n must be at least 10, got {n}")
@@ -98,8 +99,8 @@ def perplexity_matrix(model: DiffAEModel, n: int = 2000, seed: int = 777, batch_
     ranges = gae.slice_ranges()
     rows = [g for g in toyfaces.GROUPS if probe_class(faces[0], g) is not None]
     n_train = int(round(0.8 * n))
-    out = {"slices": list(ranges), "rows": rows, "chance": {}, "z_dis": {}, "z_sem": {}, "n_train": n_train,
-           "n_test": n - n_train}
+    out = {"slices": list(ranges), "rows": rows, "chance": {}, "z_dis": {}, "z_sem": {}, "all_z_dis": {},
+           "all_z_sem": {}, "n_train": n_train, "n_test": n - n_train}
     for group in rows:
         raw = np.array([probe_class(f, group) for f in faces])
         _, labels = np.unique(raw, return_inverse=True)
@@ -112,6 +113,7 @@ def perplexity_matrix(model: DiffAEModel, n: int = 2000, seed: int = 777, batch_
                 x = features[:, cols]
                 accs[name] = linear_probe(x[:n_train], y[:n_train], x[n_train:], test)
             out[key][group] = accs
+            out["all_" + key][group] = linear_probe(features[:n_train], y[:n_train], features[n_train:], test)
     return out
 
 
@@ -121,6 +123,7 @@ def perplexity_rows(result: dict, key: str) -> List[dict]:
     for group in result["rows"]:
         row = {f"group ({key})": group, "chance": round(result["chance"][group], 3)}
         row.update({name: round(acc, 3) for name, acc in result[key][group].items()})
+        row["all"] = round(result["all_" + key][group], 3)
         rows.append(row)
     return rows
 
@@ -234,7 +237,7 @@ def format_gae_report(result: dict) -> str:
 
     perplexity = result["perplexity"]
     parts = [f"perplexity matrix (linear-probe test accuracy, {perplexity['n_train']}:{perplexity['n_test']} "
-             "split; rows: attribute group, columns: slice)",
+             "split; rows: attribute group, columns: slice; all: the whole code)",
              format_table(perplexity_rows(perplexity, "z_dis")), "",
              format_table(perplexity_rows(perplexity, "z_sem"),
                           ["(z_sem: contiguous slices of normalised z_sem with the z_dis slice sizes)"])]
