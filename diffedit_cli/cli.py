@@ -634,6 +634,161 @@ def eval_curve_cmd(
     typer.echo(json.dumps(rows) if json_out else format_table(rows))
 
 
+# -- group-supervised autoencoder (GAE): swap, recombine, train gae, eval gae ------------------------------------
+
+@app.command()
+def swap(
+    a: Annotated[str, typer.Argument(help="Image(s) A to change: image or latent file, folder, glob.", show_default=False)],
+    b: Annotated[str, typer.Argument(help="Image or latent file B that gives the slice(s).", show_default=False)],
+    attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="GAE slice to take from B (e.g. hair, mouth, background); repeatable.", show_default=False)] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Write A | B | result side by side.")] = False,
+    residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250,
+    batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Give A the attribute slice(s) of B with the model's group-supervised autoencoder (GAE).
+
+    z_sem of A and B go through the GAE; A's slice (hair, mouth, ...) is replaced by B's and the result is
+    decoded with A's x_T (DDIM inversion, or the x_T of A's latent file). A may be a folder: every image gets
+    B's slice.
+
+    Examples:
+
+      diffedit swap a.png b.png --attr hair --compare --out a_with_b_hair.png
+
+      diffedit swap faces/ b.png --attr mouth --attr eyes --out swapped/
+    """
+    from .swapping import swap_files
+
+    loaded = _load(model, device, components=("gae",))
+    with _reporter(json_lines, quiet) as rep:
+        code = swap_files(loaded, [a], b, attr or [], out,
+                          _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite), rep,
+                          compare=compare, residual=residual)
+    raise typer.Exit(code)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def recombine(
+    ctx: typer.Context,
+    base: Annotated[str, typer.Option("--base", help="Image or latent file giving every slice not named otherwise (and x_T).", show_default=False)],
+    random_xt: Annotated[bool, typer.Option("--random-xt", help="Decode with random x_T from --seed instead of the base's inverted x_T.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Write base | part images | result side by side.")] = False,
+    residual: Annotated[bool, typer.Option("--residual", help="Add back the base's GAE reconstruction error.")] = False,
+    list_slices: Annotated[bool, typer.Option("--list-slices", help="List the GAE's slice names and exit.")] = False,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output image (default: diffedit-out/recombine_BASE.png).", show_default=False)] = None,
+    model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
+    json_lines: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Recombine attribute slices of several faces: --base a.png --hair b.png --background c.png ...
+
+    Every further option --SLICE FILE (a GAE slice name: identity, hair, mouth, eyes, accessories, background,
+    pose for the toy-faces model; see --list-slices) takes that slice from FILE (image or latent file).
+
+    Examples:
+
+      diffedit recombine --base a.png --hair b.png --background c.png --compare --out mix.png
+
+      diffedit recombine --base a.safetensors --mouth b.png --random-xt --seed 3
+    """
+    from .swapping import parse_part_args, recombine_files
+
+    loaded = _load(model, device, components=("gae",))
+    if list_slices:
+        from .swapping import model_gae
+
+        for name in model_gae(loaded).slice_names:
+            typer.echo(name)
+        raise typer.Exit(0)
+    parts = parse_part_args(ctx.args)
+    with _reporter(json_lines, quiet) as rep:
+        code = recombine_files(loaded, base, parts, out,
+                               _opts(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite), rep,
+                               random_xT=random_xt, compare=compare, residual=residual)
+    raise typer.Exit(code)
+
+
+@train_app.command("gae")
+def train_gae_cmd(
+    run: Annotated[str, typer.Option("--model", "-m", help="Local model folder (or shipped model name) with the autoencoder; gae/ is written into it.", show_default=False)],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Image folder of a real dataset (default: generated toy faces).", show_default=False)] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Attribute table (CelebA format) of --data; groups are formed by matching labels.", show_default=False)] = None,
+    group_attrs: Annotated[Optional[str], typer.Option("--group-attrs", help="Attribute groups of --labels, e.g. 'hair=Bangs,Black_Hair;mouth=Smiling' (default: the toy-face groups).", show_default=False)] = None,
+    groups: Annotated[int, typer.Option("--groups", min=1, help="GROUP(C, 1) samples (anchor + one face per group each).")] = 2000,
+    group_seed: Annotated[int, typer.Option("--group-seed", help="Seed of the generated group faces (or of the label matching).")] = 100,
+    slices: Annotated[Optional[str], typer.Option("--slices", help="z_dis slices NAME=SIZE,... (default: every group with --slice-size).", show_default=False)] = None,
+    slice_size: Annotated[int, typer.Option("--slice-size", min=1, help="Size of each z_dis slice when --slices is not given.")] = 16,
+    hidden: Annotated[int, typer.Option("--hidden", min=8, help="Width of the GAE's MLP blocks.")] = 256,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 8000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Groups per step.")] = 32,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 4e-5).")] = 4e-5,
+    lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of the supervised swap loss L_ss (paper: 1).")] = 1.0,
+    lambda_ur: Annotated[float, typer.Option("--lambda-ur", help="Weight of the unsupervised reassembly loss L_ur (paper: 0.5).")] = 0.5,
+    save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 1000,
+    chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the GAE run in --model from its last checkpoint.")] = False,
+    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+):
+    """Train the group-supervised autoencoder (DiffuseGAE) on z_sem: L_r + lambda_ss L_ss + lambda_ur L_ur, Adam.
+
+    Group codes (z_sem of GROUP(C, 1) faces, from the model's semantic encoder) are cached in
+    train_state/gae_codes.pt; --resume continues exactly.
+
+    Examples:
+
+      diffedit train gae --model weights/toyfaces --groups 2000 --steps 8000
+
+      diffedit train gae --model runs/celeba --data celeba/img --labels celeba/list_attr_celeba.txt --group-attrs 'hair=Bangs,Black_Hair,Blond_Hair;mouth=Smiling,Mouth_Slightly_Open'
+    """
+    from .gae_training import GAETrainConfig, train_gae
+
+    cfg = GAETrainConfig(model=run, data=str(data) if data else None, labels=str(labels) if labels else None,
+                         group_attrs=group_attrs, groups=groups, group_seed=group_seed, slices=slices,
+                         slice_size=slice_size, hidden=hidden, steps=steps, batch_size=batch_size, lr=lr,
+                         lambda_ss=lambda_ss, lambda_ur=lambda_ur, save_every=save_every, seed=seed, device=device)
+    progress, log = _train_progress(steps, quiet, "GAE")
+    code_task = progress.add_task("encoding group faces", total=groups, loss=float("nan"), ips=0.0)
+    with progress:
+        val = train_gae(cfg, resume=resume, log=log, stop_after=chunk,
+                        code_progress=lambda done, total: progress.update(code_task, completed=done, total=total))
+    typer.echo("validation losses: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+    typer.echo(f"GAE -> {run}/gae")
+
+
+@eval_app.command("gae")
+def eval_gae_cmd(
+    model: ModelOpt = None,
+    probe_n: Annotated[int, typer.Option("--probe-n", min=10, help="Generated faces (independent groups) for the linear probes, split 80:20.")] = 2000,
+    n: Annotated[int, typer.Option("--n", min=1, help="Held-out face pairs (A, B) for the swap benchmark.")] = 50,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps.")] = 20,
+    inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps for A's x_T.")] = 20,
+    residual: Annotated[bool, typer.Option("--residual", help="Swap with A's GAE reconstruction error added back.")] = False,
+    no_swap: Annotated[bool, typer.Option("--no-swap", help="Only the perplexity matrix (no decoding).")] = False,
+    batch_size: BatchOpt = 16, device: DeviceOpt = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
+    quiet: QuietOpt = False,
+):
+    """GAE benchmark: perplexity matrix (DiffuseGAE Tab. 1), swap success judged by the oracle, reconstruction.
+
+    Example: diffedit eval gae --probe-n 2000 --n 50
+    """
+    from .gae_eval import eval_gae, format_gae_report
+
+    _check_steps([steps], "--steps")
+    _check_steps([inv_steps], "--inv-steps")
+    loaded = _load(model, device, components=("gae", "oracle"))
+    with _reporter(False, quiet) as rep:
+        result = eval_gae(loaded, probe_n=probe_n, n=n, steps=steps, inv_steps=inv_steps, batch_size=batch_size,
+                          precision=precision, residual=residual, swap=not no_swap, progress=rep)
+    typer.echo(json.dumps(result) if json_out else format_gae_report(result))
+
+
+# -- end of GAE commands -----------------------------------------------------------------------------------------
+
+
 @app.command("models")
 def list_models():
     """List the models shipped with diffedit (usable offline by name with --model)."""

@@ -281,6 +281,8 @@ def _register_optional_components() -> None:
     """Component kinds defined outside this module (imported lazily to keep start-up light)."""
     if "oracle" not in COMPONENTS:
         from . import oracle  # noqa: F401  (registers "oracle")
+    if "gae" not in COMPONENTS:
+        from .networks import gae  # noqa: F401  (registers "gae")
 
 
 def load_model(spec: Optional[str] = None, device: str = "cpu", components: Iterable[str] = ("latent", "classifier")) -> DiffAEModel:

@@ -1,0 +1,212 @@
+"""Attribute swap and recombination with the group-supervised autoencoder (GAE) of a model.
+
+Code level (:func:`swap_codes`, :func:`recombine_codes`): z_sem -> z_dis = GAE.encode(z_sem), replace named
+slices with those of other images, z_sem' = GAE.decode(z_dis'). File level (:func:`swap_files`,
+:func:`recombine_files`): images or latent files in, images out, through the batch machinery of
+:mod:`diffedit_cli.jobs` (input collection, per-file failures, atomic writes, ``--json`` lines). The image is
+decoded from z_sem' with x_T inverted from the image that keeps its layout (A for swap, the base for
+recombine) or, for recombine, with random x_T.
+
+With ``residual=True`` the GAE's own reconstruction error is added back:
+z_sem' = z_sem + GAE.decode(z_dis') - GAE.decode(z_dis), so everything the GAE does not reconstruct of A is
+kept (the paper decodes GAE.decode(z_dis') directly, the default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from . import images as imageio
+from . import pipeline
+from .errors import DiffeditError, InputError, ModelError
+from .jobs import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, load_codes, plan_jobs)
+from .models import CONFIG_FILE, DiffAEModel, read_json
+from .networks.gae import GroupAutoencoder, swap_slices
+
+
+def model_gae(model: DiffAEModel) -> GroupAutoencoder:
+    """The model's GAE, checked to have been trained on this autoencoder's codes."""
+    gae = model.component("gae")
+    width = model.autoencoder.config.enc_out_channels
+    if gae.config.z_sem_dim != width:
+        raise ModelError(f"the GAE of '{model.model_id}' expects z_sem of width {gae.config.z_sem_dim}, "
+                         f"the autoencoder gives {width}")
+    meta = read_json(Path(model.location.path) / "gae" / CONFIG_FILE, "gae component")
+    trained_on = meta.get("training", {}).get("autoencoder_fingerprint")
+    if trained_on and model.fingerprint and trained_on != model.fingerprint:
+        raise ModelError(f"the GAE of '{model.model_id}' was trained on other autoencoder weights "
+                         f"({trained_on}, now {model.fingerprint}); retrain it with 'diffedit train gae'")
+    return gae
+
+
+@torch.no_grad()
+def swap_codes(gae: GroupAutoencoder, z_a: torch.Tensor, z_b: torch.Tensor, slices: Sequence[str],
+               residual: bool = False) -> torch.Tensor:
+    """z_sem of A (N, D) with the ``slices`` of B (N, D) or (D,) -> z_sem (N, D)."""
+    device = gae.z_mean.device
+    z_a = z_a.to(device).float()
+    d_a = gae.encode(z_a)
+    d_b = gae.encode(z_b.to(device).float().reshape(-1, z_a.shape[-1]))
+    ranges = gae.slice_ranges()
+    out = gae.decode(swap_slices(d_a, d_b, [ranges[gae.resolve_slice(s)] for s in slices]))
+    if residual:
+        out = z_a + out - gae.decode(d_a)
+    return out.cpu()
+
+
+@torch.no_grad()
+def recombine_codes(gae: GroupAutoencoder, z_base: torch.Tensor, parts: Dict[str, torch.Tensor],
+                    residual: bool = False) -> torch.Tensor:
+    """z_sem of the base (D,) with slice ``name`` taken from ``parts[name]`` (D,) -> z_sem (1, D)."""
+    device = gae.z_mean.device
+    z_base = z_base.to(device).float().reshape(1, -1)
+    d_base = gae.encode(z_base)
+    d = d_base
+    ranges = gae.slice_ranges()
+    for name, z in parts.items():
+        d = swap_slices(d, gae.encode(z.to(device).float().reshape(1, -1)), [ranges[gae.resolve_slice(name)]])
+    out = gae.decode(d)
+    if residual:
+        out = z_base + out - gae.decode(d_base)
+    return out.cpu()
+
+
+def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, reporter: Reporter, need_xT: bool):
+    """(item, z_sem (D,), x_T or None) of a single image / latent file; a bad one is an InputError."""
+    items, errors = collect_inputs([spec], "any")
+    if errors:
+        raise InputError(f"{what}: {errors[0][1]}")
+    if len(items) != 1:
+        raise InputError(f"{what} must be one image or latent file, '{spec}' gives {len(items)}")
+    silent = Reporter(quiet=True)
+    good, z, x_T = load_codes(model, items, opts, silent, need_xT=need_xT)
+    if not good:
+        raise InputError(f"{what}: {silent.failures[0][1]}")
+    return items[0], z[0], (x_T[0] if x_T is not None else None)
+
+
+def _pixels(model: DiffAEModel, item: Item, z: torch.Tensor, x_T: Optional[torch.Tensor], opts: RunOptions,
+            precision: str) -> torch.Tensor:
+    """The input image for --compare; a latent file is shown as its decode (random x_T if it has none)."""
+    if not str(item.path).endswith(".safetensors"):
+        return imageio.load_image(item.path, model.image_size)
+    if x_T is None:
+        x_T = pipeline.random_x_T([0], model.image_size, opts.seed)[0]
+    return pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision).cpu()[0]
+
+
+def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Sequence[str], out: Optional[str],
+               opts: RunOptions, reporter: Reporter, compare: bool = False, residual: bool = False) -> int:
+    """Give every input (image / latent file / folder) the ``attrs`` slices of ``donor``; one image per input.
+
+    x_T comes from each input (DDIM inversion, or the latent file's). ``compare`` writes input | donor | result.
+    """
+    gae = model_gae(model)
+    if not attrs:
+        raise InputError(f"give at least one --attr (slices: {', '.join(gae.slice_names)})")
+    slices = [gae.resolve_slice(a) for a in attrs]
+    opts.validate(model)
+    device, precision = opts.resolved()
+    donor_item, z_donor, x_donor = _one_code(model, donor, "donor B", opts, reporter, need_xT=False)
+    todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping")
+    donor_pixels = None
+    for chunk in batched(todo, opts.batch_size):
+        targets = {c[0].index: c[1] for c in chunk}
+        good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter)
+        if not good:
+            continue
+        z_new = swap_codes(gae, z, z_donor, slices, residual)
+        outs = pipeline.decode(model.autoencoder, z_new, x_T, opts.steps, precision,
+                               reporter.steps(f"decoding ({opts.steps} steps)")).cpu()
+        for k, item in enumerate(good):
+            try:
+                image = outs[k]
+                if compare:
+                    if donor_pixels is None:
+                        donor_pixels = _pixels(model, donor_item, z_donor, x_donor, opts, precision)
+                    panels = [_pixels(model, item, z[k], x_T[k], opts, precision), donor_pixels, image]
+                    image = imageio.make_grid(torch.stack(panels), ncol=len(panels))
+                targets[item.index].parent.mkdir(parents=True, exist_ok=True)
+                imageio.save_image(image, targets[item.index])
+                reporter.ok(str(item.path), str(targets[item.index]), donor=str(donor_item.path), slices=slices)
+            except DiffeditError as err:
+                reporter.fail(str(item.path), str(err))
+            reporter.advance()
+    return reporter.summary("swapped")
+
+
+def parse_part_args(args: Sequence[str]) -> Dict[str, str]:
+    """``["--hair", "b.png", "--background=c.png"]`` -> {"hair": "b.png", "background": "c.png"}."""
+    parts: Dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--") or len(arg) < 3:
+            raise InputError(f"unexpected argument '{arg}': give parts as --SLICE IMAGE (e.g. --hair b.png)")
+        name, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args) or args[i + 1].startswith("--"):
+                raise InputError(f"--{name} needs an image or latent file")
+            value = args[i + 1]
+            i += 1
+        if name in parts:
+            raise InputError(f"--{name} is given twice")
+        parts[name] = value
+        i += 1
+    return parts
+
+
+def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: Optional[str], opts: RunOptions,
+                    reporter: Reporter, random_xT: bool = False, compare: bool = False, residual: bool = False) -> int:
+    """One image: the base with each slice ``name`` from ``parts[name]`` (image or latent file).
+
+    x_T is the base's (inverted, or from its latent file) or, with ``random_xT``, drawn from ``opts.seed``.
+    ``compare`` writes base | part images... | result.
+    """
+    gae = model_gae(model)
+    if not parts:
+        raise InputError(f"give at least one part as --SLICE IMAGE (slices: {', '.join(gae.slice_names)})")
+    resolved = {}
+    for name, spec in parts.items():
+        slice_name = gae.resolve_slice(name)
+        if slice_name in resolved:
+            raise InputError(f"slice '{slice_name}' is given twice")
+        resolved[slice_name] = spec
+    opts.validate(model, invert=not random_xT)
+    device, precision = opts.resolved()
+    base_item, z_base, x_base = _one_code(model, base, "--base", opts, reporter, need_xT=not random_xT)
+    target = Path(out) if out else Path(DEFAULT_OUT) / f"recombine_{base_item.path.stem}.png"
+    if target.suffix.lower() not in imageio.IMAGE_EXTENSIONS:
+        target = target / f"recombine_{base_item.path.stem}.png"
+    sources = {base_item.path.resolve()}
+    codes = {}
+    items = {}
+    for name, spec in resolved.items():
+        items[name], codes[name], _ = _one_code(model, spec, f"--{name}", opts, reporter, need_xT=False)
+        sources.add(items[name].path.resolve())
+    if target.resolve() in sources:
+        raise InputError(f"output '{target}' would overwrite an input; choose another --out")
+    reporter.start("recombining", 1)
+    if target.exists() and not opts.overwrite:
+        if opts.skip_existing:
+            reporter.skip(str(base_item.path), str(target))
+            reporter.advance()
+            return reporter.summary("recombined")
+        raise InputError(f"output '{target}' already exists (use --overwrite)")
+    z_new = recombine_codes(gae, z_base, codes, residual)
+    x_T = pipeline.random_x_T([0], model.image_size, opts.seed) if random_xT else x_base[None]
+    image = pipeline.decode(model.autoencoder, z_new, x_T, opts.steps, precision,
+                            reporter.steps(f"decoding ({opts.steps} steps)")).cpu()[0]
+    if compare:
+        panels = [_pixels(model, base_item, z_base, x_base, opts, precision)]
+        panels += [_pixels(model, items[n], codes[n], None, opts, precision) for n in resolved]
+        image = imageio.make_grid(torch.stack(panels + [image]), ncol=len(panels) + 1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    imageio.save_image(image, target)
+    reporter.ok(str(base_item.path), str(target), parts={n: str(items[n].path) for n in resolved},
+                x_T="random" if random_xT else "base")
+    reporter.advance()
+    return reporter.summary("recombined")
