@@ -65,8 +65,8 @@ def _face_options(align: bool, aligned: bool, face: str, detector: str, face_wei
     if align and aligned:
         raise DiffeditError("--align and --aligned contradict each other: choose one")
     check_face_spec(face)
+    check_detector_name(detector)
     if not align:
-        check_detector_name(detector)
         return None
     from .faces.jobs import FaceOptions
     from .pipeline import pick_device

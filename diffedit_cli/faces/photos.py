@@ -108,7 +108,9 @@ def load_photo(path: os.PathLike) -> Photo:
 def to_pil(photo: Photo) -> Image.Image:
     px = photo.pixels
     if px.dtype == np.uint16:
-        return Image.fromarray(px[..., 0], "I;16")
+        img = Image.fromarray(np.ascontiguousarray(px[..., 0]))  # uint16 -> 'I;16'
+        assert img.mode == "I;16", img.mode
+        return img
     if px.shape[2] == 1:
         if photo.alpha is not None:
             return Image.fromarray(np.dstack([px[..., 0], photo.alpha]), "LA")
