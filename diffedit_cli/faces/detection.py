@@ -235,10 +235,11 @@ class DlibDetector:
 
     name = "dlib"
 
-    def __init__(self, upsample: int = 1, min_score: float = 0.5):
+    def __init__(self, upsample: int = 1, min_score: float = 0.5, max_side: int = 1024):
         self.dlib = import_dlib()
         self.upsample = upsample
         self.min_score = min_score
+        self.max_side = max_side
         self._detector = None
         self._predictor = None
 
@@ -255,14 +256,22 @@ class DlibDetector:
         return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
 
     def detect(self, rgb: np.ndarray) -> List[Face]:
+        """rgb (H, W, 3) uint8 -> faces. Large photos are searched at ``max_side`` pixels; the landmarks are
+        always predicted at full resolution."""
+        from PIL import Image
+
         self._load()
         image = np.ascontiguousarray(rgb)
-        rects, scores, _ = self._detector.run(image, self.upsample, 0.0)
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        small = image if scale == 1.0 else np.asarray(
+            Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR))
+        rects, scores, _ = self._detector.run(small, self.upsample, 0.0)
         faces = []
         for rect, score in zip(rects, scores):
             if score < self.min_score:
                 continue
-            box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], np.float64)
+            box = np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], np.float64) / scale
             faces.append(Face(box, float(score), self.landmarks(image, box)))
         return faces
 
