@@ -175,6 +175,28 @@ def test_facexlib_detector_runs_on_standin_weights(tmp_path, astronaut):
     assert detection.make_detector("auto", weights=tmp_path / "none").name == "dlib"
 
 
+def test_facexlib_resnet50_standin_loads(tmp_path):
+    cache = tmp_path / "weights"
+    write_standin(cache, "retinaface_resnet50")
+    model = detection.FacexlibDetector("resnet50", weights=cache).model()
+    assert model.backbone == "Resnet50" and not model.training
+
+
+def test_align_command_with_facexlib_mobile_standin(tmp_path, capsys):
+    cache = tmp_path / "weights"
+    write_standin(cache, "retinaface_mobile0.25")
+    code = main(["align", str(ASTRONAUT), "--size", "32", "--detector", "facexlib-mobile", "--face-weights", str(cache),
+                 "--out", str(tmp_path / "out"), "--json", "--quiet"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # random weights: whatever the real network finds is aligned and written, or the photo is one clean failure
+    assert lines and code == (1 if lines[-1]["status"] == "error" else 0)
+    for line in lines:
+        if line["status"] == "ok":
+            assert Image.open(line["output"]).size == (32, 32)
+        else:
+            assert "no face found (detector facexlib-mobile)" in line["error"]
+
+
 def test_weight_files_are_never_unpickled(tmp_path):
     cache = tmp_path / "weights"
     cache.mkdir()
@@ -379,6 +401,23 @@ def test_edit_align_paste_back_with_tiny_model(tiny_model_dir, tmp_path, capsys)
     assert np.allclose(np.array(face["crop_to_photo"])[:, :2] @ np.array(face["photo_to_crop"])[:, :2], np.eye(2),
                        atol=1e-4)
     assert "ffhq_align" in code.meta["preprocessing"] and code.x_T.shape == (3, 32, 32)
+
+
+def test_paste_back_uses_parsing_masks_when_the_weights_are_present(tiny_model_dir, tmp_path, capsys):
+    cache = tmp_path / "weights"
+    write_standin(cache, "parsing_bisenet")
+    out = tmp_path / "edited.png"
+    code = main(["edit", str(ASTRONAUT), "--align", "--paste-back", "--attr", "Smiling", "--model", str(tiny_model_dir),
+                 "--steps", "2", "--inv-steps", "2", "--detector", "dlib", "--face-weights", str(cache),
+                 "--out", str(out), "--json", "--quiet"])
+    assert code == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["mask"] == "parsing"
+    before, after = np.asarray(Image.open(ASTRONAUT).convert("RGB")), np.asarray(Image.open(out))
+    changed = (before != after).any(-1)
+    ys, xs = np.nonzero(changed)
+    assert line["changed_pixels"] >= changed.sum()
+    assert changed.sum() == 0 or (130 < xs.min() and xs.max() < 320 and ys.max() < 200)  # within the crop footprint
 
 
 def test_eval_edit_reports_identity_on_photos(tiny_model_dir, capsys):

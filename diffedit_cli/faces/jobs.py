@@ -79,12 +79,12 @@ def align_photo(photo: Photo, size: int, options: FaceOptions) -> List[AlignedFa
     faces = options.get_detector().detect(rgb)
     out = []
     for number, face in select_faces(faces, options.face):
-        quad = quad_from_landmarks(face.landmarks)
-        alignment = FaceAlignment(quad, size, photo.size)
         try:
+            quad = quad_from_landmarks(face.landmarks)
             crop = aligned_crop(rgb, quad, size)
-        except ValueError:
+        except ValueError:  # degenerate landmarks, or a face entirely outside the photo
             continue
+        alignment = FaceAlignment(quad, size, photo.size)
         out.append(AlignedFace(number, face, alignment, crop))
     return out
 
