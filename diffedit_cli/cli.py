@@ -55,6 +55,30 @@ LevelsOpt = Annotated[Optional[str], typer.Option(
     "e.g. 3-4, 1,3 or all. On plain Diff-AE models the levels select UNet blocks (our extension).",
     show_default=False)]
 
+# -- real photos (faces) options: see diffedit_cli/faces ---------------------------------------------------
+AlignOpt = Annotated[bool, typer.Option("--align", help="Inputs are photos: detect faces and FFHQ-align them to the model's size first.")]
+AlignedOpt = Annotated[bool, typer.Option("--aligned", help="Inputs are already FFHQ-aligned crops: no detection (the default without --align).")]
+FaceOpt = Annotated[str, typer.Option("--face", help="With --align: all, largest, or a face number (0 = leftmost). Outputs are named <stem>_<NN>.")]
+DetectorOpt = Annotated[str, typer.Option("--detector", help="auto (facexlib if its weights are cached, else dlib), facexlib, facexlib-mobile or dlib.")]
+FaceWeightsOpt = Annotated[Optional[str], typer.Option("--face-weights", help="Folder of facexlib weights (default: $DIFFEDIT_FACE_WEIGHTS or ~/.cache/diffedit/facexlib); downloaded there on first use.", show_default=False)]
+
+
+def _face_options(align: bool, aligned: bool, face: str, detector: str, face_weights: Optional[str], device: str = "cpu"):
+    """FaceOptions for --align, or None for aligned inputs; refuses contradictory flags."""
+    from .faces.detection import check_detector_name, check_face_spec
+
+    if align and aligned:
+        raise DiffeditError("--align and --aligned contradict each other: choose one")
+    check_face_spec(face)
+    check_detector_name(detector)
+    if not align:
+        return None
+    from .faces.jobs import FaceOptions
+    from .pipeline import pick_device
+
+    return FaceOptions(detector=detector, face=face, weights=face_weights, device=str(pick_device(device)))
+# -- end of real photos options ------------------------------------------------------------------------------
+
 
 def _opts(device, precision, batch_size, seed, steps=100, inv_steps=250, skip_existing=False, overwrite=False):
     from .jobs import RunOptions
@@ -88,20 +112,35 @@ def encode(
     out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = 250, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, skip_existing: SkipOpt = False,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
+    face_weights: FaceWeightsOpt = None,
 ):
     """Encode images to latent files: z_sem (semantic code) + x_T (DDIM inversion).
 
     Writes one <name>.safetensors per image, recording the model, inversion
     steps, image size, source path and preprocessing (resize shorter side, centre crop).
 
-    Example: diffedit encode photos/ --out latents/ --inv-steps 250
+    With --align, every face of each photo is detected, FFHQ-aligned and encoded to
+    <name>_<NN>.safetensors; the alignment (quad, crop<->photo affines) is in the metadata.
+
+    Examples:
+
+      diffedit encode photos/ --out latents/ --inv-steps 250
+
+      diffedit encode group.jpg --align --face all --out latents/
     """
     from .jobs import encode_files
 
+    faces = _face_options(align, aligned, face, detector, face_weights, device)
     loaded = _load(model, device, components=())
+    run_opts = _opts(device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite)
     with _reporter(json_lines, quiet) as rep:
-        code = encode_files(loaded, inputs, out, _opts(device, precision, batch_size, 0, inv_steps=inv_steps,
-                                                        skip_existing=skip_existing, overwrite=overwrite), rep)
+        if faces is not None:
+            from .faces.jobs import encode_photos
+
+            code = encode_photos(loaded, inputs, out, run_opts, faces, rep)
+        else:
+            code = encode_files(loaded, inputs, out, run_opts, rep)
     raise typer.Exit(code)
 
 
@@ -137,6 +176,8 @@ def interpolate(
     model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, levels: LevelsOpt = None,
+    align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "largest", detector: DetectorOpt = "auto",
+    face_weights: FaceWeightsOpt = None,
 ):
     """Interpolate between two faces: lerp z_sem, slerp x_T.
 
@@ -148,13 +189,23 @@ def interpolate(
       diffedit interpolate a.png b.png --frames 10 --out interp/
 
       diffedit interpolate a.png b.png --levels 4-5 --model runs/hdae-u
+
+      diffedit interpolate a.jpg b.jpg --align   (photos: the largest face of each, FFHQ-aligned)
     """
     from .jobs import interpolate_pair
 
+    faces = _face_options(align, aligned, face, detector, face_weights, device)
+    if faces is not None and levels:
+        raise DiffeditError("--levels cannot be combined with --align yet: align the photos first ('diffedit align'), then interpolate the crops")
     loaded = _load(model, device, components=())
+    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite)
     with _reporter(json_lines, quiet) as rep:
-        code = interpolate_pair(loaded, a, b, out, frames, _opts(device, precision, batch_size, 0, steps, inv_steps,
-                                                                  overwrite=overwrite), rep, levels=levels)
+        if faces is not None:
+            from .faces.jobs import interpolate_photos
+
+            code = interpolate_photos(loaded, a, b, out, frames, run_opts, faces, rep)
+        else:
+            code = interpolate_pair(loaded, a, b, out, frames, run_opts, rep, levels=levels)
     raise typer.Exit(code)
 
 
@@ -171,6 +222,9 @@ def edit(
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     levels: LevelsOpt = None,
+    align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
+    face_weights: FaceWeightsOpt = None,
+    paste_back: Annotated[bool, typer.Option("--paste-back", help="With --align: blend the edited faces back into the photo and write the whole photo (pixels outside the face masks unchanged).")] = False,
 ):
     """Edit attributes by moving z_sem along linear-classifier directions (x_T from DDIM inversion).
 
@@ -186,9 +240,18 @@ def edit(
       diffedit edit face.png --attr Male --alpha-sweep -0.5:0.5:5 --compare
 
       diffedit edit face.png --attr Smiling --levels 1-2 --topk 32 --model runs/hdae-u
+
+      diffedit edit photo.jpg --align --paste-back --attr Smiling   (real photo: detect, align, edit, blend back)
     """
     from .jobs import edit_files
 
+    faces = _face_options(align, aligned, face, detector, face_weights, device)
+    if paste_back and faces is None:
+        raise DiffeditError("--paste-back needs --align (it blends edited faces back into the photos they came from)")
+    if faces is not None and levels:
+        raise DiffeditError("--levels cannot be combined with --align yet: align the photos first ('diffedit align'), then edit the crops")
+    if faces is not None and alpha_sweep:
+        raise DiffeditError("--alpha-sweep works on aligned crops; run 'diffedit align' first, then edit the crops")
     loaded = _load(model, device, components=("classifier",))
     if list_attrs:
         for name in loaded.component("classifier").attributes:
@@ -196,9 +259,14 @@ def edit(
         raise typer.Exit(0)
     if not inputs:
         raise DiffeditError("no inputs given (see 'diffedit edit --help')")
+    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite)
     with _reporter(json_lines, quiet) as rep:
-        code = edit_files(loaded, inputs, out, _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing,
-                                                      overwrite), rep, attr or [], alpha, topk, alpha_sweep, compare, levels)
+        if faces is not None:
+            from .faces.jobs import edit_photos
+
+            code = edit_photos(loaded, inputs, out, run_opts, faces, rep, attr or [], alpha, topk, compare, paste_back)
+        else:
+            code = edit_files(loaded, inputs, out, run_opts, rep, attr or [], alpha, topk, alpha_sweep, compare, levels)
     raise typer.Exit(code)
 
 
@@ -288,6 +356,39 @@ def convert(
                                   trust_pickle=trust_pickle, name=name, overwrite=overwrite, log=console.print)
     for comp, source in written.items():
         typer.echo(f"{comp}: {source} -> {out / comp}")
+
+
+@app.command()
+def align(
+    inputs: Annotated[List[str], typer.Argument(help="Photos, folders, globs or '-' (paths on stdin).", show_default=False)],
+    out: OutOpt = None,
+    size: Annotated[Optional[int], typer.Option("--size", min=8, help="Crop size in pixels (default: the model's image size).", show_default=False)] = None,
+    model: ModelOpt = None, face: FaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
+    device: DeviceOpt = "auto", skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False,
+    json_lines: JsonOpt = False, quiet: QuietOpt = False,
+):
+    """Detect faces in photos and write FFHQ-aligned crops <name>_<NN>.png (NN: face number, 0 = leftmost).
+
+    The alignment (quad, crop<->photo affines, landmarks, detector) is stored in each PNG's
+    'diffedit_alignment' text chunk.
+
+    Examples:
+
+      diffedit align photos/ --out aligned/ --size 256
+
+      diffedit align group.jpg --face largest --detector dlib
+    """
+    from .faces.jobs import align_files
+
+    faces = _face_options(True, False, face, detector, face_weights, device)
+    if size is None:
+        from .models import load_model
+
+        size = load_model(model, device="cpu", components=()).image_size
+    with _reporter(json_lines, quiet) as rep:
+        code = align_files(inputs, out, size, faces, _opts(device, None, 1, 0, skip_existing=skip_existing,
+                                                           overwrite=overwrite), rep)
+    raise typer.Exit(code)
 
 
 data_app = typer.Typer(help="Generate datasets.", no_args_is_help=True)
@@ -505,7 +606,7 @@ def eval_recon_cmd(
 
 @eval_app.command("edit")
 def eval_edit_cmd(
-    data: Annotated[Path, typer.Argument(help="Generated face folder with params.jsonl and masks, held out from training.", show_default=False)],
+    data: Annotated[Path, typer.Argument(help="Generated face folder with params.jsonl and masks, held out from training; or real photos (a photo or a folder without params.jsonl).", show_default=False)],
     model: ModelOpt = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Faces to use (the first N).")] = 100,
     alphas: Annotated[str, typer.Option("--alphas", help="Edit strengths, comma-separated.")] = "0.3,0.5",
@@ -516,20 +617,40 @@ def eval_edit_cmd(
     precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
     quiet: QuietOpt = False, levels: LevelsOpt = None,
+    face: FaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
+    attrs: Annotated[Optional[str], typer.Option("--attrs", help="Real photos: comma-separated attributes (default: all of the classifier's).", show_default=False)] = None,
 ):
     """Editing quality per attribute: oracle flip rate, attribute dependency, MSE outside the edited parts.
+
+    On real photos (DATA is a photo, or a folder without params.jsonl): faces are detected and aligned,
+    edited, pasted back, and the report gives dlib identity similarity (cosine, distance, same-person
+    rate) and, with facexlib parsing weights, MSE outside the attribute's dilated face parts.
 
     Examples:
 
       diffedit eval edit heldout --n 100 --topk 64
 
       diffedit eval edit heldout --model runs/hdae-u --levels 1-2
+
+      diffedit eval edit photos/ --attrs Smiling,Eyeglasses --detector dlib
     """
     from .evaluation import eval_editing, format_table
     from .hierarchy import num_levels, parse_levels
 
     _check_steps([steps], "--steps")
     _check_steps([inv_steps], "--inv-steps")
+    if data.exists() and not (data / "params.jsonl").is_file():  # real photos
+        from .faces.jobs import eval_photo_edits
+
+        faces = _face_options(True, False, face, detector, face_weights, device)
+        loaded = _load(model, device, components=("classifier",))
+        with _reporter(False, quiet) as rep:
+            result = eval_photo_edits(loaded, [str(data)], faces, alphas=_float_list(alphas, "--alphas"), topk=topk,
+                                      steps=steps, inv_steps=inv_steps, batch_size=batch_size, precision=precision,
+                                      attributes=[a.strip() for a in attrs.split(",") if a.strip()] if attrs else None,
+                                      progress=rep)
+        typer.echo(json.dumps(result) if json_out else format_table(result["rows"], result["notes"]))
+        raise typer.Exit(0)
     loaded = _load(model, device, components=("classifier", "latent", "oracle"))
     level_list = parse_levels(levels, num_levels(loaded.autoencoder))
     with _reporter(False, quiet) as rep:

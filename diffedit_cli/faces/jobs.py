@@ -1,0 +1,438 @@
+"""File-level runs on real photos: ``diffedit align``, ``--align`` on encode / edit / interpolate,
+``--paste-back``, and the identity / fidelity evaluation of edits on photos.
+
+Per photo: read it upright (:mod:`.photos`), detect faces (:mod:`.detection`), pick them (``--face``),
+compute the FFHQ quads and crops at the model's size (:mod:`.align`). Per-face outputs are named
+``<stem>_<NN>`` (NN: the face number, 0 = leftmost); ``--paste-back`` writes the whole photo instead.
+Every output is written atomically; a photo without a face is a per-file failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .. import images as imageio
+from .. import pipeline
+from ..errors import DiffeditError, InputError
+from ..jobs import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, encode_codes, out_is_file,
+                    plan_output)
+from ..latents import LatentCode, latent_metadata, save_latent
+from .align import FaceAlignment, aligned_crop, quad_from_landmarks
+from .detection import Face, check_face_spec, make_detector, select_faces
+from .photos import Photo, load_photo, save_photo
+
+ALIGNMENT_KEY = "diffedit_alignment"  # PNG text chunk of crops written by 'diffedit align'
+
+
+@dataclass
+class FaceOptions:
+    """How faces are found in photos.
+
+    ``detector``: auto, facexlib, facexlib-mobile or dlib; ``face``: all, largest or a face number;
+    ``weights``: facexlib weight folder (default: see :func:`.detection.weights_dir`); ``parsing``: use
+    facexlib face parsing for paste-back masks when its weights are present.
+    """
+
+    detector: str = "auto"
+    face: str = "all"
+    weights: Optional[str] = None
+    parsing: bool = True
+    device: str = "cpu"
+    _detector: object = field(default=None, repr=False)
+
+    def get_detector(self):
+        if self._detector is None:
+            self._detector = make_detector(self.detector, self.weights, self.device)
+        return self._detector
+
+
+@dataclass
+class AlignedFace:
+    """One face of a photo: its number (0 = leftmost), detection, alignment and crop (S, S, 3) uint8."""
+
+    number: int
+    face: Face
+    alignment: FaceAlignment
+    crop: np.ndarray
+
+    def metadata(self, detector: str, source: str) -> Dict:
+        return {"source": source, "face": self.number, "detector": detector,
+                "box": np.round(self.face.box, 2).tolist(), "score": round(float(self.face.score), 4),
+                "landmarks": np.round(self.face.landmarks, 2).tolist(), **self.alignment.to_dict()}
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        return imageio.from_u8(np.ascontiguousarray(self.crop))
+
+
+def align_photo(photo: Photo, size: int, options: FaceOptions) -> List[AlignedFace]:
+    """Detect, select and align the faces of ``photo`` at ``size`` pixels."""
+    rgb = photo.rgb8
+    faces = options.get_detector().detect(rgb)
+    out = []
+    for number, face in select_faces(faces, options.face):
+        try:
+            quad = quad_from_landmarks(face.landmarks)
+            crop = aligned_crop(rgb, quad, size)
+        except ValueError:  # degenerate landmarks, or a face entirely outside the photo
+            continue
+        alignment = FaceAlignment(quad, size, photo.size)
+        out.append(AlignedFace(number, face, alignment, crop))
+    return out
+
+
+def face_target(target: Path, number: int) -> Path:
+    """``out/photo.png`` -> ``out/photo_03.png`` for face 3."""
+    return target.with_name(f"{target.stem}_{number:02d}{target.suffix}")
+
+
+def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suffixes, reporter: Reporter,
+                what: str) -> List[Tuple[Item, Path]]:
+    """Inputs -> [(item, base output path)], without existence checks (per-face names come later)."""
+    items, errors = collect_inputs(specs, "images")
+    for spec, msg in errors:
+        reporter.fail(spec, msg)
+    single = out_is_file(out, len(items), file_suffixes)
+    out_path = Path(out or DEFAULT_OUT)
+    inputs = {i.path.resolve() for i in items}
+    reporter.start(what, len(items))
+    todo = []
+    for item in items:
+        try:
+            todo.append((item, plan_output(item, out_path, single, suffix, inputs)))
+        except DiffeditError as err:
+            reporter.fail(str(item.path), str(err))
+            reporter.advance()
+    return todo
+
+
+def blocked(target: Path, opts: RunOptions, source: str, reporter: Reporter, inputs=()) -> bool:
+    """True (and reported) when ``target`` must not be written: it exists and neither flag allows it."""
+    if target.resolve() in inputs:
+        reporter.fail(source, f"output '{target}' would overwrite an input; choose another --out")
+        return True
+    if not target.exists() or opts.overwrite:
+        return False
+    if opts.skip_existing:
+        reporter.skip(source, str(target))
+    else:
+        reporter.fail(source, f"output '{target}' already exists (use --skip-existing to resume or --overwrite)")
+    return True
+
+
+def _faces_of(item: Item, size: int, options: FaceOptions, reporter: Reporter) -> Optional[Tuple[Photo, List[AlignedFace]]]:
+    try:
+        photo = load_photo(item.path)
+        faces = align_photo(photo, size, options)
+    except DiffeditError as err:
+        if not isinstance(err, InputError):
+            raise  # a missing detector or weights file stops the run: every photo would fail the same way
+        reporter.fail(str(item.path), str(err))
+        return None
+    if not faces:
+        what = "no face found" if options.face in ("all", "largest") else f"no face number {options.face}"
+        reporter.fail(str(item.path), f"'{item.path}': {what} (detector {options.get_detector().name})")
+        return None
+    return photo, faces
+
+
+# -- align ---------------------------------------------------------------------------------------------------
+
+def save_crop(crop: np.ndarray, path: Path, metadata: Dict) -> None:
+    """Atomically write an aligned crop as PNG with its alignment as a text chunk."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(ALIGNMENT_KEY, json.dumps(metadata, sort_keys=True))
+    image = Image.fromarray(np.ascontiguousarray(crop), "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio._atomic_write(str(path), lambda f: image.save(f, format="PNG", pnginfo=info))
+
+
+def read_crop_alignment(path: os.PathLike) -> Optional[Dict]:
+    """The alignment stored in a crop written by :func:`save_crop`, or None."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            text = img.info.get(ALIGNMENT_KEY)
+        return json.loads(text) if text else None
+    except Exception:
+        return None
+
+
+def align_files(specs: Sequence[str], out: Optional[str], size: int, options: FaceOptions, opts: RunOptions,
+                reporter: Reporter) -> int:
+    """Write the aligned crops ``<stem>_<NN>.png`` of every face in the photos; returns the exit code."""
+    if size < 8:
+        raise InputError(f"--size {size}: too small")
+    check_face_spec(options.face)
+    options.get_detector()
+    todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning")
+    inputs = {item.path.resolve() for item, _ in todo}
+    for item, target in todo:
+        found = _faces_of(item, size, options, reporter)
+        if found is not None:
+            photo, faces = found
+            for face in faces:
+                path = face_target(target, face.number)
+                if blocked(path, opts, str(item.path), reporter, inputs):
+                    continue
+                try:
+                    save_crop(face.crop, path, face.metadata(options.get_detector().name, str(item.path)))
+                    reporter.ok(str(item.path), str(path), face=face.number, box=np.round(face.face.box, 1).tolist())
+                except DiffeditError as err:
+                    reporter.fail(str(item.path), str(err))
+        reporter.advance()
+    return reporter.summary("faces aligned")
+
+
+# -- encode --------------------------------------------------------------------------------------------------
+
+def preprocessing(detector: str) -> str:
+    return f"exif_transpose,rgb_alpha_over_white,ffhq_align(detector={detector})"
+
+
+def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOptions, options: FaceOptions,
+                  reporter: Reporter) -> int:
+    """Encode every detected face to ``<stem>_<NN>.safetensors``; the alignment goes into the metadata
+    (``extra`` JSON, key ``face``: quad, crop_to_photo / photo_to_crop affines, box, landmarks, detector)."""
+    opts.validate(model, decode=False)
+    check_face_spec(options.face)
+    options.get_detector()
+    todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces")
+    inputs = {item.path.resolve() for item, _ in todo}
+    for item, target in todo:
+        found = _faces_of(item, model.image_size, options, reporter)
+        if found is not None:
+            photo, faces = found
+            faces = [f for f in faces if not blocked(face_target(target, f.number), opts, str(item.path), reporter, inputs)]
+            for chunk in batched(faces, opts.batch_size):
+                z, x_T = encode_codes(model, torch.stack([f.tensor for f in chunk]), opts, reporter)
+                for k, face in enumerate(chunk):
+                    path = face_target(target, face.number)
+                    meta = latent_metadata(model, opts.inv_steps, str(item.path), preprocessing(options.get_detector().name),
+                                           extra={"face": face.metadata(options.get_detector().name, str(item.path))})
+                    try:
+                        save_latent(path, LatentCode(z[k], x_T[k], meta))
+                        reporter.ok(str(item.path), str(path), face=face.number)
+                    except OSError as err:
+                        reporter.fail(str(item.path), f"cannot write '{path}': {err.strerror or err}")
+        reporter.advance()
+    return reporter.summary("faces encoded")
+
+
+# -- edit ----------------------------------------------------------------------------------------------------
+
+def blend_masks(crops: torch.Tensor, options: FaceOptions) -> Optional[torch.Tensor]:
+    """Face-parsing blend masks (N, S, S) when parsing is enabled and its weights are present, else None."""
+    from .parsing import FaceParser, parsing_weights_present
+
+    if not options.parsing or not parsing_weights_present(options.weights):
+        return None
+    return FaceParser(options.weights, options.device).blend_masks(crops)
+
+
+def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOptions, options: FaceOptions,
+                reporter: Reporter, attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None,
+                compare: bool = False, paste_back: bool = False) -> int:
+    """Edit the faces of photos along classifier directions.
+
+    Without ``paste_back``: one image per face, ``<stem>_<NN>.png`` (``compare``: aligned input | edit).
+    With ``paste_back``: the whole photo ``<stem>.png`` with every selected face edited and blended back
+    (pixels outside the blend masks byte-identical to the input).
+    """
+    from ..editing import attribute_direction, edit_z_sem, parse_edits
+
+    classifier = model.component("classifier")
+    if not attrs:
+        raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs)")
+    edits = parse_edits(attrs, alpha, classifier.attributes)
+    if topk is not None:
+        attribute_direction(classifier, next(iter(edits)), topk)
+    if paste_back and compare:
+        raise InputError("--compare shows aligned crops; it cannot be combined with --paste-back")
+    opts.validate(model)
+    check_face_spec(options.face)
+    options.get_detector()
+    device, precision = opts.resolved()
+    todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces")
+    inputs = {item.path.resolve() for item, _ in todo}
+    for item, target in todo:
+        if paste_back and blocked(target, opts, str(item.path), reporter, inputs):
+            reporter.advance()
+            continue
+        found = _faces_of(item, model.image_size, options, reporter)
+        if found is None:
+            reporter.advance()
+            continue
+        photo, faces = found
+        if not paste_back:
+            faces = [f for f in faces if not blocked(face_target(target, f.number), opts, str(item.path), reporter, inputs)]
+        crops = torch.stack([f.tensor for f in faces]) if faces else None
+        edited = []
+        for chunk in batched(list(range(len(faces))), opts.batch_size):
+            batch = crops[chunk[0]:chunk[-1] + 1]
+            z, x_T = encode_codes(model, batch, opts, reporter)
+            device_cls = next(classifier.parameters()).device
+            z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk).cpu()
+            edited.append(pipeline.decode(model.autoencoder, z_edit, x_T, opts.steps, precision,
+                                          reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+        info = {"edits": {classifier.attributes[i]: a for i, a in edits.items()}, "topk": topk,
+                "detector": options.get_detector().name}
+        try:
+            if faces and paste_back:
+                edited = torch.cat(edited)
+                masks = blend_masks(crops, options)
+                result, changed = _paste(photo, edited, faces, masks)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                save_photo(result, target)
+                reporter.ok(str(item.path), str(target), faces=[f.number for f in faces],
+                            changed_pixels=int(changed.sum()), mask="parsing" if masks is not None else "ellipse", **info)
+            elif faces:
+                edited = torch.cat(edited)
+                for k, face in enumerate(faces):
+                    path = face_target(target, face.number)
+                    image = imageio.make_grid(torch.stack([crops[k], edited[k]]), ncol=2) if compare else edited[k]
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    imageio.save_image(image, path)
+                    reporter.ok(str(item.path), str(path), face=face.number, **info)
+        except DiffeditError as err:
+            reporter.fail(str(item.path), str(err))
+        reporter.advance()
+    return reporter.summary("photos edited" if paste_back else "faces edited")
+
+
+def _paste(photo: Photo, edited: torch.Tensor, faces: Sequence[AlignedFace], masks: Optional[torch.Tensor]):
+    from .blend import paste_back
+
+    return paste_back(photo, list(edited), [f.alignment for f in faces],
+                      None if masks is None else list(masks))
+
+
+# -- interpolate ---------------------------------------------------------------------------------------------
+
+def interpolate_photos(model, a: str, b: str, out: Optional[str], frames: int, opts: RunOptions,
+                       options: FaceOptions, reporter: Reporter) -> int:
+    """Interpolate between the largest (or ``--face N``) faces of two photos, aligned first."""
+    from ..jobs import interpolate_pair
+
+    check_face_spec(options.face)
+    which = options.face if options.face != "all" else "largest"
+    crops = []
+    with tempfile.TemporaryDirectory(prefix="diffedit-align-") as tmp:
+        for label, spec in (("a", a), ("b", b)):
+            items, errors = collect_inputs([spec], "images")
+            if errors or len(items) != 1:
+                raise InputError(errors[0][1] if errors else f"'{spec}' must be one image file")
+            photo = load_photo(items[0].path)
+            faces = align_photo(photo, model.image_size, FaceOptions(options.detector, which, options.weights,
+                                                                     options.parsing, options.device, options._detector))
+            if not faces:
+                raise InputError(f"'{spec}': no face found")
+            path = Path(tmp) / f"{label}_{items[0].path.stem}.png"
+            save_crop(faces[0].crop, path, faces[0].metadata("", str(items[0].path)))
+            crops.append(str(path))
+        default = Path(DEFAULT_OUT) / f"interp_{Path(a).stem}_{Path(b).stem}"
+        return interpolate_pair(model, crops[0], crops[1], out or str(default), frames, opts, reporter)
+
+
+# -- evaluation on real photos -------------------------------------------------------------------------------
+
+@torch.inference_mode()
+def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: Sequence[float] = (0.3, 0.5),
+                     topk: Optional[int] = None, steps: int = 20, inv_steps: int = 20, batch_size: int = 8,
+                     precision: str = "fp32", attributes: Optional[Sequence[str]] = None,
+                     progress: Optional[Reporter] = None) -> Dict:
+    """Identity and fidelity of attribute edits on real photos.
+
+    Every selected face is aligned, inverted, edited along each attribute (toward the side opposite to the
+    classifier's reading of the input) by each alpha and pasted back. Per attribute:
+
+    * ``ID cos@ALPHA``: cosine similarity of dlib's 128-D descriptors of the original and the pasted-back
+      photo at the detected box, in [-1, 1] (1: same);
+    * ``ID dist``: Euclidean descriptor distance averaged over alphas (dlib: < 0.6 is the same person);
+    * ``same person``: fraction of edits with distance < 0.6;
+    * ``MSE outside``: HDAE fidelity, MSE (pixels in [0, 1]) between aligned input and edit outside the
+      dilated face-parsing region of the attribute (only when the facexlib parsing weights are present).
+
+    Returns {"n": faces, "rows": [...], "notes": [...]}.
+    """
+    from ..editing import edit_z_sem
+    from .blend import paste_back
+    from .identity import IdentityModel, identity_scores
+    from .parsing import FaceParser, edit_region, parsing_weights_present
+
+    classifier = model.component("classifier")
+    names = list(attributes or classifier.attributes)
+    unknown = [n for n in names if n not in classifier.attributes]
+    if unknown:
+        raise InputError(f"unknown attribute(s) {', '.join(unknown)}")
+    items, errors = collect_inputs(specs, "images")
+    if errors:
+        raise InputError(errors[0][1])
+    identity = IdentityModel()
+    parser = FaceParser(options.weights, options.device) if parsing_weights_present(options.weights) else None
+    notes = [] if parser else ["MSE outside needs the facexlib parsing weights (parsing_bisenet.pth); not computed"]
+    ae = model.autoencoder
+    device = next(ae.parameters()).device
+    photos, faces = [], []
+    for item in items:
+        photo = load_photo(item.path)
+        for face in align_photo(photo, model.image_size, options):
+            photos.append(photo)
+            faces.append(face)
+    if not faces:
+        raise InputError("no face found in the given photos")
+    if progress is not None:
+        progress.start("evaluating", len(faces) * len(names) * len(alphas))
+    crops = torch.stack([f.tensor for f in faces])
+    z, x_T = [], []
+    for chunk in batched(list(range(len(faces))), batch_size):
+        batch = crops[chunk[0]:chunk[-1] + 1].to(device)
+        codes = pipeline.encode_semantic(ae, batch, precision)
+        z.append(codes.cpu())
+        x_T.append(pipeline.invert(ae, batch, codes, inv_steps, precision).cpu())
+    z, x_T = torch.cat(z), torch.cat(x_T)
+    with torch.no_grad():
+        logits = classifier(z.to(next(classifier.parameters()).device)).cpu()
+    originals = [identity.descriptor(photo.rgb8, face.face.box) for photo, face in zip(photos, faces)]
+    labels = parser.labels(crops) if parser else None
+    rows = []
+    for name in names:
+        index = classifier.attributes.index(name)
+        row: Dict = {"attribute": name}
+        distances, same, outside = [], [], []
+        for alpha in alphas:
+            sign = torch.where(logits[:, index] > 0, -1.0, 1.0)
+            z_edit = torch.cat([edit_z_sem(z[i:i + 1].to(next(classifier.parameters()).device), classifier,
+                                           {index: float(sign[i]) * alpha}, topk).cpu() for i in range(len(faces))])
+            edited = torch.cat([pipeline.decode(ae, z_edit[c[0]:c[-1] + 1], x_T[c[0]:c[-1] + 1], steps, precision).cpu()
+                                for c in batched(list(range(len(faces))), batch_size)])
+            cosines = []
+            for i, (photo, face) in enumerate(zip(photos, faces)):
+                pasted, _ = paste_back(photo, [edited[i]], [face.alignment])
+                scores = identity_scores(originals[i], identity.descriptor(pasted.rgb8, face.face.box))
+                cosines.append(scores["cosine"])
+                distances.append(scores["distance"])
+                same.append(float(scores["same_person"]))
+                if labels is not None:
+                    keep = ~edit_region(labels[i], name)
+                    diff = ((crops[i] - edited[i]) / 2).pow(2).mean(0)
+                    outside.append(float(diff[keep].mean()) if keep.any() else float("nan"))
+                if progress is not None:
+                    progress.advance()
+            row[f"ID cos@{alpha:g}"] = float(np.mean(cosines))
+        row["ID dist"] = float(np.mean(distances))
+        row["same person"] = float(np.mean(same))
+        row["MSE outside"] = float(np.nanmean(outside)) if outside else None
+        rows.append(row)
+    return {"n": len(faces), "rows": rows, "notes": notes}
