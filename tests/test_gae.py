@@ -275,6 +275,9 @@ def _pairs_differing_in(group: str, count: int, seed: int = 4321):
     return pairs
 
 
+# Known miss of the shipped model (weights/toyfaces/README.md: z_sem of the under-trained autoencoder holds little
+# hair / accessory information, so no GAE slice can carry it). strict: a pass fails CI, then remove the xfail.
+@pytest.mark.xfail(strict=True, reason="shipped toyfaces autoencoder under-trained: swap success 0.006 in 'diffedit eval gae' (weights/toyfaces/README.md)")
 @pytest.mark.parametrize("group", ["hair", "accessories"])
 def test_shipped_gae_swaps_a_group(group):
     """On the default model: B's group shows in the swap (oracle), A's other attributes stay (>= 3 of 4 pairs)."""
