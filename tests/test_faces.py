@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from diffedit_cli.cli import main
 from diffedit_cli.errors import InputError, ModelError
@@ -302,6 +302,39 @@ def test_paste_back_keeps_alpha_16_bit_and_exif_orientation(astronaut, astronaut
     exif[0x0112] = 6
     stored.save(tmp_path / "rotated.png", exif=exif)
     assert np.array_equal(photos.load_photo(tmp_path / "rotated.png").pixels, astronaut)
+
+
+def test_paste_back_keeps_16_bit_colour_with_alpha(astronaut, astronaut_face, tmp_path):
+    import cv2
+
+    alignment = fa.FaceAlignment(fa.quad_from_landmarks(astronaut_face.landmarks), 64, (512, 512))
+    rgb16 = (astronaut.astype(np.uint16) * 256 + np.arange(512, dtype=np.uint16)[:, None, None] % 251).astype(np.uint16)
+    alpha16 = np.tile(np.linspace(0, 65535, 512).astype(np.uint16), (512, 1))
+    assert cv2.imwrite(str(tmp_path / "rgba16.png"), np.dstack([rgb16[..., ::-1], alpha16]))
+    photo = photos.load_photo(tmp_path / "rgba16.png")
+    assert photo.pixels.dtype == np.uint16 and np.array_equal(photo.pixels, rgb16)
+    assert np.array_equal(photo.alpha, alpha16)
+    assert np.abs(photos.Photo(rgb16, None, "x").rgb8.astype(int) - astronaut).max() <= 1  # detectors see 8 bit
+    result, changed = check_paste(photo, alignment)
+    photos.save_photo(result, tmp_path / "rgba16_out.png")
+    back = cv2.imread(str(tmp_path / "rgba16_out.png"), cv2.IMREAD_UNCHANGED)  # an independent reader
+    assert back.dtype == np.uint16 and back.shape == (512, 512, 4)
+    assert np.array_equal(back[..., 2::-1][~changed], rgb16[~changed]) and np.array_equal(back[..., 3], alpha16)
+    assert np.array_equal(back[..., 2::-1], result.pixels)
+    # 16-bit TIFF the same way
+    assert cv2.imwrite(str(tmp_path / "rgb16.tif"), rgb16[..., ::-1].copy())
+    tif = photos.load_photo(tmp_path / "rgb16.tif")
+    assert tif.pixels.dtype == np.uint16 and np.array_equal(tif.pixels, rgb16) and tif.alpha is None
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_matches_pillow_exif_transpose(orientation, tmp_path):
+    pixels = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "o.png", exif=exif)
+    upright = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    assert np.array_equal(photos.orient(pixels, orientation), upright)
 
 
 # -- identity -----------------------------------------------------------------------------------------------

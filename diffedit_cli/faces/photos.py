@@ -7,8 +7,10 @@ mapped to 8 bit as :mod:`diffedit_cli.images` does). Written back as PNG (or TIF
 untouched pixels keep their exact values.
 
 Supported losslessly: RGB, RGBA, L, LA, 16-bit grey (I;16, and 'I' within 0..65535), palette images
-(expanded to RGB / RGBA). Other modes (CMYK, YCbCr, float) are converted to RGB first. Pillow opens 16-bit
-*colour* PNGs as 8-bit RGB, so those come back as 8-bit.
+(expanded to RGB / RGBA), and 16-bit colour PNG / TIFF (RGB, RGBA). Other modes (CMYK, YCbCr, float) are
+converted to RGB first. Pillow has no 16-bit colour mode (it opens such files as 8-bit RGB), so 16-bit
+colour files are read and written with OpenCV (``cv2``, installed with facexlib), EXIF orientation applied
+by :func:`orient` exactly as Pillow's ``exif_transpose`` does.
 """
 
 from __future__ import annotations
@@ -77,10 +79,59 @@ def _open(path: str) -> Image.Image:
         raise InputError(f"cannot read image '{path}': file is truncated or corrupt") from None
 
 
+def _is_16bit_colour(path: str) -> bool:
+    """True for a PNG or TIFF storing colour (RGB / RGBA) with 16 bits per sample."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return head[24] == 16 and head[25] in (2, 6)  # bit depth 16, colour type RGB / RGBA
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        with Image.open(path) as img:
+            bits = img.tag_v2.get(258, ()) if hasattr(img, "tag_v2") else ()
+            return len(bits) >= 3 and all(b == 16 for b in bits)
+    return False
+
+
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation 1..8 to (H, W, ...) pixels, as Pillow's ``ImageOps.exif_transpose``."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: np.rot90(a, 2).swapaxes(0, 1),
+           8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(ops[orientation](pixels)) if orientation in ops else pixels
+
+
+def _load_16bit_colour(name: str) -> Photo:
+    import cv2
+
+    data = np.fromfile(name, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InputError(f"cannot read image '{name}': 16-bit colour file is truncated or corrupt")
+    with Image.open(name) as img:
+        orientation = int(img.getexif().get(0x0112, 1))
+    arr = orient(arr, orientation)
+    rgb = np.ascontiguousarray(arr[..., 2::-1])  # OpenCV's BGR(A) -> RGB
+    return Photo(rgb, arr[..., 3].copy() if arr.shape[2] == 4 else None, name)
+
+
+def _encode_16bit_colour(photo: Photo, ext: str) -> bytes:
+    import cv2
+
+    bgr = photo.pixels[..., ::-1]
+    if photo.alpha is not None:
+        bgr = np.dstack([bgr, photo.alpha])
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(bgr))
+    if not ok:
+        raise InputError(f"cannot encode a 16-bit colour image as '{ext}'")
+    return buf.tobytes()
+
+
 def load_photo(path: os.PathLike) -> Photo:
     """Read ``path`` upright in its own depth; damaged files raise a one-line InputError."""
     name = os.fspath(path)
     img = _open(name)
+    if img.mode in ("RGB", "RGBA") and _is_16bit_colour(name):
+        return _load_16bit_colour(name)
     if img.mode == "P" or img.mode == "PA":
         img = img.convert("RGBA" if ("transparency" in img.info or img.mode == "PA") else "RGB")
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
@@ -106,7 +157,10 @@ def load_photo(path: os.PathLike) -> Photo:
 
 
 def to_pil(photo: Photo) -> Image.Image:
+    """8-bit RGB(A) / L(A), or 'I;16' for 16-bit grey (16-bit colour goes to 8 bit: Pillow has no such mode)."""
     px = photo.pixels
+    if px.dtype == np.uint16 and px.shape[2] == 3:
+        return Image.fromarray(photo.rgb8, "RGB")
     if px.dtype == np.uint16:
         img = Image.fromarray(np.ascontiguousarray(px[..., 0]))  # uint16 -> 'I;16'
         assert img.mode == "I;16", img.mode
@@ -130,6 +184,10 @@ def save_photo(photo: Photo, path: os.PathLike) -> None:
     if ext not in formats:
         raise InputError(f"cannot write '{name}': unsupported extension '{ext}' (use .png)")
     fmt, options = formats[ext]
+    if photo.pixels.dtype == np.uint16 and photo.pixels.shape[2] == 3 and fmt in ("PNG", "TIFF"):
+        data = _encode_16bit_colour(photo, ".png" if fmt == "PNG" else ".tiff")
+        imageio._atomic_write(name, lambda f: f.write(data))
+        return
     img = to_pil(photo)
     if fmt in ("JPEG", "WEBP") and (photo.pixels.dtype == np.uint16 or photo.alpha is not None):
         img = Image.fromarray(photo.rgb8, "RGB")
