@@ -305,7 +305,7 @@ def test_paste_back_keeps_alpha_16_bit_and_exif_orientation(astronaut, astronaut
 
 
 def test_paste_back_keeps_16_bit_colour_with_alpha(astronaut, astronaut_face, tmp_path):
-    import cv2
+    cv2 = pytest.importorskip("cv2", reason="OpenCV comes with the [faces] extra (facexlib)")
 
     alignment = fa.FaceAlignment(fa.quad_from_landmarks(astronaut_face.landmarks), 64, (512, 512))
     rgb16 = (astronaut.astype(np.uint16) * 256 + np.arange(512, dtype=np.uint16)[:, None, None] % 251).astype(np.uint16)

@@ -9,8 +9,8 @@ untouched pixels keep their exact values.
 Supported losslessly: RGB, RGBA, L, LA, 16-bit grey (I;16, and 'I' within 0..65535), palette images
 (expanded to RGB / RGBA), and 16-bit colour PNG / TIFF (RGB, RGBA). Other modes (CMYK, YCbCr, float) are
 converted to RGB first. Pillow has no 16-bit colour mode (it opens such files as 8-bit RGB), so 16-bit
-colour files are read and written with OpenCV (``cv2``, installed with facexlib), EXIF orientation applied
-by :func:`orient` exactly as Pillow's ``exif_transpose`` does.
+colour files are read and written with OpenCV (``cv2``, installed with facexlib, the [faces] extra; without
+it they are read as 8-bit), EXIF orientation applied by :func:`orient` exactly as Pillow's ``exif_transpose``.
 """
 
 from __future__ import annotations
@@ -100,6 +100,13 @@ def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops[orientation](pixels)) if orientation in ops else pixels
 
 
+def _have_opencv() -> bool:
+    """OpenCV comes with the [faces] extra (facexlib); without it 16-bit colour is read as 8-bit by Pillow."""
+    import importlib.util
+
+    return importlib.util.find_spec("cv2") is not None
+
+
 def _load_16bit_colour(name: str) -> Photo:
     import cv2
 
@@ -130,7 +137,7 @@ def load_photo(path: os.PathLike) -> Photo:
     """Read ``path`` upright in its own depth; damaged files raise a one-line InputError."""
     name = os.fspath(path)
     img = _open(name)
-    if img.mode in ("RGB", "RGBA") and _is_16bit_colour(name):
+    if img.mode in ("RGB", "RGBA") and _is_16bit_colour(name) and _have_opencv():
         return _load_16bit_colour(name)
     if img.mode == "P" or img.mode == "PA":
         img = img.convert("RGBA" if ("transparency" in img.info or img.mode == "PA") else "RGB")
