@@ -878,6 +878,48 @@ def train_gae_cmd(
     typer.echo(f"GAE -> {run}/gae")
 
 
+@train_app.command("gae-joint")
+def train_gae_joint_cmd(
+    run: Annotated[str, typer.Option("--model", "-m", help="Source model folder (or shipped model name) with an autoencoder and a trained GAE.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New model folder for the fine-tuned autoencoder + GAE (the source is never changed).", show_default=False)],
+    data: Annotated[Optional[Path], typer.Option("--data", help="Image folder of a real dataset (default: generated toy faces).", show_default=False)] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Attribute table (CelebA format) of --data.", show_default=False)] = None,
+    group_attrs: Annotated[Optional[str], typer.Option("--group-attrs", help="Attribute groups of --labels, e.g. 'hair=Bangs,Black_Hair;mouth=Smiling'.", show_default=False)] = None,
+    groups: Annotated[int, typer.Option("--groups", min=1, help="GROUP(C, 1) samples to draw batches from.")] = 2000,
+    group_seed: Annotated[int, typer.Option("--group-seed", help="Seed of the generated group faces (or of the label matching).")] = 100,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Groups per step (each anchor + one face per group).")] = 4,
+    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-5).")] = 1e-5,
+    gamma: Annotated[float, typer.Option("--gamma", help="Weight of the GAE loss L_dis against L_simple (paper: 1).")] = 1.0,
+    lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of L_ss inside L_dis (paper, joint stage: 0.5).")] = 0.5,
+    lambda_ur: Annotated[float, typer.Option("--lambda-ur", help="Weight of L_ur inside L_dis (paper, joint stage: 0.5).")] = 0.5,
+    save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 250,
+    chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the fine-tuning run in --out.")] = False,
+    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+):
+    """Fine-tune autoencoder and GAE together (DiffuseGAE eq. 12): L_simple (UNet conditioned on the GAE's
+    reconstruction of z_sem) + gamma * L_dis, Adam 1e-5.
+
+    Writes a new model folder (autoencoder + GAE + the source's oracle). The latent DDIM and classifier are not
+    copied, since they fit the old z_sem: retrain them on --out.
+
+    Example:
+
+      diffedit train gae-joint --model runs/toyfaces --out runs/toyfaces-joint --steps 1000
+    """
+    from .gae_joint import JointTrainConfig, finetune_joint
+
+    cfg = JointTrainConfig(model=run, out=str(out), data=str(data) if data else None,
+                           labels=str(labels) if labels else None, group_attrs=group_attrs, groups=groups,
+                           group_seed=group_seed, steps=steps, batch_size=batch_size, lr=lr, gamma=gamma,
+                           lambda_ss=lambda_ss, lambda_ur=lambda_ur, save_every=save_every, seed=seed, device=device)
+    progress, log = _train_progress(steps, quiet, "autoencoder + GAE")
+    with progress:
+        finetune_joint(cfg, resume=resume, log=log, stop_after=chunk)
+    typer.echo(f"autoencoder + GAE -> {out} (retrain latent and classifier on it: diffedit train latent --model {out} ...)")
+
+
 @eval_app.command("gae")
 def eval_gae_cmd(
     model: ModelOpt = None,

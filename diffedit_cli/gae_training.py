@@ -17,8 +17,8 @@ resumable state in ``train_state/gae.pt`` (tensors and plain containers, read wi
 the cached group codes in ``train_state/gae_codes.pt``. Every step's batch and mixing are drawn from a
 generator seeded with (seed, step), so a resumed run continues exactly as an uninterrupted one.
 
-Joint fine-tuning with the diffusion loss (eq. 12) is not implemented: it changes the autoencoder, which would
-invalidate the model's latent files, latent DDIM and classifier.
+Joint fine-tuning with the diffusion loss (eq. 12) is :mod:`gae_joint` (``train gae-joint``): it changes the
+autoencoder, so it writes a new model folder instead of touching this one.
 """
 
 from __future__ import annotations

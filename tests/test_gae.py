@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from diffedit_cli import groups as groups_mod
 from diffedit_cli import toyfaces
 from diffedit_cli.cli import main
 from diffedit_cli.errors import DiffeditError, InputError
@@ -312,3 +313,68 @@ def test_shipped_gae_recombine_cli(tmp_path):
     assert main(["recombine", "--base", a, "--hair", b, "--background", c, "--steps", "5", "--inv-steps", "5",
                  "--compare", "--out", str(out), "--quiet"]) == 0
     assert Image.open(out).size == (4 * size + 10, size + 4)  # base | hair | background | result, 2 px padding
+
+
+# -- joint fine-tuning (DiffuseGAE eq. 12) -------------------------------------------------------------------------
+
+JOINT = dict(groups=8, batch_size=2, lr=1e-4)
+
+
+def test_joint_losses_couple_encoder_unet_and_gae(tiny_gae_model):
+    from diffedit_cli import diffusion
+    from diffedit_cli.gae_joint import JointTrainConfig, GroupImages, joint_losses
+
+    ae = load_component(tiny_gae_model / "autoencoder", "autoencoder").train().requires_grad_(True)
+    gae = load_component(tiny_gae_model / "gae", "gae").train().requires_grad_(True)
+    data = GroupImages(JointTrainConfig(model=str(tiny_gae_model), out="unused", **JOINT), gae.slice_names, 32)
+    images = data.batch(torch.tensor([0, 3]))
+    assert images.shape == (2, 1 + len(data.names), 3, 32, 32) and images.dtype == torch.uint8
+    # member j of a group shares group names[j - 1] with the anchor, as in GAE training
+    faces = groups_mod.toyface_group(data.seed, 3, data.names)
+    assert torch.equal(images[1], groups_mod.render_faces(faces, 32))
+    betas = diffusion.make_betas(ae.config.beta_schedule, ae.config.diffusion_steps)
+    losses = joint_losses(ae, gae, images, groups_mod.group_spec_for(gae.slice_names, data.names),
+                          torch.cumprod(1 - betas, 0).float(), torch.Generator().manual_seed(0), 0.5, 0.5)
+    assert set(losses) >= {"simple", "dis", "r", "ss", "ur"} and all(torch.isfinite(v) for v in losses.values())
+    # the denoising loss alone reaches the encoder *through* the GAE, and the GAE itself
+    losses["simple"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in ae.encoder.parameters())
+    assert all(p.grad is not None for p in gae.parameters())
+
+
+def test_joint_fine_tuning_writes_a_new_folder_and_resumes_exactly(tiny_gae_model, tmp_path, capsys):
+    from diffedit_cli.gae_joint import JointTrainConfig, finetune_joint
+
+    source_hash = (tiny_gae_model / "autoencoder" / "model.safetensors").read_bytes()
+    straight, chunked = tmp_path / "straight", tmp_path / "chunked"
+    finetune_joint(JointTrainConfig(model=str(tiny_gae_model), out=str(straight), steps=4, save_every=2, **JOINT))
+    finetune_joint(JointTrainConfig(model=str(tiny_gae_model), out=str(chunked), steps=4, save_every=2, **JOINT),
+                   stop_after=2)
+    assert torch.load(chunked / "train_state" / "joint.pt", weights_only=True)["step"] == 2
+    code = main(["train", "gae-joint", "--model", str(tiny_gae_model), "--out", str(chunked), "--steps", "4", "--resume",
+                 "--quiet"])
+    assert code == 0
+    for component in ("autoencoder", "gae"):
+        a, b = load_component(straight / component, component), load_component(chunked / component, component)
+        for key, value in a.state_dict().items():
+            assert torch.equal(value, b.state_dict()[key]), (component, key)
+    before = load_component(tiny_gae_model / "autoencoder", "autoencoder").state_dict()
+    after = load_component(straight / "autoencoder", "autoencoder").state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the autoencoder was fine-tuned
+    assert (tiny_gae_model / "autoencoder" / "model.safetensors").read_bytes() == source_hash  # source untouched
+    index = json.loads((straight / "model_index.json").read_text())
+    assert set(index["components"]) == {"autoencoder", "gae", "oracle"}
+    meta = json.loads((straight / "gae" / "config.json").read_text())
+    assert meta["training"]["steps_done"] == 4 and meta["training"]["gamma"] == 1.0
+    # the result is a model folder the swap command uses
+    a, b = _face_png(tmp_path / "a.png", 1), _face_png(tmp_path / "b.png", 2)
+    code = main(["swap", a, b, "--attr", "hair", "--model", str(straight), "--steps", "2", "--inv-steps", "2",
+                 "--out", str(tmp_path / "swapped.png"), "--quiet"])
+    assert code == 0 and (tmp_path / "swapped.png").is_file()
+    # refusals: one line each
+    capsys.readouterr()
+    assert main(["train", "gae-joint", "--model", str(tiny_gae_model), "--out", str(straight), "--quiet"]) != 0
+    assert "not empty" in capsys.readouterr().err
+    no_gae = _tiny_autoencoder_folder(tmp_path / "no_gae")
+    assert main(["train", "gae-joint", "--model", str(no_gae), "--out", str(tmp_path / "x"), "--quiet"]) != 0
+    assert "no trained GAE" in capsys.readouterr().err
