@@ -105,5 +105,6 @@ def test_sample_from_the_shipped_hdae(tmp_path, capsys):
     code, _, err = run(["sample", "--n", "2", "--model", HDAE_MODEL, "--steps", "5", "--latent-steps", "10",
                         "--out", tmp_path / "s", "--quiet"], capsys)
     assert code == 0, err
-    files = sorted((tmp_path / "s").glob("*.png"))
-    assert len(files) >= 2 and Image.open(files[0]).size == (64, 64)
+    files = sorted((tmp_path / "s").glob("sample_*.png"))
+    assert len(files) == 2 and all(Image.open(f).size == (64, 64) for f in files)
+    assert (tmp_path / "s" / "grid.png").is_file()
