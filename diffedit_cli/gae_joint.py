@@ -35,8 +35,8 @@ from . import diffusion, toyfaces
 from . import groups as grouping
 from .errors import DiffeditError, InputError
 from .gae_training import combine, gae_losses, model_folder
-from .models import INDEX_FILE, load_component, save_component, write_index
-from .training import load_image_folder, load_train_state, save_train_state, to_model_range
+from .models import load_component, save_component, write_index
+from .training import image_files, load_image_folder, load_train_state, save_train_state, to_model_range
 
 StepLog = Callable[[dict], None]
 
@@ -76,19 +76,16 @@ class GroupImages:
         else:
             if not cfg.labels:
                 raise InputError("--data needs --labels (an attribute table in the CelebA format)")
-            names, label_files, labels = toyfaces.read_attr_table(Path(cfg.labels))
-            files = sorted(p for p in Path(cfg.data).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
-            row = {Path(f).name: i for i, f in enumerate(label_files)}
-            keep = [(k, row[f.name]) for k, f in enumerate(files) if f.name in row]
-            if not keep:
-                raise InputError(f"no image of '{cfg.data}' is listed in '{cfg.labels}'")
+            names, _, _ = toyfaces.read_attr_table(Path(cfg.labels))
             attrs = (grouping.parse_group_attributes(cfg.group_attrs, names) if cfg.group_attrs
                      else grouping.default_group_attributes(names))
             attrs = {g: a for g, a in attrs.items() if g in slice_names}
             self.names = list(attrs)
             if self.names:
-                rows = grouping.table_groups(labels[[r for _, r in keep]], names, attrs, cfg.groups, cfg.group_seed)
-                self.images = load_image_folder(Path(cfg.data), size)[[k for k, _ in keep]]
+                folder = Path(cfg.data)
+                files = [str(f.relative_to(folder)) for f in image_files(folder)]
+                rows, _ = grouping.table_group_rows(files, Path(cfg.labels), attrs, cfg.groups, cfg.group_seed)
+                self.images = load_image_folder(folder, size)  # rows index these, in image_files order
                 self.rows = torch.from_numpy(rows)
                 self.count = len(rows)
         if not self.names:

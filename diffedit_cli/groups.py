@@ -156,9 +156,12 @@ def table_groups(labels: np.ndarray, names: Sequence[str], group_attributes: Dic
     return np.asarray(rows, dtype=np.int64)
 
 
-def table_group_codes(z_sem: torch.Tensor, files: Sequence[str], table: Path,
-                      group_attributes: Optional[Dict[str, List[str]]], n_groups: int, seed: int = 0) -> GroupCodes:
-    """GROUP(C, 1) codes of a real dataset: z_sem (N, D) of ``files`` matched to rows of a CelebA-format table."""
+def table_group_rows(files: Sequence[str], table: Path, group_attributes: Optional[Dict[str, List[str]]],
+                     n_groups: int, seed: int = 0) -> Tuple[np.ndarray, List[str]]:
+    """GROUP(C, 1) of a real dataset as indices into ``files`` (G, 1 + M), and the group names.
+
+    ``files`` are matched to rows of the CelebA-format ``table`` by path, else by file name.
+    """
     names, label_files, labels = toyfaces.read_attr_table(table)
     row = {f: i for i, f in enumerate(label_files)}
     row.update({Path(f).name: i for i, f in enumerate(label_files)})
@@ -170,8 +173,14 @@ def table_group_codes(z_sem: torch.Tensor, files: Sequence[str], table: Path,
     if not group_attributes:
         raise InputError(f"'{table}' has none of the toy-face group attributes; pass --group-attrs")
     index = table_groups(labels[[r for _, r in keep]], names, group_attributes, n_groups, seed)
-    z = z_sem[[k for k, _ in keep]]
-    return GroupCodes(z[torch.from_numpy(index)], list(group_attributes))
+    return np.asarray([k for k, _ in keep], dtype=np.int64)[index], list(group_attributes)
+
+
+def table_group_codes(z_sem: torch.Tensor, files: Sequence[str], table: Path,
+                      group_attributes: Optional[Dict[str, List[str]]], n_groups: int, seed: int = 0) -> GroupCodes:
+    """GROUP(C, 1) codes of a real dataset: z_sem (N, D) of ``files`` matched to rows of a CelebA-format table."""
+    rows, groups = table_group_rows(files, table, group_attributes, n_groups, seed)
+    return GroupCodes(z_sem[torch.from_numpy(rows)], groups)
 
 
 def group_spec_for(slices: Sequence[str], groups: Sequence[str]) -> List[Tuple[int, str]]:

@@ -74,11 +74,18 @@ LATENT_PRESETS: Dict[str, dict] = {
 
 # -- data ------------------------------------------------------------------
 
+def image_files(folder: Path) -> List[Path]:
+    """The images of a training folder, sorted and recursive: the order of :func:`load_image_folder`'s rows."""
+    from .images import is_image_path
+
+    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+
+
 def load_image_folder(folder: Path, size: int, limit: Optional[int] = None, progress=None) -> torch.Tensor:
     """All images of a folder (sorted, recursive) as uint8 (N, 3, size, size), preprocessed like ``load_image``."""
-    from .images import is_image_path, load_image
+    from .images import load_image
 
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
+    files = image_files(folder)
     if limit:
         files = files[:limit]
     if not files:
@@ -344,10 +351,9 @@ def encode_dataset(autoencoder: DiffAEAutoencoder, data_u8: torch.Tensor, batch_
 def dataset_codes(run: Path, data: Path, image_size: int, autoencoder: DiffAEAutoencoder,
                   progress=None) -> Tuple[torch.Tensor, List[str]]:
     """z_sem of a training folder, cached in ``run/train_state/codes.pt`` (keyed by the autoencoder weights)."""
-    from .images import is_image_path
     from .models import file_fingerprint
 
-    files = sorted(p for p in Path(data).rglob("*") if p.is_file() and is_image_path(p))
+    files = image_files(data)
     cache = run / "train_state" / "codes.pt"
     key = file_fingerprint(run / "autoencoder" / "model.safetensors") if (run / "autoencoder" / "model.safetensors").exists() else ""
     if cache.exists():

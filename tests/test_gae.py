@@ -378,3 +378,27 @@ def test_joint_fine_tuning_writes_a_new_folder_and_resumes_exactly(tiny_gae_mode
     no_gae = _tiny_autoencoder_folder(tmp_path / "no_gae")
     assert main(["train", "gae-joint", "--model", str(no_gae), "--out", str(tmp_path / "x"), "--quiet"]) != 0
     assert "no trained GAE" in capsys.readouterr().err
+
+
+def test_joint_group_images_from_a_labelled_folder(tmp_path):
+    """Real-dataset groups (table matching) index the images in load order, also in nested folders."""
+    from diffedit_cli.gae_joint import GroupImages, JointTrainConfig
+    from diffedit_cli.training import image_files
+
+    out = toyfaces.write_dataset(tmp_path / "set", 60, seed=3, size=32, masks=False)
+    table = next(out.rglob("list_attr*.txt"))
+    cfg = JointTrainConfig(model="unused", out="unused", data=str(out), labels=str(table), groups=6, group_seed=1)
+    data = GroupImages(cfg, ["hair", "mouth", "eyes"], 32)
+    names, label_files, labels = toyfaces.read_attr_table(table)
+    label_of = {Path(f).name: labels[i] for i, f in enumerate(label_files)}
+    files = image_files(out)
+    groups_attrs = groups_mod.default_group_attributes(names)
+    batch = data.batch(torch.arange(data.count))
+    for g, row in enumerate(data.rows.tolist()):
+        anchor = label_of[files[row[0]].name]
+        for j, group in enumerate(data.names, start=1):
+            cols = [names.index(a) for a in groups_attrs[group]]
+            assert np.array_equal(label_of[files[row[j]].name][cols], anchor[cols])
+        for j, index in enumerate(row):
+            pixels = torch.from_numpy(np.array(Image.open(files[index]).convert("RGB"))).permute(2, 0, 1)
+            assert torch.equal(batch[g, j], pixels)
