@@ -831,14 +831,23 @@ def recombine(
     raise typer.Exit(code)
 
 
+# -- options shared by 'train gae' and 'train gae-joint' (GROUP(C, 1) data) --
+GroupDataOpt = Annotated[Optional[Path], typer.Option("--data", help="Image folder of a real dataset (default: generated toy faces).", show_default=False)]
+GroupLabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="Attribute table (CelebA format) of --data; groups are formed by matching labels.", show_default=False)]
+GroupAttrsOpt = Annotated[Optional[str], typer.Option("--group-attrs", help="Attribute groups of --labels, e.g. 'hair=Bangs,Black_Hair;mouth=Smiling' (default: the toy-face groups).", show_default=False)]
+GroupCountOpt = Annotated[int, typer.Option("--groups", min=1, help="GROUP(C, 1) samples (anchor + one face per group each).")]
+GroupSeedOpt = Annotated[int, typer.Option("--group-seed", help="Seed of the generated group faces (or of the label matching).")]
+ChunkOpt = Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)]
+
+
 @train_app.command("gae")
 def train_gae_cmd(
     run: Annotated[str, typer.Option("--model", "-m", help="Local model folder (or shipped model name) with the autoencoder; gae/ is written into it.", show_default=False)],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Image folder of a real dataset (default: generated toy faces).", show_default=False)] = None,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Attribute table (CelebA format) of --data; groups are formed by matching labels.", show_default=False)] = None,
-    group_attrs: Annotated[Optional[str], typer.Option("--group-attrs", help="Attribute groups of --labels, e.g. 'hair=Bangs,Black_Hair;mouth=Smiling' (default: the toy-face groups).", show_default=False)] = None,
-    groups: Annotated[int, typer.Option("--groups", min=1, help="GROUP(C, 1) samples (anchor + one face per group each).")] = 2000,
-    group_seed: Annotated[int, typer.Option("--group-seed", help="Seed of the generated group faces (or of the label matching).")] = 100,
+    data: GroupDataOpt = None,
+    labels: GroupLabelsOpt = None,
+    group_attrs: GroupAttrsOpt = None,
+    groups: GroupCountOpt = 2000,
+    group_seed: GroupSeedOpt = 100,
     slices: Annotated[Optional[str], typer.Option("--slices", help="z_dis slices NAME=SIZE,... (default: every group with --slice-size).", show_default=False)] = None,
     slice_size: Annotated[int, typer.Option("--slice-size", min=1, help="Size of each z_dis slice when --slices is not given.")] = 16,
     hidden: Annotated[int, typer.Option("--hidden", min=8, help="Width of the GAE's MLP blocks.")] = 256,
@@ -848,7 +857,7 @@ def train_gae_cmd(
     lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of the supervised swap loss L_ss (paper: 1).")] = 1.0,
     lambda_ur: Annotated[float, typer.Option("--lambda-ur", help="Weight of the unsupervised reassembly loss L_ur (paper: 0.5).")] = 0.5,
     save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 1000,
-    chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)] = None,
+    chunk: ChunkOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the GAE run in --model from its last checkpoint.")] = False,
     seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
@@ -882,11 +891,11 @@ def train_gae_cmd(
 def train_gae_joint_cmd(
     run: Annotated[str, typer.Option("--model", "-m", help="Source model folder (or shipped model name) with an autoencoder and a trained GAE.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="New model folder for the fine-tuned autoencoder + GAE (the source is never changed).", show_default=False)],
-    data: Annotated[Optional[Path], typer.Option("--data", help="Image folder of a real dataset (default: generated toy faces).", show_default=False)] = None,
-    labels: Annotated[Optional[Path], typer.Option("--labels", help="Attribute table (CelebA format) of --data.", show_default=False)] = None,
-    group_attrs: Annotated[Optional[str], typer.Option("--group-attrs", help="Attribute groups of --labels, e.g. 'hair=Bangs,Black_Hair;mouth=Smiling'.", show_default=False)] = None,
-    groups: Annotated[int, typer.Option("--groups", min=1, help="GROUP(C, 1) samples to draw batches from.")] = 2000,
-    group_seed: Annotated[int, typer.Option("--group-seed", help="Seed of the generated group faces (or of the label matching).")] = 100,
+    data: GroupDataOpt = None,
+    labels: GroupLabelsOpt = None,
+    group_attrs: GroupAttrsOpt = None,
+    groups: GroupCountOpt = 2000,
+    group_seed: GroupSeedOpt = 100,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Groups per step (each anchor + one face per group).")] = 4,
     lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-5).")] = 1e-5,
@@ -894,7 +903,7 @@ def train_gae_joint_cmd(
     lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of L_ss inside L_dis (paper, joint stage: 0.5).")] = 0.5,
     lambda_ur: Annotated[float, typer.Option("--lambda-ur", help="Weight of L_ur inside L_dis (paper, joint stage: 0.5).")] = 0.5,
     save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 250,
-    chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)] = None,
+    chunk: ChunkOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the fine-tuning run in --out.")] = False,
     seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
