@@ -43,6 +43,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU).", show_default=False)]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for random x_T; image i uses seed + i, so batching never changes results.")]
+TrainSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the run (initial weights, batch order, noise): the same seed and data give the same weights.")]
 StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="DDIM decoding steps (official editing notebook: 100).")]
 InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="DDIM inversion steps for x_T (official: 250).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per output on stdout.")]
@@ -451,7 +452,7 @@ def train_autoencoder_cmd(
     sample_every: Annotated[int, typer.Option("--sample-every", min=0, help="Sample grid every N steps (0: never).")] = 1000,
     chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
-    seed: SeedOpt = 0, device: DeviceOpt = "auto",
+    seed: TrainSeedOpt = 0, device: DeviceOpt = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, bf16 or fp16 autocast.")] = "auto",
     data_limit: Annotated[Optional[int], typer.Option("--data-limit", help="Use only the first N images.", show_default=False)] = None,
     keep_every: Annotated[int, typer.Option("--keep-every", min=0, help="Also keep an EMA snapshot every N steps in snapshots/ (for 'eval curve'); 0: never.")] = 0,
@@ -487,7 +488,7 @@ def train_latent_cmd(
     steps: Annotated[int, typer.Option("--steps", min=1)] = 20000,
     batch_size: BatchOpt = 256,
     lr: Annotated[float, typer.Option("--lr")] = 1e-4,
-    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+    seed: TrainSeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
     """Train the latent DDIM on normalised z_sem (L1 loss, constant beta 0.008, MLP + skips; paper Table 6).
 
@@ -509,7 +510,7 @@ def train_classifier_cmd(
     labels: Annotated[Path, typer.Option("--labels", help="Attribute table in the CelebA annotation format.", show_default=False)],
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
-    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+    seed: TrainSeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
     """Train linear attribute classifiers on normalised z_sem (paper A.2); they define the edit directions.
 
@@ -859,7 +860,7 @@ def train_gae_cmd(
     save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 1000,
     chunk: ChunkOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the GAE run in --model from its last checkpoint.")] = False,
-    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+    seed: TrainSeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
     """Train the group-supervised autoencoder (DiffuseGAE) on z_sem: L_r + lambda_ss L_ss + lambda_ur L_ur, Adam.
 
@@ -905,7 +906,7 @@ def train_gae_joint_cmd(
     save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 250,
     chunk: ChunkOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the fine-tuning run in --out.")] = False,
-    seed: SeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
+    seed: TrainSeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
     """Fine-tune autoencoder and GAE together (DiffuseGAE eq. 12): L_simple (UNet conditioned on the GAE's
     reconstruction of z_sem) + gamma * L_dis, Adam 1e-5.

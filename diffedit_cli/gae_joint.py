@@ -36,7 +36,7 @@ from . import groups as grouping
 from .errors import DiffeditError, InputError
 from .gae_training import combine, gae_losses, model_folder
 from .models import load_component, save_component, write_index
-from .training import image_files, load_image_folder, load_train_state, save_train_state, to_model_range
+from .training import append_train_log, image_files, load_image_folder, load_train_state, save_train_state, to_model_range
 
 StepLog = Callable[[dict], None]
 
@@ -174,6 +174,8 @@ def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[St
         write_index(out, out.name, components, {"trained_with": "diffedit train gae-joint",
                                                 "fine_tuned_from": str(cfg.model)})
 
+    if state is None:
+        checkpoint({})  # a new run is resumable (and its folder taken) from its first step on
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     autoencoder.train()
     gae.train()
@@ -191,10 +193,12 @@ def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[St
         step += 1
         now = time.perf_counter()
         last = {k: round(float(v.detach()), 6) for k, v in losses.items()}
-        if log is not None:
-            log({"step": step, "steps": cfg.steps, "loss": loss.item(), **last,
-                 "images_per_s": images.shape[0] * images.shape[1] / max(now - tick, 1e-9)})
+        info = {"step": step, "steps": cfg.steps, "loss": loss.item(), **last,
+                "images_per_s": images.shape[0] * images.shape[1] / max(now - tick, 1e-9)}
         tick = now
+        if log is not None:
+            log(info)
+        append_train_log(out / "train_log_joint.jsonl", info, last=step == end)
         if step % cfg.save_every == 0 and step != end:
             checkpoint(last)
     autoencoder.eval()

@@ -37,7 +37,7 @@ from . import toyfaces
 from .errors import DiffeditError, InputError
 from .models import INDEX_FILE, file_fingerprint, load_component, resolve_model, save_component
 from .networks.gae import GAEConfig, GroupAutoencoder, swap_slices
-from .training import _ensure_index, load_train_state, save_train_state
+from .training import _ensure_index, append_train_log, load_train_state, save_train_state
 
 StepLog = Callable[[dict], None]
 
@@ -218,6 +218,8 @@ def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] 
         gae.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
+    else:
+        (folder / "train_log_gae.jsonl").unlink(missing_ok=True)  # a new run, a new record
     train_norm = gae.normalize(train_codes.to(device))
     val_norm = gae.normalize(val_codes.to(device)) if n_val else None
     (folder / "train_state").mkdir(parents=True, exist_ok=True)
@@ -255,10 +257,12 @@ def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] 
         opt.step()
         step += 1
         now = time.perf_counter()
-        if log is not None:
-            log({"step": step, "steps": cfg.steps, "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
-                 "images_per_s": cfg.batch_size / max(now - tick, 1e-9)})
+        info = {"step": step, "steps": cfg.steps, "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
+                "images_per_s": cfg.batch_size / max(now - tick, 1e-9)}
         tick = now
+        if log is not None:
+            log(info)
+        append_train_log(folder / "train_log_gae.jsonl", info, last=step == end)
         if step % cfg.save_every == 0 and step != end:
             checkpoint(validate())
     val = validate()

@@ -144,6 +144,17 @@ def load_train_state(path: Path) -> dict:
         raise DiffeditError(f"cannot resume from '{path}': {' '.join(str(err).split())[:160]}") from None
 
 
+def append_train_log(path: Path, info: dict, every: int = 10, last: bool = False) -> None:
+    """Append ``info`` + wall time as one JSON line to ``path`` on every ``every``-th step and the last one.
+
+    The record of a ``--quiet`` (e.g. nohup) run: ``tail -f run/train_log.jsonl``.
+    """
+    if info["step"] % every and not last:
+        return
+    with open(path, "a") as fh:
+        fh.write(json.dumps({**info, "time": time.time()}) + "\n")
+
+
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters()):
@@ -235,6 +246,8 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     fixed = to_model_range(data[:8]).to(device)  # sample-grid inputs
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            (run / "train_log.jsonl").unlink(missing_ok=True)  # a new run, a new record
         (run / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     def checkpoint():
@@ -282,9 +295,8 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
                 "images_per_s": per_rank * dist.world / max(now - tick, 1e-9)}
         if log is not None and dist.main:
             log(info)
-        if dist.main and (step % 10 == 0 or step == end):
-            with open(run / "train_log.jsonl", "a") as fh:
-                fh.write(json.dumps({**info, "time": time.time()}) + "\n")
+        if dist.main:
+            append_train_log(run / "train_log.jsonl", info, last=step == end)
         tick = now
         if step % cfg.save_every == 0 or step == end or (cfg.keep_every and step % cfg.keep_every == 0):
             checkpoint()
@@ -400,6 +412,7 @@ def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
     zn = net.normalize(z.to(device))
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    (run / "train_log_latent.jsonl").unlink(missing_ok=True)  # a new run, a new record
     betas = diffusion.make_betas(net.config.beta_schedule, net.config.diffusion_steps)
     alphas = torch.cumprod(1 - betas, 0).float().to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -415,10 +428,12 @@ def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
         loss.backward()
         opt.step()
         update_ema(ema, net, cfg.ema_decay)
+        now = time.perf_counter()
+        info = {"step": step, "steps": cfg.steps, "loss": loss.item(), "images_per_s": cfg.batch_size / max(now - tick, 1e-9)}
+        tick = now
         if log is not None:
-            now = time.perf_counter()
-            log({"step": step, "steps": cfg.steps, "loss": loss.item(), "images_per_s": cfg.batch_size / max(now - tick, 1e-9)})
-            tick = now
+            log(info)
+        append_train_log(run / "train_log_latent.jsonl", info, last=step == cfg.steps)
     save_component(ema, run / "latent", "latent", extra={"training": {**asdict(cfg), "codes": len(z)}})
     _ensure_index(run, run.name, "latent")
     return run

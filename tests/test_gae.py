@@ -188,6 +188,9 @@ def test_training_resumes_exactly(tiny_gae_model, tmp_path):
     meta = json.loads((chunked / "gae" / "config.json").read_text())
     assert meta["training"]["steps_done"] == 6 and meta["training"]["lr"] == TINY["lr"]
     assert "gae" in json.loads((chunked / "model_index.json").read_text())["components"]
+    # the quiet runs left a record: one JSON line per 10 steps and the last step of each invocation
+    logged = [json.loads(line)["step"] for line in (chunked / "train_log_gae.jsonl").read_text().splitlines()]
+    assert logged == [4, 6]
 
 
 def _face_png(path: Path, seed: int, size: int = 32) -> str:
@@ -351,6 +354,11 @@ def test_joint_fine_tuning_writes_a_new_folder_and_resumes_exactly(tiny_gae_mode
     finetune_joint(JointTrainConfig(model=str(tiny_gae_model), out=str(chunked), steps=4, save_every=2, **JOINT),
                    stop_after=2)
     assert torch.load(chunked / "train_state" / "joint.pt", weights_only=True)["step"] == 2
+    # a run interrupted before its first checkpoint resumes from step 0 (the folder is taken at once)
+    early = tmp_path / "early"
+    finetune_joint(JointTrainConfig(model=str(tiny_gae_model), out=str(early), steps=4, save_every=3, **JOINT),
+                   stop_after=1)
+    assert torch.load(early / "train_state" / "joint.pt", weights_only=True)["step"] == 1
     code = main(["train", "gae-joint", "--model", str(tiny_gae_model), "--out", str(chunked), "--steps", "4", "--resume",
                  "--quiet"])
     assert code == 0
@@ -366,6 +374,8 @@ def test_joint_fine_tuning_writes_a_new_folder_and_resumes_exactly(tiny_gae_mode
     assert set(index["components"]) == {"autoencoder", "gae", "oracle"}
     meta = json.loads((straight / "gae" / "config.json").read_text())
     assert meta["training"]["steps_done"] == 4 and meta["training"]["gamma"] == 1.0
+    logged = [json.loads(line) for line in (chunked / "train_log_joint.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in logged] == [2, 4] and all({"simple", "dis", "time"} <= set(row) for row in logged)
     # the result is a model folder the swap command uses
     a, b = _face_png(tmp_path / "a.png", 1), _face_png(tmp_path / "b.png", 2)
     code = main(["swap", a, b, "--attr", "hair", "--model", str(straight), "--steps", "2", "--inv-steps", "2",

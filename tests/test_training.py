@@ -59,6 +59,8 @@ def test_cli_trains_all_components_and_edits(faces, tmp_path, capsys):
     assert main(["train", "classifier", "--model", str(run), "--data", str(faces / "images"), "--labels",
                  str(faces / "list_attr.txt"), "--epochs", "2", "--quiet", "--device", "cpu"]) == 0
     capsys.readouterr()
+    latent_log = [json.loads(line) for line in (run / "train_log_latent.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in latent_log] == [5] and latent_log[0]["loss"] > 0
     index = json.loads((run / "model_index.json").read_text())
     assert index["components"] == ["autoencoder", "classifier", "latent"]
     model = load_model(str(run))
@@ -92,8 +94,10 @@ def test_ddp_two_cpu_processes(faces, tmp_path):
            "--preset", "tiny32", "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--device", "cpu",
            "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
     state = load_train_state(run / "train_state" / "autoencoder.pt")
     assert state["step"] == 2 and state["world_size"] == 2
     assert state["ranks_in_sync"]  # gradients were averaged: both processes hold the same weights
     assert (run / "autoencoder" / "model.safetensors").is_file()
+
+
