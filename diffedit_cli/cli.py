@@ -722,7 +722,12 @@ def eval_compare_cmd(
                               edit_alphas=_float_list(edit_alphas, "--edit-alphas"), steps=steps, inv_steps=inv_steps,
                               random_steps=random_steps, seed=seed, batch_size=batch_size, precision=precision,
                               progress=rep)
-    typer.echo(json.dumps(rows) if json_out else format_table(rows))
+    notes = []
+    if rows and all(row.get("LPIPS outside") is None for row in rows):
+        from .evaluation import load_lpips, lpips_unavailable
+
+        notes.append(f"LPIPS n/a: {lpips_unavailable() or load_lpips('cpu')[1]}")
+    typer.echo(json.dumps(rows) if json_out else format_table(rows, notes))
 
 
 @eval_app.command("curve")

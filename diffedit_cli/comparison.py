@@ -10,7 +10,7 @@
 * :func:`training_curve` — reconstruction vs training steps from a run's EMA snapshots (``train autoencoder
   --keep-every N`` writes ``snapshots/autoencoder_<step>/``) next to the logged training loss.
 
-All images in [0, 1]; MSE in [0, 1]; LPIPS >= 0 (None when LPIPS is unavailable offline).
+All images in [0, 1]; MSE in [0, 1]; LPIPS >= 0 (None when LPIPS cannot run: no lpips package, or offline without the AlexNet weights).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Both benchmarks take a loaded :class:`~diffedit_cli.models.DiffAEModel` and a fo
 
 * :func:`eval_reconstruction`: the Diff-AE paper's Table 2 protocol. x_T is inferred by DDIM inversion with
   T steps and decoded with T steps ("inferred x_T"), or drawn at random; each decode is compared with its
-  input by MSE, PSNR, SSIM and (when available offline) LPIPS. With an attribute oracle it also reports how
+  input by MSE, PSNR, SSIM and LPIPS (AlexNet backbone downloaded on first use; n/a offline). With an attribute oracle it also reports how
   often the oracle's reading of the decoded face agrees with the dataset's labels.
 * :func:`eval_editing`: for each attribute known to both the model's classifier and the oracle, edit every
   face toward the opposite of what the oracle sees, and report how often the oracle then sees the target
@@ -21,21 +21,22 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import pipeline, toyfaces
+from . import downloads, pipeline, toyfaces
 from .editing import edit_z_sem, level_edit_route
-from .errors import InputError
+from .errors import InputError, ModelError
 from .images import load_image
 from .models import DiffAEModel
 
-ALEXNET_WEIGHTS = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet file in the torch hub cache
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1
 
 EDIT_PARTS: Dict[str, tuple] = {
     "Smiling": ("mouth",),
@@ -103,35 +104,86 @@ def masked_mse(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor) -> torch.T
     return squared.sum(dim=(1, 2, 3)) / (weight.sum(dim=(1, 2, 3)) * a.shape[1])
 
 
+def lpips_alexnet_url() -> str:
+    """Where LPIPS's AlexNet backbone comes from: torchvision's file, or ``$DIFFEDIT_LPIPS_ALEXNET_URL``."""
+    return os.environ.get("DIFFEDIT_LPIPS_ALEXNET_URL", "").strip() or ALEXNET_URL
+
+
+def lpips_alexnet_path() -> Path:
+    """The backbone file in the torch hub cache (``$TORCH_HOME/hub/checkpoints``, where torchvision keeps it)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / downloads.file_name(lpips_alexnet_url())
+
+
 def lpips_unavailable() -> Optional[str]:
-    """One line saying why LPIPS cannot run offline, or None when the package and both weight files are here."""
+    """One line saying why LPIPS cannot run, or None when it can (possibly after downloading AlexNet).
+
+    Never downloads: LPIPS needs the ``lpips`` package (which ships its linear-layer weights) and the AlexNet
+    backbone, either cached or downloadable (not offline).
+    """
     spec = importlib.util.find_spec("lpips")
     if spec is None or spec.origin is None:
         return "the lpips package is not installed (pip install lpips)"
     linear_weights = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
     if not linear_weights.is_file():
         return f"lpips' linear-layer weights are missing ({linear_weights})"
-    backbone = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_WEIGHTS
-    if not backbone.is_file():
-        return f"torchvision's AlexNet weights are not in the torch hub cache ({backbone}); nothing is downloaded"
+    backbone = lpips_alexnet_path()
+    if not backbone.is_file() and downloads.offline():
+        return (f"AlexNet weights not in the torch hub cache and downloads are off (DIFFEDIT_OFFLINE / "
+                f"HF_HUB_OFFLINE): put {backbone.name} from {lpips_alexnet_url()} at {backbone}")
     return None
 
 
-def lpips_metric(device) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    """LPIPS (AlexNet) as a callable a, b (N, 3, H, W) in [0, 1] -> (N,), or None (see :func:`lpips_unavailable`).
+def lpips_network(device="cpu") -> torch.nn.Module:
+    """LPIPS (AlexNet, v0.1) in eval mode, its backbone loaded from the verified cached file.
 
-    Built only from files already on disk, so it never downloads anything.
+    Downloads the backbone on first use (see :mod:`diffedit_cli.downloads`); raises :class:`ModelError` (one
+    line) when LPIPS cannot be built. The backbone file is read with ``weights_only=True``.
     """
-    if lpips_unavailable() is not None:
-        return None
+    reason = lpips_unavailable()
+    if reason is not None:
+        raise ModelError(reason)
+    import warnings
+
     import lpips
 
-    net = lpips.LPIPS(net="alex", verbose=False).to(device).eval().requires_grad_(False)
+    path = downloads.fetch(lpips_alexnet_url(), lpips_alexnet_path(), "LPIPS's AlexNet weights")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelError(f"cannot read AlexNet weights '{path}': {' '.join(str(err).split())[:120]} "
+                         "(corrupt, or not a plain state dict; delete it to download it again)") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision's 'pretrained' deprecation notice inside lpips
+        net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    # lpips keeps AlexNet's feature layers under their torchvision indices: net.slice{k}.{i} = features.{i}
+    backbone = {name: f"features.{name.split('.', 1)[1]}" for name in net.net.state_dict()}
+    missing = [key for key in backbone.values()
+               if not isinstance(state, dict) or key not in state or not isinstance(state[key], torch.Tensor)]
+    if missing:
+        raise ModelError(f"'{path}' is not torchvision's AlexNet (missing {', '.join(missing[:3])})")
+    try:
+        net.net.load_state_dict({name: state[key] for name, key in backbone.items()}, strict=True)
+    except RuntimeError as err:
+        raise ModelError(f"'{path}' does not match torchvision's AlexNet: {' '.join(str(err).split())[:120]}") from None
+    return net.to(device).eval().requires_grad_(False)
+
+
+def load_lpips(device) -> Tuple[Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]], Optional[str]]:
+    """(LPIPS as a callable a, b (N, 3, H, W) in [0, 1] -> (N,), None) or (None, one-line reason)."""
+    try:
+        net = lpips_network(device)
+    except ModelError as err:
+        return None, str(err)
 
     def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return net(a.to(device), b.to(device), normalize=True).flatten().float()
-    return distance
+            return net(a.to(device).float(), b.to(device).float(), normalize=True).flatten().float()
+    return distance, None
+
+
+def lpips_metric(device) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """LPIPS as a callable (see :func:`load_lpips`), or None when it cannot run."""
+    return load_lpips(device)[0]
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -246,9 +298,9 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
     count = len(faces.files)
     batches = chunks(count, batch_size)
     notes = []
-    lpips_fn = lpips_metric(device)
+    lpips_fn, lpips_reason = load_lpips(device)
     if lpips_fn is None:
-        notes.append(f"LPIPS n/a: {lpips_unavailable()}")
+        notes.append(f"LPIPS n/a: {lpips_reason}")
 
     oracle = model.extra.get("oracle")
     shared = [name for name in oracle.attributes if name in faces.attributes] if oracle is not None else []

@@ -13,6 +13,10 @@ REFERENCE = Path(os.environ.get("DIFFEDIT_REFERENCE", TESTS.parent.parent / "sha
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# No test reaches the internet: downloads outside the Hub (LPIPS's AlexNet, facexlib's weights) are off unless
+# a test turns them back on against a loopback server (tests/file_server.py). Subprocesses inherit this.
+os.environ["DIFFEDIT_OFFLINE"] = "1"
+
 
 def need_reference() -> Path:
     if not (REFERENCE / "tiny_autoenc" / "last.ckpt").is_file():

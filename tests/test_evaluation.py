@@ -67,6 +67,28 @@ def test_lpips_is_optional_and_never_downloads():
         assert "\n" not in reason
 
 
+def test_eval_reconstruction_computes_lpips_with_a_downloaded_backbone(model_with_oracle, dataset, tmp_path,
+                                                                        monkeypatch):
+    pytest.importorskip("lpips", reason="the [test] extra installs lpips")
+    from file_server import FileServer, alexnet_standin
+
+    served = FileServer(tmp_path / "served")
+    try:
+        path, _ = alexnet_standin(served.folder)
+        monkeypatch.delenv("DIFFEDIT_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+        monkeypatch.setenv("DIFFEDIT_LPIPS_ALEXNET_URL", f"{served.url}/{path.name}")
+        result = eval_reconstruction(model_with_oracle, dataset, n=2, steps=(2,), random_steps=2, batch_size=2)
+    finally:
+        served.close()
+    assert served.requests == [f"/{path.name}"]
+    rows = {row["x_T"]: row for row in result["rows"]}
+    assert rows["inferred T=2"]["LPIPS"] > 0 and rows["random T=2"]["LPIPS"] > 0
+    assert rows["input"]["LPIPS"] is None
+    assert not any(note.startswith("LPIPS") for note in result["notes"])
+
+
 def test_dilation_is_a_square():
     mask = torch.zeros(9, 9, dtype=torch.bool)
     mask[4, 4] = True

@@ -158,6 +158,35 @@ def test_facexlib_offline_error_names_the_missing_file_and_folder(tmp_path, astr
     assert code == 2 and not (tmp_path / "out").exists()
 
 
+def test_facexlib_weights_download_from_a_mirror_once(tmp_path, astronaut, monkeypatch):
+    """facexlib's own downloader fetches the file from $DIFFEDIT_FACEXLIB_MIRROR into the cache, then reuses it."""
+    from file_server import FileServer
+
+    served = FileServer(tmp_path / "served")
+    try:
+        write_standin(served.folder, "retinaface_mobile0.25")
+        monkeypatch.delenv("DIFFEDIT_OFFLINE")
+        monkeypatch.setenv("DIFFEDIT_FACEXLIB_MIRROR", served.url + "/")
+        cache = tmp_path / "cache"
+        det = detection.FacexlibDetector("mobile0.25", weights=cache, min_score=0.0, max_side=256)
+        assert det.detect(astronaut)  # random stand-in weights: boxes are noise, but the network ran
+        name = "detection_mobilenet0.25_Final.pth"
+        assert served.requests == [f"/{name}"]
+        assert [p.name for p in cache.iterdir()] == [name]
+        assert (cache / name).read_bytes() == (served.folder / name).read_bytes()
+        detection.FacexlibDetector("mobile0.25", weights=cache).model()  # from the cache: no second request
+        assert served.requests == [f"/{name}"]
+
+        # a file the mirror does not have: one line naming it, its URL and the folder; nothing written
+        with pytest.raises(ModelError) as err:
+            detection.facexlib_weight("parsing_bisenet", tmp_path / "cache2")
+        message = str(err.value)
+        assert "download failed" in message and f"{served.url}/parsing_bisenet.pth" in message
+        assert "\n" not in message and not any((tmp_path / "cache2").glob("*"))
+    finally:
+        served.close()
+
+
 def test_facexlib_detector_runs_on_standin_weights(tmp_path, astronaut):
     cache = tmp_path / "weights"
     write_standin(cache, "retinaface_mobile0.25")  # saved with DataParallel's 'module.' prefix

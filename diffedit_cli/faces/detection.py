@@ -4,7 +4,8 @@
   are read from a cache folder (``--face-weights DIR``, else ``$DIFFEDIT_FACE_WEIGHTS``, else
   ``$XDG_CACHE_HOME/diffedit/facexlib`` = ``~/.cache/diffedit/facexlib``) and, when missing, downloaded there
   on first use with facexlib's own downloader (``load_file_from_url(save_dir=...)``, i.e. facexlib's
-  ``model_rootpath``), never into site-packages. Offline (``DIFFEDIT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``, or
+  ``model_rootpath``), never into site-packages; ``$DIFFEDIT_FACEXLIB_MIRROR`` (a base URL) replaces
+  facexlib's release URLs (``<mirror>/<file name>``). Offline (``DIFFEDIT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``, or
   when the download fails) the error names each missing file, its URL and the folder to put it in.
   The files are plain state dicts, loaded with ``torch.load(weights_only=True)`` (nothing is unpickled
   beyond tensors) and ``load_state_dict(strict=True)`` into facexlib's own network classes.
@@ -27,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..downloads import mirrored, offline
 from ..errors import DiffeditError, InputError, ModelError
 
 FACEXLIB_WEIGHTS: Dict[str, Tuple[str, str]] = {
@@ -67,12 +69,6 @@ class Face:
 
 # -- weight files ----------------------------------------------------------------------------------------
 
-def offline() -> bool:
-    """True when downloads are disabled (``DIFFEDIT_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``)."""
-    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-               for name in ("DIFFEDIT_OFFLINE", "HF_HUB_OFFLINE"))
-
-
 def weights_dir(path: Optional[os.PathLike] = None) -> Path:
     """The facexlib weight folder: ``path``, else ``$DIFFEDIT_FACE_WEIGHTS``, else the user cache."""
     if path:
@@ -88,16 +84,21 @@ def facexlib_available() -> bool:
 
 
 def missing_weights_message(names: Sequence[str], folder: Path, cause: str = "") -> str:
-    files = "; ".join(f"{FACEXLIB_WEIGHTS[n][0]} (from {FACEXLIB_WEIGHTS[n][1]})" for n in names)
+    files = "; ".join(f"{FACEXLIB_WEIGHTS[n][0]} (from {weight_url(n)})" for n in names)
     why = f" ({cause})" if cause else ""
     return (f"facexlib weights missing{why}: put {files} into {folder} (or pass --face-weights DIR / set "
             f"DIFFEDIT_FACE_WEIGHTS), or use --detector dlib, which works offline")
 
 
+def weight_url(name: str) -> str:
+    """Download URL of facexlib weight ``name``: facexlib's own, or ``$DIFFEDIT_FACEXLIB_MIRROR/<file name>``."""
+    return mirrored(FACEXLIB_WEIGHTS[name][1], "DIFFEDIT_FACEXLIB_MIRROR")
+
+
 def facexlib_weight(name: str, folder: Optional[os.PathLike] = None) -> Path:
     """Path of facexlib weight ``name`` in the cache folder, downloading it there when allowed."""
     folder = weights_dir(folder)
-    filename, url = FACEXLIB_WEIGHTS[name]
+    filename, url = FACEXLIB_WEIGHTS[name][0], weight_url(name)
     path = folder / filename
     if path.is_file():
         return path
