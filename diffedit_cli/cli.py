@@ -591,6 +591,10 @@ def eval_recon_cmd(
 
     With an oracle in the model, also the fraction of attribute labels kept by random-x_T decodes.
 
+    LPIPS needs the lpips package (the [metrics] extra, or pip install lpips) and torchvision's AlexNet weights,
+    downloaded into the torch hub cache on first use (DIFFEDIT_LPIPS_ALEXNET_URL: another source); offline
+    the column is n/a with a note saying why.
+
     Example: diffedit data toyfaces --n 500 --seed 7 --out heldout && diffedit eval recon heldout
     """
     from .evaluation import eval_reconstruction, format_table
