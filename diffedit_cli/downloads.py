@@ -4,6 +4,7 @@ Both are fetched on first use into a cache folder and reused from there. Rules s
 
 * ``DIFFEDIT_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) forbids any download; a missing file is then one line
   naming the file, its URL and the folder to put it in.
+* A download gives up after 60 s without an answer (``DIFFEDIT_DOWNLOAD_TIMEOUT``) instead of hanging.
 * Mirrors: ``DIFFEDIT_FACEXLIB_MIRROR`` (base URL: files are fetched from ``<mirror>/<file name>``) and
   ``DIFFEDIT_LPIPS_ALEXNET_URL`` (the AlexNet file's full URL) replace the public addresses, for firewalled
   machines (and for the tests, which serve stand-in files from a loopback HTTP server).
@@ -14,8 +15,10 @@ Both are fetched on first use into a cache folder and reused from there. Rules s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import sys
 from pathlib import Path
 from typing import Optional
@@ -27,6 +30,26 @@ from .errors import ModelError
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
 """torch hub's convention: ``name-<sha256 prefix>.ext``."""
+
+
+TIMEOUT_S = 60.0
+"""Seconds a download may wait for the server (connect or read) before it fails, so a firewall that drops
+packets gives an error instead of a hang (``$DIFFEDIT_DOWNLOAD_TIMEOUT`` overrides)."""
+
+
+@contextlib.contextmanager
+def network_timeout():
+    """Within the block, sockets without their own timeout give up after ``TIMEOUT_S`` (urllib has none)."""
+    previous = socket.getdefaulttimeout()
+    try:
+        seconds = float(os.environ.get("DIFFEDIT_DOWNLOAD_TIMEOUT", "") or TIMEOUT_S)
+    except ValueError:
+        seconds = TIMEOUT_S
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def offline() -> bool:
@@ -67,8 +90,9 @@ def fetch(url: str, target: Path, what: str) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # torch's downloader writes a temporary file in the target folder, checks the hash, then renames
-        torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix(target.name),
-                                       progress=sys.stderr.isatty())
+        with network_timeout():
+            torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix(target.name),
+                                           progress=sys.stderr.isatty())
     except Exception as err:  # no network, HTTP error, hash mismatch, disk full
         detail = " ".join(str(err).split())[:160]
         raise ModelError(f"could not download {what} ({type(err).__name__}: {detail}); {put_it}") from None

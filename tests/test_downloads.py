@@ -120,3 +120,22 @@ def test_mirror_keeps_the_file_name(monkeypatch):
     assert downloads.mirrored(url, "DIFFEDIT_FACEXLIB_MIRROR") == "http://mirror.local/weights/detection_Resnet50_Final.pth"
     assert downloads.hash_prefix("alexnet-owt-7be5be79.pth") == "7be5be79"
     assert downloads.hash_prefix("parsing_bisenet.pth") is None
+
+
+def test_a_server_that_never_answers_times_out_with_one_line(server, monkeypatch):
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # connections are queued but never answered
+    try:
+        monkeypatch.setenv("DIFFEDIT_DOWNLOAD_TIMEOUT", "1")
+        monkeypatch.setenv("DIFFEDIT_LPIPS_ALEXNET_URL", f"http://127.0.0.1:{silent.getsockname()[1]}/a-0123abcd.pth")
+        start = time.monotonic()
+        distance, reason = load_lpips("cpu")
+        assert distance is None and "timed out" in reason and "\n" not in reason
+        assert time.monotonic() - start < 30
+        assert socket.getdefaulttimeout() is None  # the process-wide default is restored
+    finally:
+        silent.close()

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..downloads import mirrored, offline
+from ..downloads import mirrored, network_timeout, offline
 from ..errors import DiffeditError, InputError, ModelError
 
 FACEXLIB_WEIGHTS: Dict[str, Tuple[str, str]] = {
@@ -111,7 +111,7 @@ def facexlib_weight(name: str, folder: Optional[os.PathLike] = None) -> Path:
         from facexlib.utils import load_file_from_url
 
         folder.mkdir(parents=True, exist_ok=True)
-        with contextlib.redirect_stdout(sys.stderr):  # facexlib prints "Downloading: ..."; keep stdout for --json
+        with contextlib.redirect_stdout(sys.stderr), network_timeout():  # facexlib prints "Downloading: ..."
             return Path(load_file_from_url(url, model_dir=None, progress=True, save_dir=str(folder)))
     except Exception as err:  # no network, HTTP error, disk full: name the file and where it goes
         partial = folder / filename
