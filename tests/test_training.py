@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,17 @@ def test_ddp_two_cpu_processes(faces, tmp_path):
            "--preset", "tiny32", "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--device", "cpu",
            "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    if proc.returncode != 0:
+        # torchrun's standalone rendezvous picks free ports at start; on a loaded machine that start can fail
+        # rarely (seen twice in this project's suite runs, never alone). One retry in a fresh folder; a real
+        # bug fails both times, and the retry shows up as a warning in the test summary.
+        first = proc
+        warnings.warn(f"DDP run failed once and is retried: {first.stderr[-600:]}")
+        run = tmp_path / "ddp-retry"
+        cmd[cmd.index("--out") + 1] = str(run)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, ("first", first.stdout[-1000:], first.stderr[-2000:],
+                                      "retry", proc.stdout[-1000:], proc.stderr[-2000:])
     state = load_train_state(run / "train_state" / "autoencoder.pt")
     assert state["step"] == 2 and state["world_size"] == 2
     assert state["ranks_in_sync"]  # gradients were averaged: both processes hold the same weights
