@@ -97,7 +97,7 @@ def test_ddp_two_cpu_processes(faces, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode != 0:
         # torchrun's standalone rendezvous picks free ports at start; on a loaded machine that start can fail
-        # rarely (seen twice in this project's suite runs, never alone). One retry in a fresh folder; a real
+        # rarely (seen in a few full-suite runs, never alone). One retry in a fresh folder; a real
         # bug fails both times, and the retry shows up as a warning in the test summary.
         first = proc
         warnings.warn(f"DDP run failed once and is retried: {first.stderr[-600:]}")
