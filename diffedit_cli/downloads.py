@@ -21,7 +21,7 @@ import re
 import socket
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 from urllib.parse import urlparse
 
 import torch
@@ -97,3 +97,19 @@ def fetch(url: str, target: Path, what: str) -> Path:
         detail = " ".join(str(err).split())[:160]
         raise ModelError(f"could not download {what} ({type(err).__name__}: {detail}); {put_it}") from None
     return target
+
+
+def load_state_dict(path: Path, what: str = "weights") -> Dict[str, torch.Tensor]:
+    """A plain state dict, read with ``weights_only=True``; a ``module.`` prefix (DataParallel) is removed.
+
+    Raises :class:`ModelError` (one line, naming ``what`` and ``path``) for a file that is corrupt or holds
+    anything but tensors (pickled objects are refused, never run).
+    """
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelError(f"cannot read {what} '{path}': {' '.join(str(err).split())[:160]} "
+                         "(corrupt, or not a plain state dict; delete it to download it again)") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"'{path}' is not a state dict of tensors")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}

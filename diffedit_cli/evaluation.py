@@ -147,18 +147,13 @@ def lpips_network(device="cpu") -> torch.nn.Module:
     import lpips
 
     path = downloads.fetch(lpips_alexnet_url(), lpips_alexnet_path(), "LPIPS's AlexNet weights")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ModelError(f"cannot read AlexNet weights '{path}': {' '.join(str(err).split())[:120]} "
-                         "(corrupt, or not a plain state dict; delete it to download it again)") from None
+    state = downloads.load_state_dict(path, "AlexNet weights")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's 'pretrained' deprecation notice inside lpips
         net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     # lpips keeps AlexNet's feature layers under their torchvision indices: net.slice{k}.{i} = features.{i}
     backbone = {name: f"features.{name.split('.', 1)[1]}" for name in net.net.state_dict()}
-    missing = [key for key in backbone.values()
-               if not isinstance(state, dict) or key not in state or not isinstance(state[key], torch.Tensor)]
+    missing = [key for key in backbone.values() if key not in state]
     if missing:
         raise ModelError(f"'{path}' is not torchvision's AlexNet (missing {', '.join(missing[:3])})")
     try:

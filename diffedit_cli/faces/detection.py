@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..downloads import mirrored, network_timeout, offline
+from ..downloads import load_state_dict, mirrored, network_timeout, offline
 from ..errors import DiffeditError, InputError, ModelError
 
 FACEXLIB_WEIGHTS: Dict[str, Tuple[str, str]] = {
@@ -119,18 +119,6 @@ def facexlib_weight(name: str, folder: Optional[os.PathLike] = None) -> Path:
             partial.unlink()
         raise ModelError(missing_weights_message([name], folder, f"download failed: {type(err).__name__}: "
                                                  f"{' '.join(str(err).split())[:120]}")) from None
-
-
-def load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    """A plain state dict, read with ``weights_only=True``; a ``module.`` prefix (DataParallel) is removed."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ModelError(f"cannot read weights '{path}': {' '.join(str(err).split())[:160]} "
-                         "(corrupt, or not a plain state dict; delete it to download it again)") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"'{path}' is not a state dict of tensors")
-    return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
 def load_facexlib_network(module: torch.nn.Module, path: Path) -> torch.nn.Module:
