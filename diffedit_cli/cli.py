@@ -716,21 +716,18 @@ def eval_compare_cmd(
     Example: diffedit eval compare heldout --model runs/toyfaces --model runs/hdae-u --topk 64 --n 50
     """
     from .comparison import compare_models
-    from .evaluation import format_table
+    from .evaluation import format_table, load_lpips
 
     for value, flag in ((steps, "--steps"), (inv_steps, "--inv-steps"), (random_steps, "--random-steps")):
         _check_steps([value], flag)
     loaded = [_load(spec, device, components=("classifier", "latent", "oracle")) for spec in models]
+    lpips = load_lpips(next(loaded[0].autoencoder.parameters()).device)
     with _reporter(False, quiet) as rep:
         rows = compare_models(loaded, data, n=n, topks=topk or [], fidelity_alphas=_float_list(alphas, "--alphas"),
                               edit_alphas=_float_list(edit_alphas, "--edit-alphas"), steps=steps, inv_steps=inv_steps,
                               random_steps=random_steps, seed=seed, batch_size=batch_size, precision=precision,
-                              progress=rep)
-    notes = []
-    if rows and all(row.get("LPIPS outside") is None for row in rows):
-        from .evaluation import load_lpips, lpips_unavailable
-
-        notes.append(f"LPIPS n/a: {lpips_unavailable() or load_lpips('cpu')[1]}")
+                              progress=rep, lpips=lpips)
+    notes = [f"LPIPS n/a: {lpips[1]}"] if lpips[0] is None else []
     typer.echo(json.dumps(rows) if json_out else format_table(rows, notes))
 
 

@@ -10,7 +10,8 @@
 * :func:`training_curve` — reconstruction vs training steps from a run's EMA snapshots (``train autoencoder
   --keep-every N`` writes ``snapshots/autoencoder_<step>/``) next to the logged training loss.
 
-All images in [0, 1]; MSE in [0, 1]; LPIPS >= 0 (None when LPIPS cannot run: no lpips package, or offline without the AlexNet weights).
+All images in [0, 1]; MSE in [0, 1]; LPIPS >= 0 (None when LPIPS cannot run: no lpips package, or
+no AlexNet weights and no way to download them).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import torch
 from . import pipeline, toyfaces
 from .editing import edit_z_sem, level_edit_route
 from .errors import InputError
-from .evaluation import (EDIT_PARTS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
-                         load_face_params, load_faces, lpips_metric, masked_mse, to_unit)
+from .evaluation import (EDIT_PARTS, LPIPS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
+                         load_face_params, load_faces, load_lpips, masked_mse, to_unit)
 from .models import DiffAEModel
 
 TAB2_ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5)
@@ -34,13 +35,15 @@ TAB2_ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 @torch.inference_mode()
 def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[float] = TAB2_ALPHAS,
                   topk: Optional[int] = None, levels: Optional[Sequence[int]] = None, steps: int = 20,
-                  inv_steps: int = 20, batch_size: int = 32, precision: str = "fp32", progress=None) -> List[dict]:
+                  inv_steps: int = 20, batch_size: int = 32, precision: str = "fp32", progress=None,
+                  lpips: Optional[LPIPS] = None) -> List[dict]:
     """Tab. 2 fidelity of edits on the first ``n`` faces, per attribute of the classifier that toy faces have.
 
     Edit: ``alpha`` along the classifier direction (``topk`` truncation, ``levels`` restriction), x_T from DDIM
     inversion (``inv_steps``), decoded with ``steps``. The mask M is the attribute's dilated part region for
     the edit's sign (alpha > 0: toward having it; alpha = 0: the face as it is). Rows ``{"attribute",
-    "MSE outside", "LPIPS outside"}`` averaged over faces and alphas, then a ``"mean"`` row.
+    "MSE outside", "LPIPS outside"}`` averaged over faces and alphas, then a ``"mean"`` row. ``lpips``:
+    :func:`evaluation.load_lpips`'s result (loaded here when None).
     """
     classifier = model.component("classifier")
     names = [name for name in classifier.attributes if name in EDIT_PARTS]
@@ -51,7 +54,7 @@ def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[fl
     faces = load_faces(data_dir, n, model.image_size)
     params = load_face_params(data_dir, faces.files)
     count = len(faces.files)
-    lpips_fn = lpips_metric(device)
+    lpips_fn = (lpips or load_lpips(device))[0]
     mask, route = level_edit_route(autoencoder, levels)
     if progress is not None:
         progress.start("fidelity", count * (1 + len(names) * len(alphas)))
@@ -104,7 +107,7 @@ def compare_models(models: Sequence[DiffAEModel], data_dir, n: int = 50, topks: 
                    levels: Optional[Sequence[int]] = None, fidelity_alphas: Sequence[float] = TAB2_ALPHAS,
                    edit_alphas: Sequence[float] = (0.3, 0.5), steps: int = 20, inv_steps: int = 20,
                    random_steps: int = 20, seed: int = 0, batch_size: int = 32, precision: str = "fp32",
-                   progress=None) -> List[dict]:
+                   progress=None, lpips: Optional[LPIPS] = None) -> List[dict]:
     """One row per model and per model x top-k (the paper's DAE / HDAE(U) / HDAE(U)+top-k, and more).
 
     Every model needs a classifier; the first oracle found among ``models`` judges all of them (so the run
@@ -113,22 +116,25 @@ def compare_models(models: Sequence[DiffAEModel], data_dir, n: int = 50, topks: 
     ``flip@A`` (oracle flip rate toward the opposite attribute value at each edit alpha), ``recon MSE
     inferred`` (x_T by ``inv_steps``-step inversion, decoded with ``steps``), ``recon MSE random`` (random
     x_T, ``random_steps``). Reconstruction does not depend on top-k and is repeated on the top-k rows.
+    ``lpips``: :func:`evaluation.load_lpips`'s result, loaded once here when None.
     """
     oracle = next((m.extra["oracle"] for m in models if "oracle" in m.extra), None)
     if oracle is None:
         raise InputError("no model has an oracle component (train one: diffedit train oracle --out RUN)")
+    lpips = lpips or load_lpips(next(models[0].autoencoder.parameters()).device)
     rows = []
     for model in models:
         model.extra.setdefault("oracle", oracle)
         recon = eval_reconstruction(model, data_dir, n=n, steps=[inv_steps], random_steps=random_steps,
-                                    batch_size=batch_size, seed=seed, precision=precision, progress=progress)
+                                    batch_size=batch_size, seed=seed, precision=precision, progress=progress,
+                                    lpips=lpips)
         by_label = {row["x_T"]: row for row in recon["rows"]}
         recon_inferred = by_label[f"inferred T={inv_steps}"]["MSE"]
         recon_random = by_label[f"random T={random_steps}"]["MSE"]
         for topk in [None, *topks]:
             fidelity = eval_fidelity(model, data_dir, n=n, alphas=fidelity_alphas, topk=topk, levels=levels,
                                      steps=steps, inv_steps=inv_steps, batch_size=batch_size, precision=precision,
-                                     progress=progress)[-1]
+                                     progress=progress, lpips=lpips)[-1]
             editing = eval_editing(model, data_dir, n=n, alphas=edit_alphas, topk=topk, steps=steps,
                                    inv_steps=inv_steps, batch_size=batch_size, precision=precision,
                                    progress=progress, levels=levels)[-1]

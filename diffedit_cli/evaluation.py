@@ -6,8 +6,9 @@ Both benchmarks take a loaded :class:`~diffedit_cli.models.DiffAEModel` and a fo
 
 * :func:`eval_reconstruction`: the Diff-AE paper's Table 2 protocol. x_T is inferred by DDIM inversion with
   T steps and decoded with T steps ("inferred x_T"), or drawn at random; each decode is compared with its
-  input by MSE, PSNR, SSIM and LPIPS (AlexNet backbone downloaded on first use; n/a offline). With an attribute oracle it also reports how
-  often the oracle's reading of the decoded face agrees with the dataset's labels.
+  input by MSE, PSNR, SSIM and LPIPS (AlexNet backbone downloaded on first use; n/a offline). With an
+  attribute oracle it also reports how often the oracle's reading of the decoded face agrees with the
+  dataset's labels.
 * :func:`eval_editing`: for each attribute known to both the model's classifier and the oracle, edit every
   face toward the opposite of what the oracle sees, and report how often the oracle then sees the target
   (flip rate), how much the oracle's other logits move (attribute dependency) and how much the image changes
@@ -36,7 +37,8 @@ from .errors import InputError, ModelError
 from .images import load_image
 from .models import DiffAEModel
 
-ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1
+# torchvision's AlexNet_Weights.IMAGENET1K_V1, the backbone lpips uses
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 
 EDIT_PARTS: Dict[str, tuple] = {
     "Smiling": ("mouth",),
@@ -163,8 +165,16 @@ def lpips_network(device="cpu") -> torch.nn.Module:
     return net.to(device).eval().requires_grad_(False)
 
 
-def load_lpips(device) -> Tuple[Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]], Optional[str]]:
-    """(LPIPS as a callable a, b (N, 3, H, W) in [0, 1] -> (N,), None) or (None, one-line reason)."""
+LPIPS = Tuple[Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]], Optional[str]]
+"""What :func:`load_lpips` returns: (distance, None) or (None, one-line reason)."""
+
+
+def load_lpips(device) -> LPIPS:
+    """(LPIPS as a callable a, b (N, 3, H, W) in [0, 1] -> (N,), None) or (None, one-line reason).
+
+    Builds the network (downloading AlexNet if needed) each call: load it once and pass it to the evals
+    (their ``lpips`` argument) when several run in one process.
+    """
     try:
         net = lpips_network(device)
     except ModelError as err:
@@ -174,11 +184,6 @@ def load_lpips(device) -> Tuple[Optional[Callable[[torch.Tensor, torch.Tensor], 
         with torch.no_grad():
             return net(a.to(device).float(), b.to(device).float(), normalize=True).flatten().float()
     return distance, None
-
-
-def lpips_metric(device) -> Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
-    """LPIPS as a callable (see :func:`load_lpips`), or None when it cannot run."""
-    return load_lpips(device)[0]
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -273,7 +278,7 @@ def finite_or_none(value: float) -> Optional[float]:
 @torch.inference_mode()
 def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Sequence[int] = (10, 20, 50, 100),
                         random_steps: int = 100, batch_size: int = 32, seed: int = 0, precision: str = "fp32",
-                        progress=None) -> dict:
+                        progress=None, lpips: Optional[LPIPS] = None) -> dict:
     """Reconstruction quality of the first ``n`` faces of ``data_dir`` (Diff-AE Table 2 protocol).
 
     For each T in ``steps``: x_T by DDIM inversion with T steps, decoded with T steps. Then x_T drawn by
@@ -281,7 +286,8 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
     with its input. With an oracle in ``model.extra["oracle"]``, "Attr acc" is the fraction of (face,
     attribute) pairs where the oracle's prediction on the decode equals the ``list_attr.txt`` label, over the
     attributes both know; an extra "input" row gives the oracle's accuracy on the inputs themselves.
-    ``progress``: an optional :class:`~diffedit_cli.jobs.Reporter`.
+    ``progress``: an optional :class:`~diffedit_cli.jobs.Reporter`; ``lpips``: :func:`load_lpips`'s result
+    (loaded here when None).
 
     Returns ``{"n": faces used, "rows": [...], "notes": [one-line strings]}``; each row is ``{"x_T": "inferred
     T=10" | "random T=100" | "input", "MSE", "PSNR", "SSIM", "LPIPS", "Attr acc"}`` with means over faces
@@ -293,7 +299,7 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
     count = len(faces.files)
     batches = chunks(count, batch_size)
     notes = []
-    lpips_fn, lpips_reason = load_lpips(device)
+    lpips_fn, lpips_reason = lpips or load_lpips(device)
     if lpips_fn is None:
         notes.append(f"LPIPS n/a: {lpips_reason}")
 

@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 from diffedit_cli import toyfaces  # noqa: E402
 from diffedit_cli.evaluation import (EDIT_PARTS, dilate, edit_region, eval_editing, eval_reconstruction,  # noqa: E402
-                                     format_table, lpips_metric, lpips_unavailable, masked_mse, mse, psnr, ssim)
+                                     format_table, load_lpips, lpips_unavailable, masked_mse, mse, psnr, ssim)
 from diffedit_cli.oracle import AttributeOracle, OracleConfig  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def test_mse_psnr_known_values():
 
 def test_lpips_is_optional_and_never_downloads():
     reason = lpips_unavailable()
-    metric = lpips_metric("cpu")
+    metric, _ = load_lpips("cpu")
     assert (metric is None) == (reason is not None)
     if reason is not None:
         assert "\n" not in reason

@@ -392,3 +392,31 @@ def mse_of(a, b):
     from diffedit_cli.evaluation import mse, to_unit
 
     return mse(to_unit(a), to_unit(b)).mean().item()
+
+
+def test_compare_loads_lpips_once(hdae_dir, tmp_path, monkeypatch):
+    """eval compare builds LPIPS (and tries a missing AlexNet download) once for all its models and top-k rows."""
+    pytest.importorskip("lpips", reason="the [test] extra installs lpips")
+    from file_server import FileServer
+
+    from diffedit_cli import toyfaces
+    from diffedit_cli.comparison import compare_models
+    from diffedit_cli.oracle import AttributeOracle, OracleConfig
+
+    data = toyfaces.write_dataset(tmp_path / "held", 2, seed=5, size=16)
+    model = load_model(str(hdae_dir))
+    torch.manual_seed(0)
+    model.extra["oracle"] = AttributeOracle(OracleConfig(image_size=16, channels=(8, 16))).eval()
+    served = FileServer(tmp_path / "served")  # serves nothing: every download attempt is a 404
+    try:
+        monkeypatch.delenv("DIFFEDIT_OFFLINE", raising=False)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+        monkeypatch.setenv("DIFFEDIT_LPIPS_ALEXNET_URL", f"{served.url}/alexnet-missing-0123abcd.pth")
+        rows = compare_models([model, model], data, n=2, topks=[4], fidelity_alphas=(-0.5, 0.5), edit_alphas=(0.5,),
+                              steps=2, inv_steps=2, random_steps=2)
+    finally:
+        served.close()
+    # 2 reconstructions + 4 fidelity evals (2 models x 2 top-k rows), one download attempt
+    assert served.requests == ["/alexnet-missing-0123abcd.pth"]
+    assert len(rows) == 4 and all(row["LPIPS out"] is None for row in rows)
