@@ -73,7 +73,8 @@ def main() -> None:
     with torch.no_grad():
         check("conds_mean (latent)", lat.conds_mean, l["conds_mean"], 0)
         check("conds_std (latent)", lat.conds_std, l["conds_std"], 0)
-        check("dbg_latent_timestep_embedding", timestep_embedding(l["t"], 64), l["dbg_latent_timestep_embedding"], 1e-5)
+        # 1e-4: the fixture's float32 exp rounds one frequency 1 ulp off some CPUs' (2.9e-5 at t = 999; see tests)
+        check("dbg_latent_timestep_embedding", timestep_embedding(l["t"], 64), l["dbg_latent_timestep_embedding"], 1e-4)
         check("dbg_latent_time_emb", lat.time_embed(timestep_embedding(l["t"], 64)), l["dbg_latent_time_emb"], 1e-5)
         check("latent_eps_pred", lat(l["z_t"], l["t"]), l["latent_eps_pred"], 1e-4)
         for n in (10, 20):

@@ -37,8 +37,8 @@ def channel_means(x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def colour_table(autoencoder, images: torch.Tensor, timesteps, seed: int = 0, batch_size: int = 32):
     """Rows (t, slope, x0 DC error with noise, x0 DC error with zero-mean noise); images in [-1, 1]."""
-    betas = diffusion.make_betas(autoencoder.config.beta_schedule, autoencoder.config.diffusion_steps)
-    alphas_cumprod = torch.cumprod(1 - betas.double(), 0)
+    process = diffusion.Parameterization.of(autoencoder.config)
+    alphas_cumprod = process.alphas_cumprod()
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(images.shape, generator=gen)
     centred = noise - channel_means(noise)[..., None, None]
@@ -49,9 +49,9 @@ def colour_table(autoencoder, images: torch.Tensor, timesteps, seed: int = 0, ba
         errors, pairs = [], None
         for eps in (noise, centred):
             x_t = a ** 0.5 * images + (1 - a) ** 0.5 * eps
-            eps_hat = torch.cat([autoencoder(x_t[i:i + batch_size], torch.full((len(x_t[i:i + batch_size]),), t),
-                                             z_sem[i:i + batch_size]) for i in range(0, len(x_t), batch_size)])
-            x0_hat = (x_t - (1 - a) ** 0.5 * eps_hat) / a ** 0.5
+            out = torch.cat([autoencoder(x_t[i:i + batch_size], torch.full((len(x_t[i:i + batch_size]),), t),
+                                         z_sem[i:i + batch_size]) for i in range(0, len(x_t), batch_size)])
+            x0_hat, eps_hat = diffusion.split_output(x_t, out, a, process.prediction, clip=False)
             errors.append(((channel_means(x0_hat) - channel_means(images)).abs().mean() / 2).item())
             if pairs is None:
                 pairs = (channel_means(eps).flatten(), channel_means(eps_hat).flatten())
@@ -94,8 +94,7 @@ def main() -> None:
     images = faces.images
     print(f"model {args.model}, {len(images)} images, seed {args.seed}")
     print(f"{'t':>5s} {'sqrt(a)':>8s} {'DC slope':>9s} {'x0 DC err':>10s} {'(0-mean noise)':>15s}")
-    betas = diffusion.make_betas(autoencoder.config.beta_schedule, autoencoder.config.diffusion_steps)
-    alphas_cumprod = torch.cumprod(1 - betas.double(), 0)
+    alphas_cumprod = diffusion.Parameterization.of(autoencoder.config).alphas_cumprod()
     for t, slope, err, err_centred in colour_table(autoencoder, images, args.t, args.seed):
         print(f"{t:5d} {alphas_cumprod[t].sqrt().item():8.4f} {slope:9.3f} {err:10.3f} {err_centred:15.3f}")
     if args.decode_steps:

@@ -109,9 +109,10 @@ def joint_losses(autoencoder, gae, images_u8: torch.Tensor, members, alphas_cump
     z_norm = gae.normalize(autoencoder.encode(x0).float())
     losses = gae_losses(gae, z_norm.reshape(b, per, -1), members, generator)
     z_hat = gae.denormalize(gae.decode_normalized(gae.encode_normalized(z_norm)))
-    a = alphas_cumprod[t].view(-1, 1, 1, 1)
-    eps = autoencoder(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, z_sem=z_hat)
-    losses["simple"] = F.mse_loss(eps.float(), noise)
+    a = alphas_cumprod[t]
+    out = autoencoder(diffusion.q_sample(x0, noise, a), t, z_sem=z_hat)
+    target = diffusion.prediction_target(x0, noise, a, diffusion.Parameterization.of(autoencoder.config).prediction)
+    losses["simple"] = F.mse_loss(out.float(), target)
     losses["dis"] = combine(losses, lambda_ss, lambda_ur)
     return losses
 
@@ -156,8 +157,7 @@ def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[St
         gae.load_state_dict(state["gae"])
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-    betas = diffusion.make_betas(autoencoder.config.beta_schedule, autoencoder.config.diffusion_steps)
-    alphas_cumprod = torch.cumprod(1 - betas, 0).float().to(device)
+    alphas_cumprod = diffusion.Parameterization.of(autoencoder.config).alphas_cumprod().float().to(device)
 
     def checkpoint(last: Dict[str, float]) -> None:
         save_train_state(state_path, {"config": asdict(cfg), "step": step, "autoencoder": autoencoder.state_dict(),

@@ -62,8 +62,8 @@ def prepare(autoencoder: DiffAEAutoencoder, device: torch.device) -> DiffAEAutoe
 
 
 def _schedule(autoencoder: DiffAEAutoencoder, steps: int) -> diffusion.DDIMSchedule:
-    cfg = autoencoder.config
-    return diffusion.ddim_schedule(diffusion.make_betas(cfg.beta_schedule, cfg.diffusion_steps), steps)
+    """The respaced schedule of the process the autoencoder was trained for (its config's parameterisation)."""
+    return diffusion.Parameterization.of(autoencoder.config).schedule(steps)
 
 
 def _pad_single(x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,9 @@ def invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, z_sem: torch.Te
     with autocast(device, precision):
         styles = autoencoder.project_style(z_sem.to(device))
     fn = _model_fn(autoencoder, styles, device, precision)
-    return diffusion.ddim_invert(fn, images.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+    schedule = _schedule(autoencoder, steps)
+    return diffusion.ddim_invert(fn, images.to(device), schedule,
+                                 callback=_callback(progress, diffusion.inversion_calls(schedule)))
 
 
 @torch.inference_mode()

@@ -8,7 +8,11 @@ state (raw weights, optimiser, step, RNG) in ``train_state/<component>.pt``
 
 Objectives (Diff-AE paper):
 * autoencoder (Table 5): L_simple = ||eps - eps_theta(x_t, t, Enc(x_0))||^2 with
-  t ~ U{0..T-1}, linear betas, Adam, EMA of the weights;
+  t ~ U{0..T-1}, linear betas, Adam, EMA of the weights (the default); the
+  parameterisation (eps | v prediction, linear | cosine betas, zero terminal
+  SNR), the loss weighting (uniform | min-SNR | P2), the timestep sampling
+  (uniform | a high-noise share | a high-noise-first curriculum), offset noise
+  and a warmup + cosine learning rate are options (:class:`AutoencoderTrainConfig`);
 * latent DDIM (Table 6): L1 loss on eps for normalised z_sem, constant beta
   0.008, MLP with skips, AdamW;
 * classifier (appendix A.2): logistic regression per attribute on normalised z_sem.
@@ -17,7 +21,9 @@ Objectives (Diff-AE paper):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,10 +36,10 @@ from torch import nn
 
 from . import diffusion
 from .errors import DiffeditError, InputError
-from .models import INDEX_FILE, read_json, save_component, write_index
+from .models import INDEX_FILE, load_model, read_json, save_component, write_index
 from .networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from .networks.classifier import AttributeClassifier, ClassifierConfig
-from .networks.hdae import autoencoder_config, build_autoencoder
+from .networks.hdae import AnyAutoencoderConfig, autoencoder_config, build_autoencoder
 from .networks.latent_mlp import LatentMLP, LatentMLPConfig
 
 # Scaled-down architectures (the official ones are in convert.PRESETS).
@@ -190,9 +196,91 @@ class AutoencoderTrainConfig:
     device: str = "auto"
     data_limit: Optional[int] = None
     keep_every: int = 0  # also keep an EMA snapshot every N steps in snapshots/ (training curves); 0: never
+    # the diffusion parameterisation (stored in the autoencoder's config.json) and the objective
+    prediction: str = "eps"  # eps | v
+    schedule: str = "linear"  # linear | cosine
+    zero_terminal_snr: bool = False  # Lin et al. 2024 rescaling (needs v); decoding then uses linspace spacing
+    loss_weight: str = "uniform"  # uniform | min-snr[:gamma] | p2[:gamma[:k]]
+    timesteps: str = "uniform"  # uniform | high[:fraction[:t_min]] | curriculum:steps
+    offset_noise: float = 0.0  # noise += offset * N(0, 1) per image and channel
+    lr_schedule: str = "constant"  # constant | cosine (to 10 % of lr at the last step), after the warmup
+    init_from: Optional[str] = None  # start from this model's autoencoder (its architecture; preset ignored)
+    channels_last: bool = False  # channels_last memory format for the network
 
 
 StepLog = Callable[[dict], None]
+TIMESTEP_SAMPLERS = ("uniform", "high", "curriculum")
+
+
+def _parse_spec(spec: str, names: Sequence[str], what: str) -> Tuple[str, List[float]]:
+    name, *args = str(spec).split(":")
+    try:
+        values = [float(a) for a in args]
+    except ValueError:
+        values = None
+    if name not in names or values is None:
+        raise DiffeditError(f"{what}: cannot read '{spec}' (use {' | '.join(names)}, with ':'-separated numbers)")
+    return name, values
+
+
+def sample_timesteps(n: int, num_steps: int, spec: str, step: int, generator: torch.Generator) -> torch.Tensor:
+    """Training timesteps (n,) int64 in [0, num_steps).
+
+    ``uniform``; ``high[:f[:t0]]``: a share f (0.5) of the batch from [t0, T) (t0 = 0.7 T), the rest uniform;
+    ``curriculum:S``: high noise first, t ~ U[lo, T) with lo falling linearly from 0.7 T to 0 over S steps.
+    """
+    name, args = _parse_spec(spec, TIMESTEP_SAMPLERS, "timestep sampling")
+    if name == "uniform":
+        return torch.randint(0, num_steps, (n,), generator=generator)
+    if name == "high":
+        share = args[0] if args else 0.5
+        low = int(args[1]) if len(args) > 1 else int(0.7 * num_steps)
+        k = int(round(n * share))
+        return torch.cat([torch.randint(low, num_steps, (k,), generator=generator),
+                          torch.randint(0, num_steps, (n - k,), generator=generator)])
+    span = max(1.0, args[0] if args else 1.0)
+    low = int(0.7 * num_steps * max(0.0, 1.0 - step / span))
+    return torch.randint(low, num_steps, (n,), generator=generator)
+
+
+def learning_rate(cfg: "AutoencoderTrainConfig", step: int) -> float:
+    """The learning rate of (0-based) ``step``: linear warmup, then constant or cosine down to 10 % at cfg.steps."""
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.lr_schedule == "cosine":
+        progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return cfg.lr
+
+
+def check_train_config(cfg: "AutoencoderTrainConfig") -> diffusion.Parameterization:
+    """Validate the objective options; returns the parameterisation the run trains (errors name the option)."""
+    if cfg.lr_schedule not in ("constant", "cosine"):
+        raise DiffeditError(f"lr schedule: unknown '{cfg.lr_schedule}' (use constant or cosine)")
+    if not math.isfinite(cfg.offset_noise) or cfg.offset_noise < 0:
+        raise DiffeditError(f"offset noise must be a finite number >= 0, got {cfg.offset_noise}")
+    _parse_spec(cfg.timesteps, TIMESTEP_SAMPLERS, "timestep sampling")
+    try:
+        process = diffusion.Parameterization(beta_schedule=cfg.schedule, prediction=cfg.prediction,
+                                             zero_terminal_snr=cfg.zero_terminal_snr,
+                                             timestep_spacing="linspace" if cfg.zero_terminal_snr else "official")
+        diffusion.loss_weights(torch.tensor([0.5]), cfg.prediction, cfg.loss_weight)
+    except ValueError as err:
+        raise DiffeditError(str(err)) from None
+    if cfg.schedule not in ("linear", "cosine"):
+        raise DiffeditError(f"schedule: unknown '{cfg.schedule}' (use linear or cosine)")
+    return process
+
+
+def _initial_autoencoder(cfg: "AutoencoderTrainConfig", process: diffusion.Parameterization) -> Tuple[AutoencoderConfig, Optional[dict]]:
+    """The architecture (with the run's parameterisation) and, with ``init_from``, the weights to start from."""
+    if cfg.init_from:
+        source = load_model(cfg.init_from, components=()).autoencoder
+        arch, weights = source.config, source.state_dict()
+    else:
+        arch, weights = autoencoder_arch(cfg.preset, cfg.arch), None
+    fields_ = {name: getattr(process, name) for name in process.__dataclass_fields__}
+    return dataclasses.replace(arch, **fields_), weights
 
 
 def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
@@ -222,9 +310,17 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
         saved = state["config"]
         cfg = AutoencoderTrainConfig(**{**saved, "steps": cfg.steps, "device": cfg.device, "save_every": cfg.save_every,
                                         "sample_every": cfg.sample_every, "keep_every": cfg.keep_every})
-    arch = autoencoder_arch(cfg.preset, cfg.arch)
+    process = check_train_config(cfg)
+    arch, init_weights = _initial_autoencoder(cfg, process) if state is None else (None, None)
+    if state is not None:
+        arch = AnyAutoencoderConfig.from_dict(state["arch"]) if "arch" in state else \
+            dataclasses.replace(autoencoder_arch(cfg.preset, cfg.arch), **{n: getattr(process, n) for n in process.__dataclass_fields__})
     torch.manual_seed(cfg.seed)
     model = build_autoencoder(arch).to(device)
+    if init_weights is not None:
+        model.load_state_dict(init_weights)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
@@ -237,8 +333,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     if dist.world > 1:
         train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
     data = load_image_folder(Path(cfg.data), arch.image_size, cfg.data_limit)
-    betas = diffusion.make_betas(arch.beta_schedule, arch.diffusion_steps)
-    alphas_cumprod = torch.cumprod(1 - betas, 0).float().to(device)
+    alphas_cumprod = process.alphas_cumprod().float().to(device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
     per_rank = max(1, cfg.batch_size // dist.world)
@@ -253,15 +348,14 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
         in_sync = ranks_in_sync(model, dist)
         if not dist.main:
             return
-        save_train_state(state_path, {"config": asdict(cfg), "step": step, "model": model.state_dict(),
+        save_train_state(state_path, {"config": asdict(cfg), "arch": arch.to_dict(), "step": step, "model": model.state_dict(),
                                       "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                                       "world_size": dist.world, "ranks_in_sync": in_sync})
-        save_component(ema, run / "autoencoder", "autoencoder",
-                       extra={"training": {"steps": step, "preset": cfg.preset, "arch": cfg.arch, "data": str(cfg.data)}})
+        save_component(ema, run / "autoencoder", "autoencoder", extra={"training": {**_recipe(cfg), "steps": step}})
         _ensure_index(run, run.name, "autoencoder")
         if cfg.keep_every and step and step % cfg.keep_every == 0:
             save_component(ema, run / SNAPSHOT_DIR / f"autoencoder_{step:07d}", "autoencoder",
-                           extra={"training": {"steps": step, "preset": cfg.preset, "arch": cfg.arch}})
+                           extra={"training": {**_recipe(cfg), "steps": step}})
 
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     model.train()
@@ -270,16 +364,20 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + dist.rank)
         idx = torch.randint(0, len(data), (per_rank,), generator=gen)
         x0 = to_model_range(data[idx]).to(device)
-        t = torch.randint(0, arch.diffusion_steps, (per_rank,), generator=gen).to(device)
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        a = alphas_cumprod[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup else cfg.lr
+        t = sample_timesteps(per_rank, arch.diffusion_steps, cfg.timesteps, step, gen).to(device)
+        noise = torch.randn(x0.shape, generator=gen)
+        if cfg.offset_noise:
+            noise = noise + cfg.offset_noise * torch.randn(*x0.shape[:2], 1, 1, generator=gen)
+        noise = noise.to(device)
+        a = alphas_cumprod[t]
+        x_t = diffusion.q_sample(x0, noise, a)
+        target = diffusion.prediction_target(x0, noise, a, process.prediction)
+        weights = diffusion.loss_weights(a, process.prediction, cfg.loss_weight).to(device)
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = learning_rate(cfg, step)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            eps = train_model(x_t, t, x0)
-            loss = F.mse_loss(eps.float(), noise)
+            out = train_model(x_t.contiguous(memory_format=memory_format), t, x0.contiguous(memory_format=memory_format))
+            loss = (weights * (out.float() - target).pow(2).mean(dim=(1, 2, 3))).mean()
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -304,6 +402,13 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     if step == 0:
         checkpoint()
     return run
+
+
+def _recipe(cfg: AutoencoderTrainConfig) -> dict:
+    """The training recipe recorded in the autoencoder's config.json (model cards quote it)."""
+    keys = ("preset", "arch", "data", "batch_size", "lr", "lr_schedule", "warmup", "ema_decay", "precision", "seed",
+            "prediction", "schedule", "zero_terminal_snr", "loss_weight", "timesteps", "offset_noise", "init_from")
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def ranks_in_sync(model: nn.Module, dist: Dist) -> bool:

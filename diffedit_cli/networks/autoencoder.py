@@ -16,6 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..diffusion import Parameterization
 from .blocks import AttentionBlock, CondSequential, Downsample, ResBlock, Upsample, group_norm, timestep_embedding
 
 
@@ -41,9 +42,12 @@ class AutoencoderConfig:
     resblock_updown: bool = True
     conv_resample: bool = True
     dropout: float = 0.1
-    # diffusion process the network was trained for
+    # diffusion process the network was trained for (diffusion.Parameterization; absent = official eps + linear)
     diffusion_steps: int = 1000
     beta_schedule: str = "linear"
+    prediction: str = "eps"  # eps | v
+    zero_terminal_snr: bool = False
+    timestep_spacing: str = "official"  # official (ddimN) | linspace
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
@@ -52,6 +56,7 @@ class AutoencoderConfig:
             self.enc_channel_mult = tuple(self.enc_channel_mult)
         if self.enc_attn_resolutions is not None:
             self.enc_attn_resolutions = tuple(self.enc_attn_resolutions)
+        Parameterization.of(self)  # ValueError on an invalid combination
 
     @property
     def style_channels(self) -> int:
