@@ -39,3 +39,12 @@ def test_xt_colour_diagnostic_runs_on_the_default_model(tmp_path):
     assert float(rows[0][3]) > float(rows[1][3])
     kept = [float(line.rsplit(":", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("oracle labels kept")]
     assert len(kept) == 2 and all(0 <= k <= 1 for k in kept)
+
+
+def test_train_speed_benchmark_prints_a_row_per_setting():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"), "--preset", "tiny32", "--steps", "3",
+                           "--batch-size", "2", "--precisions", "fp32"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip().split(" ")[0].isdigit()]
+    assert len(rows) == 4  # contiguous + channels_last official, two more recipes on the last setting
+    assert all(float(r[-1]) > 0 for r in rows)

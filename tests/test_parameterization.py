@@ -1,19 +1,16 @@
-"""Diffusion parameterisations: schedules, v prediction, zero terminal SNR, loss weights, trainer options."""
+"""Diffusion parameterisations: schedules, v prediction, zero terminal SNR, loss weights, timestep sampling."""
 
 import dataclasses
-import json
 import math
 
 import pytest
 import torch
 
 from diffedit_cli import diffusion, pipeline
-from diffedit_cli.cli import main
 from diffedit_cli.models import load_model
 from diffedit_cli.networks.autoencoder import AutoencoderConfig
 from diffedit_cli.networks.hdae import build_autoencoder
-from diffedit_cli.training import (AutoencoderTrainConfig, autoencoder_arch, learning_rate, load_train_state, sample_timesteps,
-                                   train_autoencoder)
+from diffedit_cli.training import AutoencoderTrainConfig, autoencoder_arch, learning_rate, sample_timesteps
 
 
 # -- schedules -------------------------------------------------------------------------------------------
@@ -67,6 +64,9 @@ def test_an_old_config_without_the_fields_is_eps_linear():
     assert diffusion.Parameterization.of(cfg) == diffusion.Parameterization()
     with pytest.raises(ValueError):
         AutoencoderConfig.from_dict({**old, "prediction": "v", "zero_terminal_snr": True, "timestep_spacing": "sideways"})
+    # the shipped default model's config.json predates the fields
+    shipped = load_model("toyfaces", components=()).autoencoder.config
+    assert diffusion.Parameterization.of(shipped) == diffusion.Parameterization()
 
 
 # -- x0 / eps from a network output ----------------------------------------------------------------------------
@@ -196,97 +196,20 @@ def test_cosine_learning_rate_with_warmup():
     assert learning_rate(AutoencoderTrainConfig(data="d", run="r"), 5000) == 1e-4
 
 
-# -- trainer options -------------------------------------------------------------------------------------------
+def test_committed_v_checkpoint_takes_its_colour_from_z_sem(tmp_path):
+    """checkpoints/toyfaces-v (v + zero terminal SNR) against the shipped eps model: x_T's share of the colour."""
+    from pathlib import Path
 
-@pytest.fixture(scope="module")
-def faces(tmp_path_factory):
+    from diffedit_cli.semantics import eval_semantics
     from diffedit_cli.toyfaces import write_dataset
 
-    out = tmp_path_factory.mktemp("data") / "faces"
-    write_dataset(out, 24, seed=3, size=32, masks=False)
-    return out
-
-
-RECIPE = dict(prediction="v", schedule="cosine", zero_terminal_snr=True, loss_weight="min-snr:4",
-              timesteps="curriculum:3", offset_noise=0.05, lr_schedule="cosine", warmup=1, channels_last=True)
-
-
-def _cfg(faces, run, **kw):
-    base = dict(data=str(faces / "images"), run=str(run), preset="tiny32", steps=4, batch_size=4, save_every=2,
-                sample_every=0, precision="fp32", device="cpu")
-    return AutoencoderTrainConfig(**{**base, **kw})
-
-
-def test_every_option_round_trips_through_config_and_resume(faces, tmp_path):
-    straight, chunked = tmp_path / "straight", tmp_path / "chunked"
-    train_autoencoder(_cfg(faces, straight, **RECIPE))
-    train_autoencoder(_cfg(faces, chunked, **RECIPE), stop_after=2)
-    # resuming takes the recipe from the run, not from the (default) options it is called with
-    train_autoencoder(_cfg(faces, chunked), resume=True)
-    a = load_train_state(straight / "train_state" / "autoencoder.pt")
-    b = load_train_state(chunked / "train_state" / "autoencoder.pt")
-    assert a["step"] == b["step"] == 4
-    for key in a["model"]:
-        assert torch.allclose(a["model"][key], b["model"][key], atol=1e-6), key
-    saved = json.loads((chunked / "train_config.json").read_text())
-    for key, value in RECIPE.items():
-        assert saved[key] == value, key
-    component = json.loads((chunked / "autoencoder" / "config.json").read_text())
-    assert component["config"]["prediction"] == "v" and component["config"]["beta_schedule"] == "cosine"
-    assert component["config"]["zero_terminal_snr"] is True and component["config"]["timestep_spacing"] == "linspace"
-    assert component["training"]["loss_weight"] == "min-snr:4" and component["training"]["steps"] == 4
-    model = load_model(str(chunked), components=())
-    assert diffusion.Parameterization.of(model.autoencoder.config).prediction == "v"
-
-
-def test_init_from_starts_from_the_given_weights(faces, tmp_path):
-    source = tmp_path / "source"
-    train_autoencoder(_cfg(faces, source, steps=2))
-    tuned = tmp_path / "tuned"
-    train_autoencoder(_cfg(faces, tuned, steps=2, init_from=str(source), prediction="v", lr=0.0), stop_after=0)
-    before = load_model(str(source), components=()).autoencoder.state_dict()
-    after = load_model(str(tuned), components=()).autoencoder
-    assert after.config.prediction == "v"  # the new run's parameterisation, the source's weights
-    for key, value in before.items():
-        assert torch.equal(value, after.state_dict()[key]), key
-
-
-def test_bad_recipes_are_one_line_errors(faces, tmp_path, capsys):
-    base = ["train", "autoencoder", "--data", str(faces / "images"), "--preset", "tiny32", "--steps", "1", "--quiet"]
-    for extra, message in ((["--zero-terminal-snr"], "needs v prediction"),
-                           (["--prediction", "x0"], "unknown prediction"),
-                           (["--loss-weight", "min-snr:five"], "weighting"),
-                           (["--timesteps", "sometimes"], "timestep sampling"),
-                           (["--schedule", "quadratic"], "schedule")):
-        assert main(base + ["--out", str(tmp_path / "r"), *extra]) == 2
-        err = capsys.readouterr().err.strip()
-        assert message in err and err.startswith("error:") and "\n" not in err, err
-        assert not (tmp_path / "r" / "train_state").exists()
-
-
-def test_eval_semantics_end_to_end(faces, tmp_path, capsys):
-    run = tmp_path / "run"
-    train_autoencoder(_cfg(faces, run, steps=2, prediction="v", zero_terminal_snr=True, keep_every=1))
-    assert main(["eval", "semantics", str(faces), "--model", str(run), "--n", "4", "--probe-n", "24", "--steps", "3",
-                 "--json", "--quiet", "--device", "cpu"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["n"] == 4 and result["probe_n"] == 24 and result["steps"] == 3
-    names = [row["attribute"] for row in result["probe"]]
-    assert "Smiling" in names and len(names) == 11
-    for row in result["probe"]:
-        assert 0 <= row["probe"] <= 1 and 0 <= row["random encoder"] <= 1
-    summary = result["summary"]
-    assert 0 <= summary["x_T colour share"] <= 1
-    assert summary["recon MSE inferred"] >= 0 and summary["mean colour MSE"] >= 0
-    # the shipped oracle (64 px) judges the decodes of a model that has none
-    assert 0 <= summary["random x_T labels kept"] <= 1
-    assert main(["eval", "semantics", str(faces), "--model", str(run), "--n", "4", "--probe-n", "24", "--steps", "3",
-                 "--quiet", "--device", "cpu"]) == 0
-    table = capsys.readouterr().out
-    assert "random encoder" in table and "x_T colour share" in table
-    # the scaling curve: one row per EMA snapshot
-    assert main(["eval", "semantics", str(faces), "--run", str(run), "--n", "2", "--probe-n", "16", "--steps", "2",
-                 "--json", "--quiet", "--device", "cpu"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [row["step"] for row in rows] == [1, 2] and all(row["run"] == "run" for row in rows)
-    assert all(0 <= row["probe mean"] <= 1 for row in rows)
+    write_dataset(tmp_path / "faces", 12, seed=7, size=64, masks=False)
+    root = Path(__file__).resolve().parents[1]
+    checkpoint = load_model(str(root / "checkpoints" / "toyfaces-v"), components=())
+    assert diffusion.Parameterization.of(checkpoint.autoencoder.config) == diffusion.Parameterization(
+        prediction="v", zero_terminal_snr=True, timestep_spacing="linspace")
+    shares = {}
+    for name, model in (("v", checkpoint), ("shipped", load_model("toyfaces", components=()))):
+        result = eval_semantics(model, tmp_path / "faces", n=6, probe_n=12, steps=5)
+        shares[name] = result["summary"]["x_T colour share"]
+    assert shares["v"] < 0.05 < 0.2 < shares["shipped"], shares

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffedit_cli import diffusion
 from diffedit_cli.cli import main
 from diffedit_cli.models import load_model
 from diffedit_cli.training import AutoencoderTrainConfig, load_train_state, train_autoencoder
@@ -31,15 +32,20 @@ def cfg(faces, run, **kw):
     return AutoencoderTrainConfig(**base)
 
 
-def test_resume_continues_exactly(faces, tmp_path):
+RECIPE = dict(prediction="v", schedule="cosine", zero_terminal_snr=True, loss_weight="min-snr:4",
+              timesteps="curriculum:3", offset_noise=0.05, lr_schedule="cosine", warmup=1, channels_last=True)
+
+
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["official", "every-option"])
+def test_resume_continues_exactly(faces, tmp_path, recipe):
     straight = tmp_path / "straight"
-    train_autoencoder(cfg(faces, straight))
+    train_autoencoder(cfg(faces, straight, **recipe))
     chunked = tmp_path / "chunked"
-    train_autoencoder(cfg(faces, chunked), stop_after=2)
+    train_autoencoder(cfg(faces, chunked, **recipe), stop_after=2)
     assert load_train_state(chunked / "train_state" / "autoencoder.pt")["step"] == 2
     with pytest.raises(Exception, match="--resume"):
         train_autoencoder(cfg(faces, chunked))
-    train_autoencoder(cfg(faces, chunked), resume=True)
+    train_autoencoder(cfg(faces, chunked), resume=True)  # the recipe comes from the run, not from these options
     a = load_train_state(straight / "train_state" / "autoencoder.pt")
     b = load_train_state(chunked / "train_state" / "autoencoder.pt")
     assert a["step"] == b["step"] == 4
@@ -112,3 +118,77 @@ def test_ddp_two_cpu_processes(faces, tmp_path):
     assert (run / "autoencoder" / "model.safetensors").is_file()
 
 
+# -- objective options, init-from, eval semantics -----------------------------------------------------------
+
+def test_every_option_round_trips_through_the_configs(faces, tmp_path):
+    run = tmp_path / "run"
+    train_autoencoder(cfg(faces, run, **RECIPE))
+    saved = json.loads((run / "train_config.json").read_text())
+    for key, value in RECIPE.items():
+        assert saved[key] == value, key
+    component = json.loads((run / "autoencoder" / "config.json").read_text())
+    assert component["config"]["prediction"] == "v" and component["config"]["beta_schedule"] == "cosine"
+    assert component["config"]["zero_terminal_snr"] is True and component["config"]["timestep_spacing"] == "linspace"
+    assert component["training"]["loss_weight"] == "min-snr:4" and component["training"]["steps"] == 4
+    model = load_model(str(run), components=())
+    assert diffusion.Parameterization.of(model.autoencoder.config).prediction == "v"
+
+
+def test_init_from_starts_from_the_given_weights(faces, tmp_path):
+    source = tmp_path / "source"
+    train_autoencoder(cfg(faces, source, steps=2))
+    tuned = tmp_path / "tuned"
+    train_autoencoder(cfg(faces, tuned, steps=2, init_from=str(source), prediction="v", lr=0.0), stop_after=0)
+    before = load_model(str(source), components=()).autoencoder.state_dict()
+    after = load_model(str(tuned), components=()).autoencoder
+    assert after.config.prediction == "v"  # the new run's parameterisation, the source's weights
+    for key, value in before.items():
+        assert torch.equal(value, after.state_dict()[key]), key
+
+
+def test_bad_recipes_are_one_line_errors(faces, tmp_path, capsys):
+    base = ["train", "autoencoder", "--data", str(faces / "images"), "--preset", "tiny32", "--steps", "1", "--quiet"]
+    for extra, message in ((["--zero-terminal-snr"], "needs v prediction"),
+                           (["--prediction", "x0"], "unknown prediction"),
+                           (["--loss-weight", "min-snr:five"], "weighting"),
+                           (["--timesteps", "sometimes"], "timestep sampling"),
+                           (["--schedule", "quadratic"], "schedule")):
+        assert main(base + ["--out", str(tmp_path / "r"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and err.startswith("error:") and "\n" not in err, err
+        assert not (tmp_path / "r" / "train_state").exists()
+
+
+def test_eval_semantics_end_to_end(faces, tmp_path, capsys):
+    run = tmp_path / "run"
+    train_autoencoder(cfg(faces, run, steps=2, prediction="v", zero_terminal_snr=True, keep_every=1))
+    assert main(["eval", "semantics", str(faces), "--model", str(run), "--n", "4", "--probe-n", "24", "--steps", "3",
+                 "--json", "--quiet", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 4 and result["probe_n"] == 24 and result["steps"] == 3
+    names = [row["attribute"] for row in result["probe"]]
+    assert "Smiling" in names and len(names) == 11
+    for row in result["probe"]:
+        assert 0 <= row["probe"] <= 1 and 0 <= row["random encoder"] <= 1
+    summary = result["summary"]
+    assert 0 <= summary["x_T colour share"] <= 1
+    assert summary["recon MSE inferred"] >= 0 and summary["mean colour MSE"] >= 0
+    # the shipped oracle (64 px) judges the decodes of a model that has none
+    assert 0 <= summary["random x_T labels kept"] <= 1
+    assert main(["eval", "semantics", str(faces), "--model", str(run), "--n", "4", "--probe-n", "24", "--steps", "3",
+                 "--quiet", "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    assert "random encoder" in table and "x_T colour share" in table
+    # the latent DDIM and sampling work on the codes of a v-prediction model
+    assert main(["train", "latent", "--model", str(run), "--data", str(faces / "images"), "--steps", "3",
+                 "--batch-size", "8", "--quiet", "--device", "cpu"]) == 0
+    assert main(["sample", "--n", "2", "--model", str(run), "--steps", "2", "--latent-steps", "2",
+                 "--out", str(tmp_path / "s"), "--quiet"]) == 0
+    assert len(list((tmp_path / "s").glob("sample_*.png"))) == 2
+    capsys.readouterr()
+    # the scaling curve: one row per EMA snapshot
+    assert main(["eval", "semantics", str(faces), "--run", str(run), "--n", "2", "--probe-n", "16", "--steps", "2",
+                 "--json", "--quiet", "--device", "cpu"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["step"] for row in rows] == [1, 2] and all(row["run"] == "run" for row in rows)
+    assert all(0 <= row["probe mean"] <= 1 for row in rows)
