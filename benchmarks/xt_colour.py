@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffedit_cli import diffusion, pipeline
-from diffedit_cli.evaluation import chunks, load_faces
+from diffedit_cli.evaluation import chunks, label_agreement, load_faces
 from diffedit_cli.models import load_model
 from diffedit_cli.pipeline import encode_semantic
 
@@ -64,17 +64,14 @@ def colour_table(autoencoder, images: torch.Tensor, timesteps, seed: int = 0, ba
 @torch.no_grad()
 def random_xt_label_agreement(model, faces, steps: int, seed: int = 0, batch_size: int = 32):
     """{"random x_T": acc, "centred random x_T": acc}: fraction of (face, attribute) oracle labels kept."""
-    oracle = model.extra["oracle"]
-    shared = [name for name in oracle.attributes if name in faces.attributes]
-    columns = [oracle.attributes.index(name) for name in shared]
-    truth = faces.labels[:, [faces.attributes.index(name) for name in shared]]
+    agree = label_agreement(model.extra["oracle"], faces)
     kept = {"random x_T": [], "centred random x_T": []}
     for batch in chunks(len(faces.files), batch_size):
         z_sem = encode_semantic(model.autoencoder, faces.images[batch])
         x_T = pipeline.random_x_T(range(batch.start, batch.stop), model.image_size, seed)
         for name, start in (("random x_T", x_T), ("centred random x_T", x_T - channel_means(x_T)[..., None, None])):
             decoded = pipeline.decode(model.autoencoder, z_sem, start, steps)
-            kept[name].append((oracle.predict(decoded)[:, columns] == truth[batch]).float())
+            kept[name].append(agree(decoded, batch))
     return {name: torch.cat(values).mean().item() for name, values in kept.items()}
 
 

@@ -264,6 +264,21 @@ def load_face_params(data_dir, files: Sequence[str]) -> List[toyfaces.FaceParams
     return [by_file[name] for name in files]
 
 
+def label_agreement(oracle, faces: FaceSet) -> Optional[Callable[[torch.Tensor, slice], torch.Tensor]]:
+    """``agree(images, batch)`` -> (B, K) float, 1 where the oracle reads an attribute of ``images`` as
+    ``faces.labels[batch]`` says, over the K attributes both know; None without an oracle or shared attribute."""
+    shared = [name for name in oracle.attributes if name in faces.attributes] if oracle is not None else []
+    if not shared:
+        return None
+    columns = [oracle.attributes.index(name) for name in shared]
+    truth = faces.labels[:, [faces.attributes.index(name) for name in shared]]
+    device = next(oracle.parameters()).device
+
+    def agree(images: torch.Tensor, batch: slice) -> torch.Tensor:
+        return (oracle.predict(images.to(device))[:, columns].cpu() == truth[batch]).float()
+    return agree
+
+
 def chunks(total: int, size: int) -> List[slice]:
     """Consecutive slices of at most ``size`` covering range(total)."""
     return [slice(start, min(start + size, total)) for start in range(0, total, max(1, size))]
@@ -304,20 +319,15 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
         notes.append(f"LPIPS n/a: {lpips_reason}")
 
     oracle = model.extra.get("oracle")
-    shared = [name for name in oracle.attributes if name in faces.attributes] if oracle is not None else []
+    agree = label_agreement(oracle, faces)
     if oracle is None:
         notes.append("Attr acc n/a: the model has no oracle component")
-    elif not shared:
+    elif agree is None:
         notes.append("Attr acc n/a: the oracle knows none of the dataset's attributes")
-    oracle_columns = [oracle.attributes.index(name) for name in shared] if shared else []
-    truth = faces.labels[:, [faces.attributes.index(name) for name in shared]]
 
     def attribute_accuracy(images: torch.Tensor, batch: slice) -> Optional[torch.Tensor]:
         """Per image, the fraction of shared attributes the oracle reads as labelled: (B,) or None."""
-        if not shared:
-            return None
-        predicted = oracle.predict(images.to(device))[:, oracle_columns].cpu()
-        return (predicted == truth[batch]).float().mean(dim=1)
+        return None if agree is None else agree(images, batch).mean(dim=1)
 
     if progress is not None:
         progress.start("reconstruction", count * (2 + 2 * len(steps)))
@@ -353,7 +363,7 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
                 progress.advance((batch.stop - batch.start) * (1 if inversion_steps is None else 2))
         rows.append({"x_T": label, **{name: torch.cat(values).mean().item() if values else None
                                       for name, values in scores.items()}})
-    if shared:
+    if agree is not None:
         accuracy = torch.cat([attribute_accuracy(faces.images[batch], batch) for batch in batches])
         rows.append({"x_T": "input", "MSE": None, "PSNR": None, "SSIM": None, "LPIPS": None,
                      "Attr acc": accuracy.mean().item()})

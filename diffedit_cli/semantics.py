@@ -24,7 +24,7 @@ import torch
 from . import pipeline
 from .comparison import snapshot_steps
 from .errors import InputError
-from .evaluation import chunks, load_faces, to_unit
+from .evaluation import chunks, label_agreement, load_faces, to_unit
 from .models import DiffAEModel, ModelLocation, load_component, load_model
 from .networks.hdae import build_autoencoder
 
@@ -60,24 +60,31 @@ def _codes(encoder_model, images: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat([pipeline.encode_semantic(encoder_model, images[b]).cpu() for b in chunks(len(images), batch_size)])
 
 
-def probe_table(autoencoder, probe_data, n: int, batch_size: int = 64, seed: int = 0) -> Tuple[List[dict], int]:
+def probe_table(autoencoder, probe_data, n: int, batch_size: int = 64, seed: int = 0,
+                floor: Optional[List[float]] = None) -> Tuple[List[dict], int]:
     """(rows {"attribute", "probe", "random encoder"}, faces used): held-out probe accuracy on the last quarter
-    of the first ``n`` faces, the probe fitted on the rest; the random encoder is drawn from ``seed``."""
+    of the first ``n`` faces, the probe fitted on the rest; the random encoder is drawn from ``seed``.
+
+    ``floor``: the "random encoder" column of an earlier call with the same architecture, data, ``n`` and
+    ``seed`` (it depends on nothing else), so that it is not computed again.
+    """
     faces = load_faces(probe_data, n, autoencoder.config.image_size)
     if len(faces.files) < 8:
         raise ValueError(f"the probe needs at least 8 labelled faces, '{probe_data}' has {len(faces.files)}")
     split = len(faces.files) * 3 // 4
     labels = faces.labels.float()
-    device = next(autoencoder.parameters()).device
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        random_model = pipeline.prepare(build_autoencoder(autoencoder.config), device)
-    accuracy = {}
-    for name, net in (("probe", autoencoder), ("random encoder", random_model)):
+
+    def accuracy(net) -> List[float]:
         z = _codes(net, faces.images, batch_size)
-        accuracy[name] = fit_linear_probe(z[:split], labels[:split], z[split:], labels[split:])
-    rows = [{"attribute": attr, "probe": accuracy["probe"][k].item(), "random encoder": accuracy["random encoder"][k].item()}
-            for k, attr in enumerate(faces.attributes)]
+        return fit_linear_probe(z[:split], labels[:split], z[split:], labels[split:]).tolist()
+
+    if floor is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random_model = pipeline.prepare(build_autoencoder(autoencoder.config), next(autoencoder.parameters()).device)
+        floor = accuracy(random_model)
+    trained = accuracy(autoencoder)
+    rows = [{"attribute": attr, "probe": trained[k], "random encoder": floor[k]} for k, attr in enumerate(faces.attributes)]
     return rows, len(faces.files)
 
 
@@ -87,28 +94,26 @@ def channel_means(images: torch.Tensor) -> torch.Tensor:
 
 
 def eval_semantics(model: DiffAEModel, data_dir, n: int = 100, probe_data=None, probe_n: int = 2000,
-                   steps: int = 20, batch_size: int = 32, seed: int = 0, oracle=None, progress=None) -> dict:
+                   steps: int = 20, batch_size: int = 32, seed: int = 0, oracle=None, progress=None,
+                   floor: Optional[List[float]] = None) -> dict:
     """The semantic health of ``model`` on the first ``n`` faces of ``data_dir`` (probe: ``probe_data``, default the same).
 
     ``oracle``: the attribute oracle judging random-x_T decodes (default: the model's own, else none and
     the label row is None). ``steps``: DDIM steps of every decode and inversion. Returns
     ``{"n", "probe_n", "steps", "probe": [rows], "summary": {...}, "notes": [...]}``; summary keys:
     ``probe mean``, ``random encoder mean``, ``random x_T labels kept``, ``x_T colour share``,
-    ``mean colour MSE``, ``recon MSE inferred``.
+    ``mean colour MSE``, ``recon MSE inferred``. ``floor``: see :func:`probe_table`.
     """
     autoencoder = model.autoencoder
     notes = []
     oracle = oracle if oracle is not None else model.extra.get("oracle")
-    probe, probe_count = probe_table(autoencoder, probe_data or data_dir, probe_n, seed=seed)
+    probe, probe_count = probe_table(autoencoder, probe_data or data_dir, probe_n, seed=seed, floor=floor)
     faces = load_faces(data_dir, n, model.image_size)
     count = len(faces.files)
     batches = chunks(count, batch_size)
-    shared = [a for a in oracle.attributes if a in faces.attributes] if oracle is not None else []
-    if not shared:
+    agree = label_agreement(oracle, faces)
+    if agree is None:
         notes.append("random x_T labels kept n/a: no oracle that knows the dataset's attributes")
-    columns = [oracle.attributes.index(a) for a in shared] if shared else []
-    truth = faces.labels[:, [faces.attributes.index(a) for a in shared]]
-    device = next(autoencoder.parameters()).device
     if progress is not None:
         progress.start("semantics", count * 4)
     kept, means_a, means_b, recon = [], [], [], []
@@ -121,8 +126,8 @@ def eval_semantics(model: DiffAEModel, data_dir, n: int = 100, probe_data=None, 
             decoded.append(pipeline.decode(autoencoder, z, x_T, steps).cpu())
             if progress is not None:
                 progress.advance(batch.stop - batch.start)
-        if shared:
-            kept.append((oracle.predict(decoded[0].to(device))[:, columns].cpu() == truth[batch]).float())
+        if agree is not None:
+            kept.append(agree(decoded[0], batch))
         means_a.append(channel_means(to_unit(decoded[0])))
         means_b.append(channel_means(to_unit(decoded[1])))
         x_T = pipeline.invert(autoencoder, inputs, z, steps)
@@ -149,17 +154,19 @@ def eval_semantics(model: DiffAEModel, data_dir, n: int = 100, probe_data=None, 
 def semantics_curve(run, data_dir, oracle=None, device: str = "cpu", **options) -> List[dict]:
     """:func:`eval_semantics` of every EMA snapshot of a run (``train autoencoder --keep-every N``), by step.
 
-    Rows ``{"run", "step", <summary keys>}``; ``options`` go to :func:`eval_semantics`.
+    Rows ``{"run", "step", <summary keys>}``; ``options`` go to :func:`eval_semantics`. The snapshots share one
+    architecture, so the random-encoder floor is computed once.
     """
     run = Path(run)
     snapshots = snapshot_steps(run)
     if not snapshots:
         raise InputError(f"'{run}' has no EMA snapshots (train with --keep-every N)")
-    rows = []
+    rows, floor = [], None
     for step, folder in snapshots.items():
         ae = load_component(folder, "autoencoder", device)
         model = DiffAEModel(ModelLocation(folder, str(folder)), {}, ae)
-        result = eval_semantics(model, data_dir, oracle=oracle, **options)
+        result = eval_semantics(model, data_dir, oracle=oracle, floor=floor, **options)
+        floor = [row["random encoder"] for row in result["probe"]]
         rows.append({"run": run.name, "step": step, **result["summary"]})
     return rows
 

@@ -279,8 +279,7 @@ def _initial_autoencoder(cfg: "AutoencoderTrainConfig", process: diffusion.Param
         arch, weights = source.config, source.state_dict()
     else:
         arch, weights = autoencoder_arch(cfg.preset, cfg.arch), None
-    fields_ = {name: getattr(process, name) for name in process.__dataclass_fields__}
-    return dataclasses.replace(arch, **fields_), weights
+    return dataclasses.replace(arch, **dataclasses.asdict(process)), weights
 
 
 def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
@@ -311,10 +310,10 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
         cfg = AutoencoderTrainConfig(**{**saved, "steps": cfg.steps, "device": cfg.device, "save_every": cfg.save_every,
                                         "sample_every": cfg.sample_every, "keep_every": cfg.keep_every})
     process = check_train_config(cfg)
-    arch, init_weights = _initial_autoencoder(cfg, process) if state is None else (None, None)
-    if state is not None:
-        arch = AnyAutoencoderConfig.from_dict(state["arch"]) if "arch" in state else \
-            dataclasses.replace(autoencoder_arch(cfg.preset, cfg.arch), **{n: getattr(process, n) for n in process.__dataclass_fields__})
+    if state is not None and "arch" in state:
+        arch, init_weights = AnyAutoencoderConfig.from_dict(state["arch"]), None
+    else:  # a new run, or a state saved before it recorded its architecture (the preset + the recipe's process)
+        arch, init_weights = _initial_autoencoder(cfg, process)
     torch.manual_seed(cfg.seed)
     model = build_autoencoder(arch).to(device)
     if init_weights is not None:
