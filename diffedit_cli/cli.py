@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -42,9 +44,20 @@ OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Output folde
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
 PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU).", show_default=False)]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for random x_T; image i uses seed + i, so batching never changes results.")]
-TrainSeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the run (initial weights, batch order, noise): the same seed and data give the same weights.")]
+MAX_SEED = 2 ** 62  # torch generators take 64-bit seeds; image i of a run uses seed + i
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for random x_T; image i uses seed + i, so batching never changes results.")]
+TrainSeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the run (initial weights, batch order, noise): the same seed and data give the same weights.")]
+
+
+def _check_alpha(value: float) -> float:
+    from .editing import check_alpha
+
+    try:
+        return check_alpha(value, "--alpha")
+    except DiffeditError as err:
+        raise typer.BadParameter(str(err).split(": ", 1)[1]) from None
 StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="DDIM decoding steps (official editing notebook: 100).")]
+SamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder: ddim (official) or dpmpp-2m (DPM-Solver++ 2M: as good in fewer --steps; see docs/speed.md).")]
 InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="DDIM inversion steps for x_T (official: 250).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per output on stdout.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume an interrupted run).")]
@@ -81,11 +94,12 @@ def _face_options(align: bool, aligned: bool, face: str, detector: str, face_wei
 # -- end of real photos options ------------------------------------------------------------------------------
 
 
-def _opts(device, precision, batch_size, seed, steps=100, inv_steps=250, skip_existing=False, overwrite=False):
+def _opts(device, precision, batch_size, seed, steps=100, inv_steps=250, skip_existing=False, overwrite=False,
+          sampler="ddim"):
     from .jobs import RunOptions
 
     return RunOptions(device=device, precision=precision, batch_size=batch_size, seed=seed, steps=steps,
-                      inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite)
+                      inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite, sampler=sampler)
 
 
 def _load(model: Optional[str], device: str, components=("latent", "classifier")):
@@ -148,7 +162,7 @@ def encode(
 @app.command()
 def decode(
     inputs: Annotated[List[str], typer.Argument(help="Latent files or images (encoded on the fly), folders, globs, '-'.", show_default=False)],
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250,
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Ignore the stored x_T and draw it from --seed.")] = False,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -164,7 +178,7 @@ def decode(
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
         code = decode_files(loaded, inputs, out, _opts(device, precision, batch_size, seed, steps, inv_steps,
-                                                        skip_existing, overwrite), rep, random_xT=random_xt)
+                                                        skip_existing, overwrite, sampler), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -174,7 +188,7 @@ def interpolate(
     b: Annotated[str, typer.Argument(help="Second image or latent file.", show_default=False)],
     frames: Annotated[int, typer.Option("--frames", "-n", min=2, help="Number of frames including A and B.")] = 10,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/interp_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250, batch_size: BatchOpt = 8,
+    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, levels: LevelsOpt = None,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "largest", detector: DetectorOpt = "auto",
@@ -199,7 +213,7 @@ def interpolate(
     if faces is not None and levels:
         raise DiffeditError("--levels cannot be combined with --align yet: align the photos first ('diffedit align'), then interpolate the crops")
     loaded = _load(model, device, components=())
-    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite)
+    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .faces.jobs import interpolate_photos
@@ -214,12 +228,12 @@ def interpolate(
 def edit(
     inputs: Annotated[Optional[List[str]], typer.Argument(help="Images or latent files, folders, globs, '-'.", show_default=False)] = None,
     attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="Attribute to move along: NAME (uses --alpha) or NAME=ALPHA; repeatable. Case-insensitive; No_X negates X.", show_default=False)] = None,
-    alpha: Annotated[float, typer.Option("--alpha", help="Edit strength in normalised-z units times sqrt(D) (official demo: 0.3).")] = 0.3,
+    alpha: Annotated[float, typer.Option("--alpha", callback=_check_alpha, help="Edit strength in normalised-z units times sqrt(D) (official demo: 0.3; at most 10 in size).")] = 0.3,
     topk: Annotated[Optional[int], typer.Option("--topk", min=1, help="HDAE truncation: keep the K largest coordinates of the direction.", show_default=False)] = None,
     alpha_sweep: Annotated[Optional[str], typer.Option("--alpha-sweep", help="START:STOP:COUNT, e.g. -0.5:0.5:5: one row of decodes per input.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Put the input on the left of the output.")] = False,
     list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     levels: LevelsOpt = None,
@@ -260,7 +274,7 @@ def edit(
         raise typer.Exit(0)
     if not inputs:
         raise DiffeditError("no inputs given (see 'diffedit edit --help')")
-    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite)
+    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .faces.jobs import edit_photos
@@ -276,7 +290,7 @@ def sample(
     n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 16,
     where: Annotated[Optional[List[str]], typer.Option("--where", help="Keep only samples the classifier labels with this attribute (No_X: without); repeatable.", show_default=False)] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/samples).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100,
+    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim",
     latent_steps: Annotated[int, typer.Option("--latent-steps", min=1, max=1000, help="Latent DDIM steps.")] = 100,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -292,7 +306,7 @@ def sample(
 
     loaded = _load(model, device, components=("latent", "classifier"))
     with _reporter(json_lines, quiet) as rep:
-        code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, overwrite=overwrite), rep,
+        code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, overwrite=overwrite, sampler=sampler), rep,
                              where or [], latent_steps)
     raise typer.Exit(code)
 
@@ -305,7 +319,7 @@ def style_mix_cmd(
     levels: Annotated[str, typer.Option("--levels", help="Levels taken from B, 1 = finest ... L = coarsest: e.g. 3-4, 1,3.", show_default=False)],
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Draw x_T from --seed instead of inverting A.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/stylemix_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -326,7 +340,7 @@ def style_mix_cmd(
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
         code = style_mix(loaded, [a], [b], levels, out, _opts(device, precision, batch_size, seed, steps, inv_steps,
-                                                               overwrite=overwrite), rep, random_xT=random_xt)
+                                                               overwrite=overwrite, sampler=sampler), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -403,7 +417,7 @@ app.add_typer(train_app, name="train")
 def data_toyfaces(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.", show_default=False)],
     n: Annotated[int, typer.Option("--n", min=1, help="Number of faces.")] = 20000,
-    seed: Annotated[int, typer.Option("--seed", help="Dataset seed (face i uses a seed derived from it and i).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Dataset seed (face i uses a seed derived from it and i).")] = 0,
     size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels.")] = 64,
     masks: Annotated[bool, typer.Option("--masks/--no-masks", help="Also write per-part masks.")] = True,
     quiet: QuietOpt = False,
@@ -846,7 +860,7 @@ def swap(
     attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="GAE slice to take from B (e.g. hair, mouth, background); repeatable.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Write A | B | result side by side.")] = False,
     residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -867,7 +881,7 @@ def swap(
     loaded = _load(model, device, components=("gae",))
     with _reporter(json_lines, quiet) as rep:
         code = swap_files(loaded, [a], b, attr or [], out,
-                          _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite), rep,
+                          _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler), rep,
                           compare=compare, residual=residual)
     raise typer.Exit(code)
 
@@ -881,7 +895,7 @@ def recombine(
     residual: Annotated[bool, typer.Option("--residual", help="Add back the base's GAE reconstruction error.")] = False,
     list_slices: Annotated[bool, typer.Option("--list-slices", help="List the GAE's slice names and exit.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output image (default: diffedit-out/recombine_BASE.png).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100, inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -908,7 +922,7 @@ def recombine(
     parts = parse_part_args(ctx.args)
     with _reporter(json_lines, quiet) as rep:
         code = recombine_files(loaded, base, parts, out,
-                               _opts(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite), rep,
+                               _opts(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite, sampler=sampler), rep,
                                random_xT=random_xt, compare=compare, residual=residual)
     raise typer.Exit(code)
 
@@ -918,7 +932,7 @@ GroupDataOpt = Annotated[Optional[Path], typer.Option("--data", help="Image fold
 GroupLabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="Attribute table (CelebA format) of --data; groups are formed by matching labels.", show_default=False)]
 GroupAttrsOpt = Annotated[Optional[str], typer.Option("--group-attrs", help="Attribute groups of --labels, e.g. 'hair=Bangs,Black_Hair;mouth=Smiling' (default: the toy-face groups).", show_default=False)]
 GroupCountOpt = Annotated[int, typer.Option("--groups", min=1, help="GROUP(C, 1) samples (anchor + one face per group each).")]
-GroupSeedOpt = Annotated[int, typer.Option("--group-seed", help="Seed of the generated group faces (or of the label matching).")]
+GroupSeedOpt = Annotated[int, typer.Option("--group-seed", min=0, max=MAX_SEED, help="Seed of the generated group faces (or of the label matching).")]
 ChunkOpt = Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)]
 
 
@@ -1066,6 +1080,22 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version_c
     """Real-image editing with diffusion autoencoders."""
 
 
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Python warnings (ours and libraries') reach the terminal as one ``warning:`` line each, once."""
+    shown = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if text not in shown:
+            shown.add(text)
+            sys.stderr.write(f"warning: {text}\n")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point: user errors are one line on stderr and a non-zero exit, never a traceback."""
     try:  # recent Typer vendors click as typer._click
@@ -1075,7 +1105,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="diffedit", standalone_mode=False)
+        with _warnings_as_lines():
+            result = command.main(args=argv, prog_name="diffedit", standalone_mode=False)
         return int(result or 0)
     except click_exc.NoArgsIsHelpError as exc:  # bare 'diffedit CMD': show its help
         sys.stderr.write(exc.ctx.get_help() + "\n" if exc.ctx is not None else "")

@@ -17,6 +17,7 @@ with) or ``raw`` (``model.*``). The architecture is inferred from key shapes
 from __future__ import annotations
 
 import pickle
+import warnings
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -89,19 +90,25 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> Tuple[dict, List[
     if not path.is_file():
         raise ModelError(f"checkpoint '{path}' not found")
     try:
-        if trust_pickle:
-            return torch.load(path, map_location="cpu", weights_only=False), []
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True), []
-        except pickle.UnpicklingError:
-            _RestrictedUnpickler.stubbed = []
-            ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
-            return ckpt, sorted(set(_RestrictedUnpickler.stubbed))
+        with warnings.catch_warnings():  # torch's note on foreign pickle protocols is noise to a user
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            return _read_checkpoint(path, trust_pickle)
     except ModelError:
         raise
     except Exception as err:  # zip / pickle / EOF errors: not a readable checkpoint
         reason = " ".join(str(err).split())[:160] or type(err).__name__
         raise ModelError(f"cannot read checkpoint '{path}': not a PyTorch checkpoint or corrupt ({reason})") from None
+
+
+def _read_checkpoint(path: Path, trust_pickle: bool) -> Tuple[dict, List[str]]:
+    if trust_pickle:
+        return torch.load(path, map_location="cpu", weights_only=False), []
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), []
+    except pickle.UnpicklingError:
+        _RestrictedUnpickler.stubbed = []
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+        return ckpt, sorted(set(_RestrictedUnpickler.stubbed))
 
 
 # -- architecture inference -------------------------------------------------
@@ -288,7 +295,11 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
         ckpt, stubbed = read_checkpoint(Path(path), trust_pickle)
         if stubbed:
             log(f"{path}: skipped {len(stubbed)} non-tensor objects without executing them ({', '.join(stubbed[:3])}{', ...' if len(stubbed) > 3 else ''})")
-        for comp, module in build_components(ckpt, weights, preset, image_size).items():
+        try:
+            built = build_components(ckpt, weights, preset, image_size)
+        except ModelError as err:
+            raise ModelError(f"'{path}': {err}") from None
+        for comp, module in built.items():
             if comp in collected:
                 first = collected[comp][0].state_dict()
                 same = all(torch.equal(first[k], v) for k, v in module.state_dict().items())

@@ -20,6 +20,7 @@ import os
 import re
 import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import Dict, Optional
 from urllib.parse import urlparse
@@ -106,7 +107,9 @@ def load_state_dict(path: Path, what: str = "weights") -> Dict[str, torch.Tensor
     anything but tensors (pickled objects are refused, never run).
     """
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on foreign pickle protocols is noise to a user
+            warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:
         raise ModelError(f"cannot read {what} '{path}': {' '.join(str(err).split())[:160]} "
                          "(corrupt, or not a plain state dict; delete it to download it again)") from None

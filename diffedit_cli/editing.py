@@ -28,6 +28,22 @@ import torch.nn.functional as F
 from .errors import InputError
 from .networks.classifier import AttributeClassifier
 
+# Largest edit strength accepted: alpha is in units of sqrt(D) normalised-code standard deviations, so at 10
+# the code is already far outside anything the model was trained on (the official demo uses 0.3).
+MAX_ALPHA = 10.0
+
+
+def check_alpha(value: float, what: str) -> float:
+    """``value`` if it is a finite edit strength with |alpha| <= MAX_ALPHA, else an InputError naming ``what``."""
+    import math
+
+    if not math.isfinite(value):
+        raise InputError(f"{what}: the edit strength must be a finite number (got {value})")
+    if abs(value) > MAX_ALPHA:
+        raise InputError(f"{what}: edit strength {value:g} is outside [-{MAX_ALPHA:g}, {MAX_ALPHA:g}] "
+                         "(0.3 is the official demo; beyond a few units the code leaves the data)")
+    return value
+
 
 def resolve_attribute(name: str, attributes: Sequence[str]) -> Tuple[int, float]:
     """Attribute name -> (index, sign). Case-insensitive; ``No_X`` negates ``X`` when only ``X`` exists.
@@ -90,6 +106,7 @@ def parse_edits(specs: Sequence[str], default_alpha: float, attributes: Sequence
             alpha = float(value) if value else default_alpha
         except ValueError:
             raise InputError(f"bad edit '{spec}': expected NAME or NAME=ALPHA with a number") from None
+        check_alpha(alpha, f"--attr {spec}")
         index, sign = resolve_attribute(name, attributes)
         edits[index] = edits.get(index, 0.0) + sign * alpha
     return edits

@@ -22,3 +22,13 @@ class InputError(DiffeditError):
 
 class ModelError(DiffeditError):
     """A missing, corrupt or incompatible model / checkpoint."""
+
+
+class NumericalError(DiffeditError):
+    """A computation produced NaN or infinite values (reported per file)."""
+
+    exit_code = 1
+
+
+class InputWarning(UserWarning):
+    """Something about an input the user should know (the CLI prints it as one ``warning:`` line)."""

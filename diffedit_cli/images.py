@@ -20,9 +20,8 @@ Mode policy when reading:
 """
 
 import os
-import tempfile
 import warnings
-from typing import IO, Callable, List, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -31,7 +30,8 @@ import torchvision.utils
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
-from diffedit_cli.errors import InputError
+from diffedit_cli.errors import InputError, InputWarning, NumericalError
+from diffedit_cli.files import atomic_write
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -49,6 +49,9 @@ _SAVE_FORMATS = {
     ".jpg": ("JPEG", {"quality": 95, "subsampling": 0}),
     ".jpeg": ("JPEG", {"quality": 95, "subsampling": 0}),
     ".webp": ("WEBP", {"quality": 95}),
+    ".bmp": ("BMP", {}),
+    ".tif": ("TIFF", {}),
+    ".tiff": ("TIFF", {}),
 }
 
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
@@ -86,13 +89,33 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image_u8(path: PathLike) -> Image.Image:
-    """Read an image file as an 8-bit RGB PIL image at its full size.
+# JPEGs above this many pixels are decoded at a reduced scale (Pillow's draft: DCT scaling by 1/2, 1/4 or 1/8)
+# when the caller says how small the image will become, keeping memory bounded for large photos.
+DRAFT_PIXELS = 16_000_000
+
+
+def _draft(img: Image.Image, min_side: Optional[int]) -> None:
+    """Let a large JPEG decode at the smallest scale whose shorter side is still >= 2 * ``min_side``."""
+    width, height = img.size
+    if min_side is None or img.format != "JPEG" or width * height <= DRAFT_PIXELS:
+        return
+    scale = 2 * min_side / min(width, height)
+    if scale < 1:
+        img.draft("RGB", (int(width * scale) + 1, int(height * scale) + 1))
+
+
+def load_image_u8(path: PathLike, min_side: Optional[int] = None) -> Image.Image:
+    """Read an image file as an 8-bit RGB PIL image.
 
     Applies EXIF orientation and the mode policy of this module; does not
-    resize. Raises InputError for a missing, unreadable or damaged file.
+    resize, except that a JPEG above :data:`DRAFT_PIXELS` is decoded at a reduced
+    scale when ``min_side`` (the shorter side the caller will resize to) is given.
+    An animated image gives its first frame, with a warning.
+    Raises InputError for a missing, unreadable or damaged file.
     """
     name = os.fspath(path)
+    if os.path.islink(name) and not os.path.exists(name):
+        raise InputError(f"cannot read image '{name}': broken symlink or symlink loop")
     if not os.path.exists(name):
         raise InputError(f"cannot read image '{name}': no such file")
     if os.path.isdir(name):
@@ -103,6 +126,10 @@ def load_image_u8(path: PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(name) as img:
+                _draft(img, min_side)
+                if getattr(img, "n_frames", 1) > 1:
+                    warnings.warn(f"'{name}' is animated ({img.n_frames} frames): using its first frame", InputWarning)
+                    img.seek(0)
                 img.load()
                 return _to_rgb(ImageOps.exif_transpose(img))
     except UnidentifiedImageError as exc:
@@ -129,7 +156,7 @@ def load_image(path: PathLike, size: int) -> torch.Tensor:
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
-    img = load_image_u8(path)
+    img = load_image_u8(path, size)
     width, height = img.size
     resized_pixels = size * size * max(width, height) / min(width, height)
     if Image.MAX_IMAGE_PIXELS is not None and resized_pixels > Image.MAX_IMAGE_PIXELS:
@@ -163,50 +190,13 @@ def to_u8(img: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(img.shape)}")
     x = img.detach().to("cpu", torch.float32)
     if torch.isnan(x).any():
-        raise ValueError("image tensor contains NaN values")
+        raise NumericalError("the decoded image holds NaN values (numerical overflow; try --precision fp32)")
     x = ((x.clamp(-1, 1) + 1) / 2 * 255 + 0.5).floor().clamp(0, 255)
     return x.to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temp file next to ``path``, then rename it to ``path``.
-
-    The temp file is removed if anything fails; an existing ``path`` is then
-    left untouched. OS errors become InputError naming ``path``.
-    """
-    name = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(name))
-    try:
-        tmp = tempfile.NamedTemporaryFile(
-            dir=directory, prefix="." + os.path.basename(name) + ".", suffix=".tmp", delete=False
-        )
-    except OSError as exc:
-        raise InputError(f"cannot write '{name}': {exc.strerror or exc}") from exc
-    try:
-        with tmp:
-            write(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp.name, 0o666 & ~_current_umask())
-        os.replace(tmp.name, name)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp.name)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise InputError(f"cannot write '{name}': {exc.strerror or exc}") from exc
-        raise
-
-
-def save_image(img: torch.Tensor, path: PathLike) -> None:
-    """Atomically write a (3, H, W) tensor in [-1, 1] as PNG, JPEG or WEBP (by extension)."""
+def check_writable_extension(path: PathLike) -> None:
+    """Refuse an output name whose extension :func:`save_image` cannot write (before any work is done)."""
     name = os.fspath(path)
     ext = os.path.splitext(name)[1].lower()
     if ext not in _SAVE_FORMATS:
@@ -214,9 +204,18 @@ def save_image(img: torch.Tensor, path: PathLike) -> None:
             f"cannot write '{name}': unsupported extension '{ext}' "
             f"(use one of {', '.join(sorted(_SAVE_FORMATS))})"
         )
-    fmt, options = _SAVE_FORMATS[ext]
+
+
+def save_image(img: torch.Tensor, path: PathLike, exclusive: bool = False) -> None:
+    """Atomically write a (3, H, W) tensor in [-1, 1] as PNG, JPEG, WEBP, BMP or TIFF (by extension).
+
+    ``exclusive``: refuse (InputError) if ``path`` exists, even if it appeared while the image was computed.
+    """
+    name = os.fspath(path)
+    check_writable_extension(name)
+    fmt, options = _SAVE_FORMATS[os.path.splitext(name)[1].lower()]
     pil = Image.fromarray(to_u8(img), "RGB")
-    _atomic_write(name, lambda f: pil.save(f, format=fmt, **options))
+    atomic_write(name, lambda f: pil.save(f, format=fmt, **options), exclusive)
 
 
 def make_grid(
@@ -243,6 +242,7 @@ def save_gif(
     duration_ms: int = 100,
     loop: int = 0,
     pingpong: bool = False,
+    exclusive: bool = False,
 ) -> None:
     """Atomically write (3, H, W) frames in [-1, 1] as an animated GIF.
 
@@ -258,7 +258,7 @@ def save_gif(
     images: List[Image.Image] = [Image.fromarray(to_u8(f), "RGB") for f in frames]
     if pingpong:
         images = images + images[-2:0:-1]
-    _atomic_write(
+    atomic_write(
         name,
         lambda f: images[0].save(
             f,
@@ -268,4 +268,5 @@ def save_gif(
             duration=duration_ms,
             loop=loop,
         ),
+        exclusive,
     )

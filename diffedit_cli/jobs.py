@@ -45,6 +45,7 @@ class Reporter:
         self._progress = None
         self._items = None
         self._steps = None
+        self.noun = "done"
 
     def __enter__(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -58,9 +59,14 @@ class Reporter:
     def __exit__(self, *exc):
         if self._progress is not None:
             self._progress.__exit__(*exc)
+        if exc[0] is not None and issubclass(exc[0], KeyboardInterrupt):
+            self.console.print(f"interrupted: {self._counts(self.noun)} (finished outputs are complete; "
+                               "rerun with --skip-existing to continue)")
         return False
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: int, noun: Optional[str] = None) -> None:
+        """A progress bar over ``total`` items; ``noun`` (e.g. "encoded") words the counts if interrupted."""
+        self.noun = noun or self.noun
         if self._progress is not None:
             self._items = self._progress.add_task(description, total=total)
 
@@ -94,14 +100,17 @@ class Reporter:
         if self.json_lines:
             print(json.dumps({"input": source, "status": "error", "error": message}), flush=True)
 
-    def summary(self, what: str) -> int:
-        """Print the closing line; exit code 1 if anything failed."""
+    def _counts(self, what: str) -> str:
         parts = [f"{self.done} {what}"]
         if self.skipped:
             parts.append(f"{self.skipped} skipped (exist)")
         if self.failures:
             parts.append(f"{len(self.failures)} failed")
-        self.console.print(", ".join(parts))
+        return ", ".join(parts)
+
+    def summary(self, what: str) -> int:
+        """Print the closing line; exit code 1 if anything failed."""
+        self.console.print(self._counts(what))
         return 1 if self.failures else 0
 
 
@@ -125,7 +134,10 @@ def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None) -> T
     for spec in specs:
         if spec == "-":
             stream = stdin or sys.stdin
-            expanded.extend(line.strip() for line in stream if line.strip())
+            listed = [line.strip() for line in stream if line.strip()]
+            if not listed:
+                raise InputError("no input paths on stdin ('-' reads one path per line)")
+            expanded.extend(listed)
         else:
             expanded.append(spec)
     seen = set()
@@ -143,6 +155,9 @@ def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None) -> T
             if not found:
                 errors.append((spec, f"pattern '{spec}' matches no input files"))
             pairs = [(p, Path(p.name)) for p in found]
+        elif path.is_symlink():
+            errors.append((spec, f"input '{spec}' is a broken symlink or a symlink loop"))
+            pairs = []
         else:
             errors.append((spec, f"input '{spec}' not found"))
             pairs = []
@@ -163,14 +178,35 @@ def plan_output(item: Item, out: Path, single_file: bool, suffix: str, inputs: s
 
 
 def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bool:
+    """Whether ``out`` names one output file (else a folder); refuses names that cannot work, before any work."""
     if out is None:
         return False
-    suffix = Path(out).suffix.lower()
-    if suffix in suffixes:
+    path = Path(out)
+    suffix = path.suffix.lower()
+    known = {s.lower() for s in suffixes}
+    if path.is_file() and n_items > 1:
+        raise InputError(f"--out '{out}' is an existing file but there are {n_items} inputs; give a folder")
+    if suffix in known:
         if n_items > 1:
             raise InputError(f"--out '{out}' is a file name but there are {n_items} inputs; give a folder")
         return True
+    writes = "latent files (.safetensors)" if known == {".safetensors"} else "images"
+    other = imageio.IMAGE_EXTENSIONS | {".safetensors"}
+    if suffix in other:
+        raise InputError(f"--out '{out}': this command writes {writes}; give a folder or a name ending in "
+                         f"{', '.join(sorted(known))}")
     return False
+
+
+def prepare_output_folders(targets: Iterable[Path]) -> None:
+    """Create the folders the outputs go to now, so that an unusable --out fails before any compute."""
+    for folder in sorted({t.parent for t in targets}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot create output folder '{folder}': {err.strerror or err}") from None
+        if not folder.is_dir():
+            raise InputError(f"cannot create output folder '{folder}': a file has that name")
 
 
 def batched(seq: Sequence, size: int) -> Iterable[Sequence]:
@@ -190,10 +226,14 @@ class RunOptions:
     inv_steps: int = 250
     skip_existing: bool = False
     overwrite: bool = False
+    sampler: str = "ddim"
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
-        """Check step counts against the model's schedule before any work starts."""
-        from .diffusion import respaced_timesteps
+        """Check step counts and the sampler against the model's schedule before any work starts."""
+        from .diffusion import SAMPLERS, respaced_timesteps
+
+        if decode and self.sampler not in SAMPLERS:
+            raise DiffeditError(f"--sampler '{self.sampler}': choose from {', '.join(SAMPLERS)}")
 
         total = model.autoencoder.config.diffusion_steps
         for flag, value, used in (("--steps", self.steps, decode), ("--inv-steps", self.inv_steps, invert)):
@@ -247,25 +287,36 @@ def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, rep
 
 
 def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str, file_suffixes: Iterable[str],
-              opts: "RunOptions", reporter: Reporter, what: str) -> List[Tuple[Item, Path]]:
-    """Inputs -> [(item, output path)], reporting bad inputs and outputs that exist (see ``_existing``)."""
+              opts: "RunOptions", reporter: Reporter, what: str, noun: str) -> List[Tuple[Item, Path]]:
+    """Inputs -> [(item, output path)], reporting bad inputs, outputs that exist (see ``_existing``) and
+    inputs that would share an output name (the first one keeps it). Output folders are created here."""
     items, errors = collect_inputs(specs, kinds)
     for spec, msg in errors:
         reporter.fail(spec, msg)
+    if not items and not errors:
+        raise InputError("no input files given")
     single = out_is_file(out, len(items), file_suffixes)
     out_path = Path(out or DEFAULT_OUT)
+    if single and suffix != ".safetensors":
+        imageio.check_writable_extension(out_path)
     inputs = {i.path.resolve() for i in items}
-    reporter.start(what, len(items))
+    reporter.start(what, len(items), noun)
     todo = []
+    claimed = {}
     for item in items:
         try:
             target = plan_output(item, out_path, single, suffix, inputs)
+            first = claimed.setdefault(target.resolve(), item)
+            if first is not item:
+                raise InputError(f"'{item.path}' and '{first.path}' would both be written to '{target}'; "
+                                 "rename one or give them separate runs")
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()
             continue
         if not _existing(target, opts, item, reporter):
             todo.append((item, target))
+    prepare_output_folders(t for _, t in todo)
     return todo
 
 
@@ -273,7 +324,7 @@ def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
                  reporter: Reporter) -> int:
     """Encode images to latent files (z_sem + inverted x_T). Returns the exit code."""
     opts.validate(model, decode=False)
-    todo = plan_jobs(specs, "images", out, ".safetensors", {".safetensors"}, opts, reporter, "encoding")
+    todo = plan_jobs(specs, "images", out, ".safetensors", {".safetensors"}, opts, reporter, "encoding", "encoded")
     for chunk in batched(todo, opts.batch_size):
         good, batch = _load_image_batch([c[0].path for c in chunk], model.image_size, reporter, [c[0] for c in chunk])
         if batch is None:
@@ -283,10 +334,10 @@ def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
         for k, item in enumerate(good):
             meta = latent_metadata(model, opts.inv_steps, str(item.path), imageio.PREPROCESSING)
             try:
-                save_latent(targets[item.index], LatentCode(z[k], x_T[k], meta))
+                save_latent(targets[item.index], LatentCode(z[k], x_T[k], meta), exclusive=not opts.overwrite)
                 reporter.ok(str(item.path), str(targets[item.index]))
-            except OSError as err:
-                reporter.fail(str(item.path), f"cannot write '{targets[item.index]}': {err.strerror or err}")
+            except DiffeditError as err:
+                reporter.fail(str(item.path), str(err))
             reporter.advance()
     return reporter.summary("encoded")
 
@@ -332,7 +383,7 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
                  random_xT: bool = False, ext: str = ".png") -> int:
     """Decode latent files (or images, encoded on the fly) to images."""
     opts.validate(model)
-    todo = plan_jobs(specs, "any", out, ext, imageio.IMAGE_EXTENSIONS, opts, reporter, "decoding")
+    todo = plan_jobs(specs, "any", out, ext, imageio.IMAGE_EXTENSIONS, opts, reporter, "decoding", "decoded")
     device, precision = opts.resolved()
     for chunk in batched(todo, opts.batch_size):
         targets = {c[0].index: c[1] for c in chunk}
@@ -342,11 +393,10 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
         if random_xT:
             x_T = pipeline.random_x_T([i.index for i in good], model.image_size, opts.seed)
         imgs = pipeline.decode(model.autoencoder, z, x_T, opts.steps, precision,
-                               reporter.steps(f"decoding ({opts.steps} steps)")).cpu()
+                               reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()
         for k, item in enumerate(good):
             try:
-                targets[item.index].parent.mkdir(parents=True, exist_ok=True)
-                imageio.save_image(imgs[k], targets[item.index])
+                imageio.save_image(imgs[k], targets[item.index], exclusive=not opts.overwrite)
                 reporter.ok(str(item.path), str(targets[item.index]))
             except DiffeditError as err:
                 reporter.fail(str(item.path), str(err))
@@ -388,7 +438,8 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
     for chunk in batched(list(range(frames)), opts.batch_size):
         part = slice(chunk[0], chunk[-1] + 1)
         imgs.append(pipeline.decode_levels(model.autoencoder, z_base[part], zs[part], level_list, xs[part],
-                                           opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+                                           opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)"),
+                                           opts.sampler).cpu())
         reporter.advance(len(chunk))
     imgs = torch.cat(imgs)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -406,14 +457,19 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
 
 def parse_sweep(spec: str) -> List[float]:
     """``"-0.5:0.5:5"`` -> [-0.5, -0.25, 0, 0.25, 0.5]."""
+    from .editing import check_alpha
+
     try:
         start, stop, count = spec.split(":")
         n = int(count)
         if n < 2:
             raise ValueError
-        return torch.linspace(float(start), float(stop), n).tolist()
+        start, stop = float(start), float(stop)
     except ValueError:
         raise InputError(f"--alpha-sweep '{spec}': expected START:STOP:COUNT, e.g. -0.5:0.5:5") from None
+    for value in (start, stop):
+        check_alpha(value, f"--alpha-sweep {spec}")
+    return torch.linspace(start, stop, n).tolist()
 
 
 def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
@@ -448,7 +504,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
 
         attribute_direction(classifier, next(iter(edits)), topk, mask)  # validates the range up front
     opts.validate(model)
-    todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing")
+    todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing", "edited")
     device, precision = opts.resolved()
     for chunk in batched(todo, opts.batch_size):
         targets = {c[0].index: c[1] for c in chunk}
@@ -459,7 +515,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
         if alphas is None:
             z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk, mask).cpu()
             outs = pipeline.decode_levels(model.autoencoder, z, z_edit, route, x_T, opts.steps, precision,
-                                          reporter.steps(f"decoding ({opts.steps} steps)")).cpu()[:, None]
+                                          reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()[:, None]
         else:
             (index, sign), = edits.items()
             sign = 1.0 if sign >= 0 else -1.0
@@ -467,7 +523,8 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                                for a in alphas])
             x_all = x_T.repeat(len(alphas), 1, 1, 1)
             dec = pipeline.decode_levels(model.autoencoder, z.repeat(len(alphas), 1), z_all, route, x_all, opts.steps,
-                                         precision, reporter.steps(f"decoding sweep ({opts.steps} steps)")).cpu()
+                                         precision, reporter.steps(f"decoding sweep ({opts.steps} steps)"),
+                                         opts.sampler).cpu()
             outs = dec.reshape(len(alphas), len(good), *dec.shape[1:]).transpose(0, 1)
         for k, item in enumerate(good):
             try:
@@ -475,11 +532,11 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                 if compare:
                     pixels = _input_pixels(item, model)
                     if pixels is None:  # latent input: show its reconstruction as "before"
-                        pixels = pipeline.decode(model.autoencoder, z[k:k + 1], x_T[k:k + 1], opts.steps, precision).cpu()[0]
+                        pixels = pipeline.decode(model.autoencoder, z[k:k + 1], x_T[k:k + 1], opts.steps, precision,
+                                                 sampler=opts.sampler).cpu()[0]
                     panels = [pixels] + panels
                 image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
-                targets[item.index].parent.mkdir(parents=True, exist_ok=True)
-                imageio.save_image(image, targets[item.index])
+                imageio.save_image(image, targets[item.index], exclusive=not opts.overwrite)
                 reporter.ok(str(item.path), str(targets[item.index]),
                             edits={classifier.attributes[i]: a for i, a in edits.items()}, topk=topk, levels=levels)
             except DiffeditError as err:
@@ -531,7 +588,8 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
     images = []
     for chunk in batched(list(range(n)), opts.batch_size):
         images.append(pipeline.decode(model.autoencoder, z[chunk[0]:chunk[-1] + 1], x_T[chunk[0]:chunk[-1] + 1],
-                                      opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+                                      opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)"),
+                                      opts.sampler).cpu())
         reporter.advance(len(chunk))
     images = torch.cat(images)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,7 @@ of the autoencoder weights), ``inv_steps``, ``image_size``, ``source``,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
@@ -20,8 +19,12 @@ from typing import Dict, Optional
 import torch
 
 from .errors import InputError
+from .files import write_bytes
 
 LATENT_FORMAT = "1"
+# No encoder or DDIM inversion of a model's own images comes near this; a larger value means a damaged or
+# hand-made file that would decode to garbage.
+MAX_ABS_VALUE = 1e4
 LATENT_SUFFIX = ".safetensors"
 
 
@@ -58,23 +61,16 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
     return meta
 
 
-def save_latent(path: Path, code: LatentCode) -> None:
-    """Write atomically (temp file in the same folder, then rename)."""
-    from safetensors.torch import save_file
+def save_latent(path: Path, code: LatentCode, exclusive: bool = False) -> None:
+    """Write atomically; ``exclusive``: refuse if ``path`` exists (InputError), even if it appeared meanwhile."""
+    from safetensors.torch import save
 
-    path = Path(path)
     tensors = {"z_sem": code.z_sem.detach().float().cpu().contiguous()}
     if code.x_T is not None:
         tensors["x_T"] = code.x_T.detach().float().cpu().contiguous()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={k: str(v) for k, v in code.meta.items()})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    data = save(tensors, metadata={k: str(v) for k, v in code.meta.items()})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, data, exclusive)
 
 
 def is_latent_path(path: Path) -> bool:
@@ -104,12 +100,34 @@ def load_latent(path: Path) -> LatentCode:
 
 
 def check_latent_model(code: LatentCode, model, path: Path) -> None:
-    """Refuse a latent encoded by a different model (fingerprint of the autoencoder weights)."""
+    """Refuse a latent encoded by a different model (fingerprint of the autoencoder weights), or with bad values."""
     fingerprint = code.meta.get("model_fingerprint", "")
     if fingerprint != model.fingerprint:
         raise InputError(
             f"'{path}' was encoded with model '{code.meta.get('model_id', '?')}' (weights {fingerprint or '?'}), "
             f"not with '{model.model_id}' (weights {model.fingerprint}); re-encode it or pass --model "
             f"{code.meta.get('model_id', '?')}")
-    if code.z_sem.shape[-1] != model.autoencoder.config.style_channels:
-        raise InputError(f"'{path}': z_sem has {code.z_sem.shape[-1]} values, the model expects {model.autoencoder.config.style_channels}")
+    check_latent_values(code, model, path)
+
+
+def check_latent_values(code: LatentCode, model, path: Path) -> None:
+    """Refuse wrong shapes and NaN / infinite / absurdly large values before any work is done."""
+    width = model.autoencoder.config.style_channels
+    if tuple(code.z_sem.shape) != (width,):
+        shape = "x".join(map(str, code.z_sem.shape)) or "scalar"
+        raise InputError(f"'{path}': z_sem has shape {shape}, the model expects {width} values")
+    size = model.image_size
+    if code.x_T is not None and tuple(code.x_T.shape) != (3, size, size):
+        shape = "x".join(map(str, code.x_T.shape)) or "scalar"
+        raise InputError(f"'{path}': x_T has shape {shape}, the model expects 3x{size}x{size}")
+    for name, tensor in (("z_sem", code.z_sem), ("x_T", code.x_T)):
+        if tensor is None:
+            continue
+        if torch.isnan(tensor).any():
+            raise InputError(f"'{path}': {name} holds NaN values")
+        if torch.isinf(tensor).any():
+            raise InputError(f"'{path}': {name} holds inf values")
+        largest = float(tensor.abs().max()) if tensor.numel() else 0.0
+        if not math.isfinite(largest) or largest > MAX_ABS_VALUE:
+            raise InputError(f"'{path}': {name} holds values too large for a code of this model "
+                             f"(|value| up to {largest:.3g}, limit {MAX_ABS_VALUE:g})")

@@ -16,6 +16,7 @@ standard cache (``HF_HOME``), ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` apply.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -205,20 +206,30 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 def resolve_model(spec: Optional[str]) -> ModelLocation:
     """Find the folder of ``spec``: local path, shipped name, or Hub ``org/name[@rev]``."""
-    spec = spec or DEFAULT_MODEL
+    shipped = shipped_models()
+    names = ", ".join(sorted(shipped)) or "none"
+    if spec is None:  # the default is always the shipped model, never a folder that happens to share its name
+        if DEFAULT_MODEL not in shipped:
+            raise ModelError(f"the default model '{DEFAULT_MODEL}' is not installed (shipped models: {names}); pass --model")
+        return ModelLocation(shipped[DEFAULT_MODEL], DEFAULT_MODEL)
     local = Path(spec).expanduser()
     if local.is_dir():
         return ModelLocation(local.resolve(), str(local.resolve()))
-    shipped = shipped_models()
     if spec in shipped:
         return ModelLocation(shipped[spec], spec)
-    if _looks_like_hub_id(spec) and not local.exists():
+    owner = Path(spec.split("@", 1)[0]).parent
+    if _looks_like_hub_id(spec) and not local.exists() and not owner.is_dir():
         repo_id, _, revision = spec.partition("@")
         return ModelLocation(download_from_hub(repo_id, revision or None), repo_id, revision or None)
-    names = ", ".join(sorted(shipped)) or "none"
-    if spec == DEFAULT_MODEL:
-        raise ModelError(f"the default model '{DEFAULT_MODEL}' is not installed (shipped models: {names}); pass --model")
-    raise ModelError(f"model '{spec}' not found: not a folder, not a shipped model ({names}), not a Hub id 'org/name[@revision]'")
+    if local.exists():
+        raise ModelError(f"model '{spec}' is a file, not a model folder (to convert an official checkpoint: "
+                         "'diffedit convert')")
+    close = difflib.get_close_matches(spec, list(shipped), n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    if owner.is_dir() and str(owner) != ".":
+        raise ModelError(f"model folder '{spec}' not found{hint}")
+    raise ModelError(f"model '{spec}' not found: not a folder, not a shipped model ({names}), "
+                     f"not a Hub id 'org/name[@revision]'{hint}")
 
 
 def download_from_hub(repo_id: str, revision: Optional[str]) -> Path:

@@ -24,13 +24,22 @@ PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` -> cuda if available else cpu."""
+    from .errors import DiffeditError
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from .errors import DiffeditError
-
-        raise DiffeditError("--device cuda was requested but no CUDA device is available")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise DiffeditError(f"--device '{device}': expected auto, cpu or cuda[:N]")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DiffeditError("--device cuda was requested but no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DiffeditError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def pick_precision(precision: Optional[str], device: torch.device) -> str:
@@ -54,9 +63,8 @@ def autocast(device: torch.device, precision: str):
 def prepare(autoencoder: DiffAEAutoencoder, device: torch.device) -> DiffAEAutoencoder:
     """Move to ``device`` in eval mode, without gradients.
 
-    The default (contiguous) memory format is kept on purpose: with channels_last
-    the CPU convolution kernels round differently for different batch sizes,
-    which would make results depend on ``--batch-size``.
+    The default (contiguous) memory format is kept: channels_last changes fp32
+    results by rounding only and is not faster on every CPU.
     """
     return autoencoder.to(device).eval().requires_grad_(False)
 
@@ -66,24 +74,17 @@ def _schedule(autoencoder: DiffAEAutoencoder, steps: int) -> diffusion.DDIMSched
     return diffusion.Parameterization.of(autoencoder.config).schedule(steps)
 
 
-def _pad_single(x: torch.Tensor) -> torch.Tensor:
-    """A lone image runs as a batch of two (itself twice).
-
-    Convolution libraries use other kernels for batch size 1, whose rounding
-    differs; padding keeps a single run identical to the same image in a batch.
-    """
-    return torch.cat([x, x]) if x.shape[0] == 1 else x
-
-
 def _model_fn(autoencoder: DiffAEAutoencoder, styles: Sequence[torch.Tensor], device, precision):
-    n = styles[0].shape[0]
-    styles = [_pad_single(s) for s in styles]
-
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
-            x = _pad_single(x)
-            return autoencoder(x, _pad_single(t), styles=styles).float()[:n]
+            return autoencoder(x, t, styles=styles).float()
     return fn
+
+
+def _sampler(name: str):
+    if name not in diffusion.SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r} (choose from {', '.join(diffusion.SAMPLERS)})")
+    return diffusion.SAMPLERS[name]
 
 
 def _callback(progress: StepProgress, total: int):
@@ -96,10 +97,8 @@ def _callback(progress: StepProgress, total: int):
 def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
     """images (N, 3, S, S) in [-1, 1] -> z_sem (N, D) float32."""
     device = next(autoencoder.parameters()).device
-    n = images.shape[0]
     with autocast(device, precision):
-        x = _pad_single(images.to(device))
-        return autoencoder.encode(x).float()[:n]
+        return autoencoder.encode(images.to(device)).float()
 
 
 @torch.inference_mode()
@@ -117,13 +116,16 @@ def invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, z_sem: torch.Te
 
 @torch.inference_mode()
 def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = 100,
-           precision: str = "fp32", progress: StepProgress = None) -> torch.Tensor:
-    """DDIM decode: z_sem (N, D), x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1]."""
+           precision: str = "fp32", progress: StepProgress = None, sampler: str = "ddim") -> torch.Tensor:
+    """Decode z_sem (N, D), x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1] with ``steps`` network calls.
+
+    ``sampler``: ddim (official) or dpmpp-2m (:data:`diffedit_cli.diffusion.SAMPLERS`).
+    """
     device = next(autoencoder.parameters()).device
     with autocast(device, precision):
         styles = autoencoder.project_style(z_sem.to(device))
     fn = _model_fn(autoencoder, styles, device, precision)
-    return diffusion.ddim_sample(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
 
 
 # -- decoding with per-level codes (HDAE levels, style mixing; see hierarchy.py) ---------------------------
@@ -131,8 +133,8 @@ def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tenso
 @torch.inference_mode()
 def decode_levels(autoencoder: DiffAEAutoencoder, z_base: torch.Tensor, z_other: torch.Tensor,
                   levels: Optional[Sequence[int]], x_T: torch.Tensor, steps: int = 100, precision: str = "fp32",
-                  progress: StepProgress = None) -> torch.Tensor:
-    """DDIM decode where the blocks of ``levels`` (0-based) follow ``z_other`` and the rest ``z_base``.
+                  progress: StepProgress = None, sampler: str = "ddim") -> torch.Tensor:
+    """Decode (as :func:`decode`) where the blocks of ``levels`` (0-based) follow ``z_other`` and the rest ``z_base``.
 
     z_base, z_other (N, D); x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1]. ``levels`` None: all
     levels follow ``z_other`` (the same as :func:`decode` of ``z_other``). HDAE codes mix their level
@@ -144,7 +146,7 @@ def decode_levels(autoencoder: DiffAEAutoencoder, z_base: torch.Tensor, z_other:
     with autocast(device, precision):
         styles = level_styles(autoencoder, z_base.to(device), z_other.to(device), levels)
     fn = _model_fn(autoencoder, styles, device, precision)
-    return diffusion.ddim_sample(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
 
 
 def random_x_T(indices: Sequence[int], image_size: int, seed: int, channels: int = 3) -> torch.Tensor:

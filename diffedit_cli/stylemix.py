@@ -56,7 +56,8 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
         ai = torch.tensor([i for i, _ in chunk])
         bj = torch.tensor([j for _, j in chunk])
         mixes.append(pipeline.decode_levels(model.autoencoder, z_a[ai], z_b[bj], level_list, x_a[ai], opts.steps,
-                                            precision, reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+                                            precision, reporter.steps(f"decoding ({opts.steps} steps)"),
+                                            opts.sampler).cpu())
     mixes = torch.cat(mixes)
     a_pixels = _shown(model, a_good, z_a, x_a, opts, precision)
     b_pixels = _shown(model, b_good, z_b, pipeline.random_x_T(range(len(b_good)), model.image_size, opts.seed),
@@ -83,7 +84,8 @@ def _shown(model: DiffAEModel, items, z: torch.Tensor, x_T: Optional[torch.Tenso
     for k, item in enumerate(items):
         if is_latent_path(item.path):
             x = x_T[k:k + 1] if x_T is not None else pipeline.random_x_T([k], model.image_size, opts.seed)
-            shown.append(pipeline.decode(model.autoencoder, z[k:k + 1], x, opts.steps, precision).cpu()[0])
+            shown.append(pipeline.decode(model.autoencoder, z[k:k + 1], x, opts.steps, precision,
+                                         sampler=opts.sampler).cpu()[0])
         else:
             shown.append(imageio.load_image(item.path, model.image_size))
     return torch.stack(shown)

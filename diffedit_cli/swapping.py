@@ -95,7 +95,7 @@ def _pixels(model: DiffAEModel, item: Item, z: torch.Tensor, x_T: Optional[torch
         return imageio.load_image(item.path, model.image_size)
     if x_T is None:
         x_T = pipeline.random_x_T([0], model.image_size, opts.seed)[0]
-    return pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision).cpu()[0]
+    return pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision, sampler=opts.sampler).cpu()[0]
 
 
 def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Sequence[str], out: Optional[str],
@@ -111,7 +111,7 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
     opts.validate(model)
     device, precision = opts.resolved()
     donor_item, z_donor, x_donor = _one_code(model, donor, "donor B", opts, reporter, need_xT=False)
-    todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping")
+    todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping", "swapped")
     donor_pixels = None
     for chunk in batched(todo, opts.batch_size):
         targets = {c[0].index: c[1] for c in chunk}
@@ -120,7 +120,7 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
             continue
         z_new = swap_codes(gae, z, z_donor, slices, residual)
         outs = pipeline.decode(model.autoencoder, z_new, x_T, opts.steps, precision,
-                               reporter.steps(f"decoding ({opts.steps} steps)")).cpu()
+                               reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()
         for k, item in enumerate(good):
             try:
                 image = outs[k]
@@ -129,8 +129,7 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
                         donor_pixels = _pixels(model, donor_item, z_donor, x_donor, opts, precision)
                     panels = [_pixels(model, item, z[k], x_T[k], opts, precision), donor_pixels, image]
                     image = imageio.make_grid(torch.stack(panels), ncol=len(panels))
-                targets[item.index].parent.mkdir(parents=True, exist_ok=True)
-                imageio.save_image(image, targets[item.index])
+                imageio.save_image(image, targets[item.index], exclusive=not opts.overwrite)
                 reporter.ok(str(item.path), str(targets[item.index]), donor=str(donor_item.path), slices=slices)
             except DiffeditError as err:
                 reporter.fail(str(item.path), str(err))
@@ -199,7 +198,7 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
     z_new = recombine_codes(gae, z_base, codes, residual)
     x_T = pipeline.random_x_T([0], model.image_size, opts.seed) if random_xT else x_base[None]
     image = pipeline.decode(model.autoencoder, z_new, x_T, opts.steps, precision,
-                            reporter.steps(f"decoding ({opts.steps} steps)")).cpu()[0]
+                            reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()[0]
     if compare:
         panels = [_pixels(model, base_item, z_base, x_base, opts, precision)]
         panels += [_pixels(model, items[n], codes[n], None, opts, precision) for n in resolved]

@@ -49,10 +49,11 @@ def test_encode_decode_roundtrip_and_metadata(tiny_model_dir, tiny_model, photos
     code, out, err = run(["decode", tmp_path / "lat", "--model", tiny_model_dir, "--steps", "4", "--out", tmp_path / "rec"], capsys)
     assert code == 0, err
     assert Image.open(tmp_path / "rec" / "sub" / "c.png").size == (32, 32)
-    # decoding an image directly = encode + decode in one go, same pixels
+    # decoding an image directly = encode + decode in one go: the same pixels up to rounding (batch 1 vs 3)
     code, _, err = run(["decode", photos / "a.png", "--model", tiny_model_dir, *FAST, "--out", tmp_path / "direct.png"], capsys)
     assert code == 0, err
-    assert np.array_equal(np.array(Image.open(tmp_path / "direct.png")), np.array(Image.open(tmp_path / "rec" / "a.png")))
+    direct = np.array(Image.open(tmp_path / "direct.png")).astype(int)
+    assert np.abs(direct - np.array(Image.open(tmp_path / "rec" / "a.png")).astype(int)).max() <= 1
 
 
 def test_batch_size_does_not_change_outputs(tiny_model_dir, photos, tmp_path, capsys):
@@ -60,10 +61,10 @@ def test_batch_size_does_not_change_outputs(tiny_model_dir, photos, tmp_path, ca
         code, _, err = run(["decode", photos, "--model", tiny_model_dir, "--random-xt", "--seed", "5", "--steps", "4",
                             "--batch-size", bs, "--out", tmp_path / f"bs{bs}"], capsys)
         assert code == 0, err
-    for name in ["a.png", "b.png", "sub/c.png"]:
-        a = np.array(Image.open(tmp_path / "bs1" / name))
-        b = np.array(Image.open(tmp_path / "bs3" / name))
-        assert np.array_equal(a, b), name
+    for name in ["a.png", "b.png", "sub/c.png"]:  # the same up to rounding: within one 8-bit level
+        a = np.array(Image.open(tmp_path / "bs1" / name)).astype(int)
+        b = np.array(Image.open(tmp_path / "bs3" / name)).astype(int)
+        assert np.abs(a - b).max() <= 1, name
 
 
 def test_interpolate_writes_frames_grid_gif(tiny_model_dir, photos, tmp_path, capsys):

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from diffedit_cli import images
-from diffedit_cli.errors import InputError
+from diffedit_cli import files, images
+from diffedit_cli.errors import InputError, NumericalError
 from diffedit_cli.images import (
     from_u8,
     is_image_path,
@@ -85,7 +85,7 @@ def test_to_u8_rounds_and_clamps():
     out = to_u8(x.view(1, 1, -1).expand(3, 1, -1))
     assert out.shape == (1, 7, 3) and out.dtype == np.uint8
     assert out[0, :, 0].tolist() == [0, 0, 128, 255, 255, 100, 101]
-    with pytest.raises(ValueError):
+    with pytest.raises(NumericalError, match="NaN"):  # a per-file failure, not a crash
         to_u8(torch.full((3, 2, 2), float("nan")))
 
 
@@ -319,7 +319,7 @@ def test_save_formats(tmp_path, ext, tol):
     error = np.abs(back - arr)
     assert error[:, :8].max() <= tol and error[:, 16:].max() <= tol  # lossy codecs blur the edge
     assert _files(tmp_path) == [path.name]
-    assert (path.stat().st_mode & 0o777) == 0o666 & ~images._current_umask()
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~files._current_umask()
 
 
 def test_save_overwrites_existing(tmp_path):

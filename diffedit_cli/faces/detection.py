@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -161,7 +162,9 @@ class FacexlibDetector:
             from facexlib.detection.retinaface import RetinaFace
 
             path = facexlib_weight(self.weight_name, self.weights)
-            net = RetinaFace(network_name=self.network, half=False, device=self.device)
+            with warnings.catch_warnings():  # facexlib builds its backbone with torchvision's deprecated 'pretrained'
+                warnings.filterwarnings("ignore", message=".*(pretrained|weight enum)", category=UserWarning)
+                net = RetinaFace(network_name=self.network, half=False, device=self.device)
             self._model = load_facexlib_network(net, path).to(self.device)
         return self._model
 

@@ -22,6 +22,7 @@ import torch
 from .. import images as imageio
 from .. import pipeline
 from ..errors import DiffeditError, InputError
+from ..files import atomic_write
 from ..jobs import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, encode_codes, out_is_file,
                     plan_output)
 from ..latents import LatentCode, latent_metadata, save_latent
@@ -95,7 +96,7 @@ def face_target(target: Path, number: int) -> Path:
 
 
 def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suffixes, reporter: Reporter,
-                what: str) -> List[Tuple[Item, Path]]:
+                what: str, noun: str) -> List[Tuple[Item, Path]]:
     """Inputs -> [(item, base output path)], without existence checks (per-face names come later)."""
     items, errors = collect_inputs(specs, "images")
     for spec, msg in errors:
@@ -103,7 +104,7 @@ def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suff
     single = out_is_file(out, len(items), file_suffixes)
     out_path = Path(out or DEFAULT_OUT)
     inputs = {i.path.resolve() for i in items}
-    reporter.start(what, len(items))
+    reporter.start(what, len(items), noun)
     todo = []
     for item in items:
         try:
@@ -146,7 +147,7 @@ def _faces_of(item: Item, size: int, options: FaceOptions, reporter: Reporter) -
 
 # -- align ---------------------------------------------------------------------------------------------------
 
-def save_crop(crop: np.ndarray, path: Path, metadata: Dict) -> None:
+def save_crop(crop: np.ndarray, path: Path, metadata: Dict, exclusive: bool = False) -> None:
     """Atomically write an aligned crop as PNG with its alignment as a text chunk."""
     from PIL import Image, PngImagePlugin
 
@@ -154,7 +155,7 @@ def save_crop(crop: np.ndarray, path: Path, metadata: Dict) -> None:
     info.add_text(ALIGNMENT_KEY, json.dumps(metadata, sort_keys=True))
     image = Image.fromarray(np.ascontiguousarray(crop), "RGB")
     path.parent.mkdir(parents=True, exist_ok=True)
-    imageio._atomic_write(str(path), lambda f: image.save(f, format="PNG", pnginfo=info))
+    atomic_write(str(path), lambda f: image.save(f, format="PNG", pnginfo=info), exclusive)
 
 
 def read_crop_alignment(path: os.PathLike) -> Optional[Dict]:
@@ -176,7 +177,7 @@ def align_files(specs: Sequence[str], out: Optional[str], size: int, options: Fa
         raise InputError(f"--size {size}: too small")
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning")
+    todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning", "faces aligned")
     inputs = {item.path.resolve() for item, _ in todo}
     for item, target in todo:
         found = _faces_of(item, size, options, reporter)
@@ -187,7 +188,8 @@ def align_files(specs: Sequence[str], out: Optional[str], size: int, options: Fa
                 if blocked(path, opts, str(item.path), reporter, inputs):
                     continue
                 try:
-                    save_crop(face.crop, path, face.metadata(options.get_detector().name, str(item.path)))
+                    save_crop(face.crop, path, face.metadata(options.get_detector().name, str(item.path)),
+                              exclusive=not opts.overwrite)
                     reporter.ok(str(item.path), str(path), face=face.number, box=np.round(face.face.box, 1).tolist())
                 except DiffeditError as err:
                     reporter.fail(str(item.path), str(err))
@@ -208,7 +210,7 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
     opts.validate(model, decode=False)
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces")
+    todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces", "faces encoded")
     inputs = {item.path.resolve() for item, _ in todo}
     for item, target in todo:
         found = _faces_of(item, model.image_size, options, reporter)
@@ -222,10 +224,10 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
                     meta = latent_metadata(model, opts.inv_steps, str(item.path), preprocessing(options.get_detector().name),
                                            extra={"face": face.metadata(options.get_detector().name, str(item.path))})
                     try:
-                        save_latent(path, LatentCode(z[k], x_T[k], meta))
+                        save_latent(path, LatentCode(z[k], x_T[k], meta), exclusive=not opts.overwrite)
                         reporter.ok(str(item.path), str(path), face=face.number)
-                    except OSError as err:
-                        reporter.fail(str(item.path), f"cannot write '{path}': {err.strerror or err}")
+                    except DiffeditError as err:
+                        reporter.fail(str(item.path), str(err))
         reporter.advance()
     return reporter.summary("faces encoded")
 
@@ -264,7 +266,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
     check_face_spec(options.face)
     options.get_detector()
     device, precision = opts.resolved()
-    todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces")
+    todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited")
     inputs = {item.path.resolve() for item, _ in todo}
     for item, target in todo:
         if paste_back and blocked(target, opts, str(item.path), reporter, inputs):
@@ -285,7 +287,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
             device_cls = next(classifier.parameters()).device
             z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk).cpu()
             edited.append(pipeline.decode(model.autoencoder, z_edit, x_T, opts.steps, precision,
-                                          reporter.steps(f"decoding ({opts.steps} steps)")).cpu())
+                                          reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu())
         info = {"edits": {classifier.attributes[i]: a for i, a in edits.items()}, "topk": topk,
                 "detector": options.get_detector().name}
         try:
@@ -294,7 +296,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
                 masks = blend_masks(crops, options)
                 result, changed = _paste(photo, edited, faces, masks)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                save_photo(result, target)
+                save_photo(result, target, exclusive=not opts.overwrite)
                 reporter.ok(str(item.path), str(target), faces=[f.number for f in faces],
                             changed_pixels=int(changed.sum()), mask="parsing" if masks is not None else "ellipse", **info)
             elif faces:
@@ -303,7 +305,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
                     path = face_target(target, face.number)
                     image = imageio.make_grid(torch.stack([crops[k], edited[k]]), ncol=2) if compare else edited[k]
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    imageio.save_image(image, path)
+                    imageio.save_image(image, path, exclusive=not opts.overwrite)
                     reporter.ok(str(item.path), str(path), face=face.number, **info)
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))

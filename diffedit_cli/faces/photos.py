@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .. import images as imageio
 from ..errors import InputError
+from ..files import atomic_write
 
 
 @dataclass
@@ -181,7 +182,7 @@ def to_pil(photo: Photo) -> Image.Image:
     return Image.fromarray(px, "RGB")
 
 
-def save_photo(photo: Photo, path: os.PathLike) -> None:
+def save_photo(photo: Photo, path: os.PathLike, exclusive: bool = False) -> None:
     """Atomically write ``photo`` as PNG (lossless; .tif/.tiff keep TIFF; .jpg/.webp are lossy)."""
     name = os.fspath(path)
     ext = os.path.splitext(name)[1].lower()
@@ -193,9 +194,9 @@ def save_photo(photo: Photo, path: os.PathLike) -> None:
     fmt, options = formats[ext]
     if photo.pixels.dtype == np.uint16 and photo.pixels.shape[2] == 3 and fmt in ("PNG", "TIFF"):
         data = _encode_16bit_colour(photo, ".png" if fmt == "PNG" else ".tiff")
-        imageio._atomic_write(name, lambda f: f.write(data))
+        atomic_write(name, lambda f: f.write(data), exclusive)
         return
     img = to_pil(photo)
     if fmt in ("JPEG", "WEBP") and (photo.pixels.dtype == np.uint16 or photo.alpha is not None):
         img = Image.fromarray(photo.rgb8, "RGB")
-    imageio._atomic_write(name, lambda f: img.save(f, format=fmt, **options))
+    atomic_write(name, lambda f: img.save(f, format=fmt, **options), exclusive)

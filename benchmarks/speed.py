@@ -1,0 +1,142 @@
+"""Speed of one UNet call and of a whole edit, next to the official code's figures and the FLOP floor.
+
+Per row: one network call (random weights, the official architectures) at a batch size, precision and
+memory format: median ms per call over ``--calls`` calls after two warm-up calls, images/s of a 100-step
+decode, GFLOP/s achieved (FLOPs counted by torch's FlopCounterMode) and, for ffhq128 at batch 1, the ratio to
+the official code's median from ../shared/reference/official_timings.md (measured on another day: compare
+only roughly; the side-by-side figure is in docs/speed.md). ``--e2e`` also times ``diffedit edit`` on one
+image with the defaults (a fresh process: start-up, model load, inversion, decode, write).
+
+    python benchmarks/speed.py                                          # CPU: fp32 and bf16, both formats
+    python benchmarks/speed.py --archs ffhq128 --batches 1 --precisions fp32 --e2e
+    python benchmarks/speed.py --device cuda --precisions fp32 fp16 --batches 1 8 32 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from diffedit_cli import pipeline
+from diffedit_cli.convert import PRESETS
+from diffedit_cli.networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL = ROOT.parent / "shared" / "reference" / "official_timings.md"
+CUDA_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # dense fp16/bf16 tensor-core peak
+
+
+def official_ffhq128_call() -> float | None:
+    """The official code's median seconds for one ffhq128 UNet call at batch 1, if the reference file is here."""
+    if not OFFICIAL.is_file():
+        return None
+    for line in OFFICIAL.read_text().splitlines():
+        if line.startswith("| ffhq128") and "eps prediction" in line:
+            return float(re.split(r"\s*\|\s*", line)[3])
+    return None
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def call_flops(model: DiffAEAutoencoder, x, t, styles) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x, t, styles=styles)
+    return float(counter.get_total_flops())
+
+
+def time_calls(model, x, t, styles, device, precision, calls: int) -> float:
+    """Median seconds of one network call."""
+    times = []
+    with torch.inference_mode():
+        for k in range(calls + 2):
+            sync(device)
+            start = time.perf_counter()
+            with pipeline.autocast(device, precision):
+                model(x, t, styles=styles)
+            sync(device)
+            if k >= 2:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def e2e_edit_seconds() -> float:
+    """Wall-clock of the README's edit command (default model and settings) in a fresh process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "diffedit_cli", "edit", str(ROOT / "examples" / "face.png"), "--attr",
+                        "Smiling", "--alpha", "0.3", "--out", str(Path(tmp) / "out.png"), "-q"], check=True,
+                       capture_output=True)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--archs", nargs="+", default=["ffhq128", "ffhq256"], choices=sorted(PRESETS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--precisions", nargs="+", default=None, help="default: fp32 bf16 on CPU, fp32 fp16 on CUDA")
+    parser.add_argument("--formats", nargs="+", default=["contiguous", "channels_last"])
+    parser.add_argument("--calls", type=int, default=3, help="timed calls per row (after 2 warm-up calls)")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--e2e", action="store_true", help="also time 'diffedit edit' on one image with the defaults")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pipeline.pick_device(args.device)
+    precisions = args.precisions or (["fp32", "fp16"] if device.type == "cuda" else ["fp32", "bf16"])
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in CUDA_PEAK_TFLOPS.items() if k in name), None)
+    else:
+        name, peak = f"CPU ({torch.backends.cpu.get_cpu_capability()}) x{torch.get_num_threads()} threads", None
+    official = official_ffhq128_call()
+    print(f"# one UNet call: {name}, torch {torch.__version__}, median of {args.calls} calls after 2 warm-up calls")
+    print(f"{'arch':8} {'batch':>5} {'precision':>9} {'format':>13} {'ms/call':>9} {'img/s@100':>9} "
+          f"{'GFLOP/s':>8} {'vs official':>11}" + ("  share of peak" if peak else ""))
+    for arch in args.archs:
+        torch.manual_seed(0)
+        model = pipeline.prepare(DiffAEAutoencoder(AutoencoderConfig(**PRESETS[arch])), device)
+        size = model.config.image_size
+        for batch in args.batches:
+            gen = torch.Generator().manual_seed(batch)
+            x = torch.randn(batch, 3, size, size, generator=gen).to(device)
+            z = torch.randn(batch, model.config.enc_out_channels, generator=gen).to(device)
+            t = torch.full((batch,), 500, dtype=torch.int64, device=device)
+            with torch.inference_mode():
+                styles = model.project_style(z)
+            flops = call_flops(model, x, t, styles)
+            for fmt in args.formats:
+                memory = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+                model = model.to(memory_format=memory)
+                xf = x.contiguous(memory_format=memory)
+                for precision in precisions:
+                    seconds = time_calls(model, xf, t, styles, device, precision, args.calls)
+                    ratio = f"{seconds / official:.2f}x" if official and arch == "ffhq128" and batch == 1 else ""
+                    share = f"  {flops / seconds / 1e12 / peak:.1%}" if peak else ""
+                    print(f"{arch:8} {batch:5d} {precision:>9} {fmt:>13} {1000 * seconds:9.1f} "
+                          f"{batch / (100 * seconds):9.3f} {flops / seconds / 1e9:8.1f} {ratio:>11}{share}", flush=True)
+            print(f"# {arch} batch {batch}: {flops / 1e9:.1f} GFLOP per call")
+        del model
+    if official:
+        print(f"# official ffhq128 call (batch 1, fp32, 2 threads, from {OFFICIAL.name}): {1000 * official:.0f} ms")
+    if args.e2e:
+        print(f"# diffedit edit examples/face.png --attr Smiling --alpha 0.3 (defaults, fresh process): "
+              f"{e2e_edit_seconds():.1f} s")
+
+
+if __name__ == "__main__":
+    main()

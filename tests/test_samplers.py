@@ -1,0 +1,127 @@
+"""Samplers against a closed form: Gaussian data, whose exact denoiser and probability-flow solution are known.
+
+For x0 ~ N(mu, s^2) per coordinate and x_t = sqrt(a) x0 + sqrt(1 - a) eps, the exact x̂0(x_t) is
+mu + sqrt(a) s^2 / (a s^2 + 1 - a) (x_t - sqrt(a) mu), and the ODE keeps xi = (x_t - sqrt(a) mu) / sqrt(a s^2 + 1 - a)
+constant, so decoding x_T must end at mu + s xi.
+"""
+
+import math
+
+import pytest
+import torch
+
+from diffedit_cli import diffusion
+
+MU, S = 0.3, 0.5
+PROCESSES = {
+    "eps-official": diffusion.Parameterization(),
+    "v-zero-terminal-snr": diffusion.Parameterization(prediction="v", zero_terminal_snr=True, timestep_spacing="linspace"),
+}
+
+
+def exact_model(process):
+    ab = process.alphas_cumprod()
+
+    def fn(x, t):
+        a = ab[t].to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+        x0 = MU + (a.sqrt() * S ** 2 / (a * S ** 2 + 1 - a)) * (x - a.sqrt() * MU)
+        eps = (x - a.sqrt() * x0) / (1 - a).clamp_min(1e-12).sqrt()
+        return eps if process.prediction == "eps" else a.sqrt() * eps - (1 - a).sqrt() * x0
+    return fn
+
+
+def errors(process, steps, samplers=("ddim", "dpmpp-2m")):
+    sched = process.schedule(steps)
+    a_T = float(sched.alphas_cumprod[-1])
+    x_T = torch.randn(512, 4, generator=torch.Generator().manual_seed(steps))
+    exact = MU + S * (x_T - math.sqrt(a_T) * MU) / math.sqrt(a_T * S ** 2 + 1 - a_T)
+    fn = exact_model(process)
+    return {name: float((diffusion.SAMPLERS[name](fn, x_T, sched, clip=False) - exact).abs().max()) for name in samplers}
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_dpmpp_2m_converges_faster_than_ddim(name):
+    process = PROCESSES[name]
+    e20, e50, e200 = (errors(process, k) for k in (20, 50, 200))
+    assert e20["dpmpp-2m"] < 0.5 * e20["ddim"], e20
+    assert e50["dpmpp-2m"] < 0.1 * e50["ddim"] and e200["dpmpp-2m"] < 0.1 * e200["ddim"], (e50, e200)
+    assert e50["dpmpp-2m"] < 0.02 and e200["dpmpp-2m"] < 0.005, (e50, e200)
+
+
+@pytest.mark.parametrize("name", PROCESSES)
+def test_dpmpp_2m_at_100_steps_matches_ddim_at_1000(name):
+    process = PROCESSES[name]
+    x_T = torch.randn(64, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    fn = exact_model(process)
+    fine = diffusion.ddim_sample(fn, x_T, process.schedule(1000), clip=False)
+    fast = diffusion.dpmpp_2m_sample(fn, x_T, process.schedule(100), clip=False)
+    assert float((fast - fine).abs().max()) < 0.02  # DDIM's own error at 1000 steps is about 0.006 here
+
+
+def test_dpmpp_2m_calls_the_network_once_per_step_and_reports_each_step():
+    process = PROCESSES["eps-official"]
+    calls, steps = [], []
+    fn = exact_model(process)
+    diffusion.dpmpp_2m_sample(lambda x, t: calls.append(int(t[0])) or fn(x, t), torch.zeros(2, 3),
+                              process.schedule(10), callback=lambda i, x, x0: steps.append(i))
+    assert calls == sorted(calls, reverse=True) and len(calls) == 10 and steps == list(range(10))
+
+
+# -- the --sampler option through the CLI, on the shipped default model --------------------------------------
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("faces")
+    for k in range(2):
+        Image.fromarray((np.random.default_rng(k).random((64, 64, 3)) * 255).astype("uint8")).save(folder / f"{k}.png")
+    return folder
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp-2m"])
+@pytest.mark.parametrize("command", ["decode", "edit", "interpolate", "sample", "style-mix"])
+def test_every_command_takes_every_sampler(command, sampler, two_faces, tmp_path, capsys):
+    from PIL import Image
+
+    from diffedit_cli.cli import main
+
+    a, b = str(two_faces / "0.png"), str(two_faces / "1.png")
+    out = tmp_path / "out"
+    fast = ["--steps", "3", "--sampler", sampler, "--out", str(out), "-q"]
+    argv = {
+        "decode": ["decode", a, "--inv-steps", "2", *fast],
+        "edit": ["edit", a, "--attr", "Smiling", "--inv-steps", "2", *fast],
+        "interpolate": ["interpolate", a, b, "--frames", "2", "--inv-steps", "2", *fast],
+        "sample": ["sample", "--n", "1", "--latent-steps", "2", *fast],
+        "style-mix": ["style-mix", a, b, "--levels", "1", "--inv-steps", "2", *fast],
+    }[command]
+    assert main(argv) == 0, capsys.readouterr().err
+    written = sorted(out.rglob("*.png"))
+    assert written
+    assert all(Image.open(p).size[0] >= 64 for p in written)
+
+
+def test_unknown_sampler_is_one_line(two_faces, capsys):
+    from diffedit_cli.cli import main
+
+    assert main(["decode", str(two_faces / "0.png"), "--sampler", "euler", "--steps", "2", "--inv-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --sampler 'euler'") and "dpmpp-2m" in err
+
+
+def test_dpmpp_decode_of_an_inverted_face_stays_close_to_ddim_at_many_steps(two_faces):
+    """On the shipped model: DPM-Solver++ at 20 steps lands near DDIM at 200 steps from the same x_T."""
+    from diffedit_cli import pipeline
+    from diffedit_cli.images import load_image
+    from diffedit_cli.models import load_model
+
+    ae = load_model(None, components=()).autoencoder
+    x0 = load_image(two_faces / "0.png", 64)[None]
+    z = pipeline.encode_semantic(ae, x0)
+    x_T = pipeline.invert(ae, x0, z, 20)
+    fine = pipeline.decode(ae, z, x_T, 200)
+    fast = pipeline.decode(ae, z, x_T, 20, sampler="dpmpp-2m")
+    coarse = pipeline.decode(ae, z, x_T, 20)
+    assert float((fast - fine).pow(2).mean()) <= float((coarse - fine).pow(2).mean())
