@@ -240,6 +240,8 @@ def edit(
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
     face_weights: FaceWeightsOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="With --align: blend the edited faces back into the photo and write the whole photo (pixels outside the face masks unchanged).")] = False,
+    direction: Annotated[Optional[List[str]], typer.Option("--direction", "-d", help="Move along a direction-file direction: FILE:NAME (uses --alpha) or FILE:NAME=ALPHA; repeatable; mixes with --attr ('diffedit directions').", show_default=False)] = None,
+    orthogonal_to: Annotated[Optional[List[str]], typer.Option("--orthogonal-to", help="Remove from every edit direction its components along these (attributes or FILE:NAME; comma lists, repeatable), e.g. Male,Eyeglasses.", show_default=False)] = None,
 ):
     """Edit attributes by moving z_sem along linear-classifier directions (x_T from DDIM inversion).
 
@@ -257,6 +259,8 @@ def edit(
       diffedit edit face.png --attr Smiling --levels 1-2 --topk 32 --model runs/hdae-u
 
       diffedit edit photo.jpg --align --paste-back --attr Smiling   (real photo: detect, align, edit, blend back)
+
+      diffedit edit face.png --direction dirs.safetensors:Smile=0.4 --orthogonal-to Male,Eyeglasses
     """
     from .jobs import edit_files
 
@@ -267,6 +271,8 @@ def edit(
         raise DiffeditError("--levels cannot be combined with --align yet: align the photos first ('diffedit align'), then edit the crops")
     if faces is not None and alpha_sweep:
         raise DiffeditError("--alpha-sweep works on aligned crops; run 'diffedit align' first, then edit the crops")
+    if faces is not None and (direction or orthogonal_to):
+        raise DiffeditError("--direction and --orthogonal-to work on aligned crops; run 'diffedit align' first, then edit the crops")
     loaded = _load(model, device, components=("classifier",))
     if list_attrs:
         for name in loaded.component("classifier").attributes:
@@ -274,6 +280,7 @@ def edit(
         raise typer.Exit(0)
     if not inputs:
         raise DiffeditError("no inputs given (see 'diffedit edit --help')")
+    direction, orthogonal_to = direction or [], orthogonal_to or []
     run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
@@ -281,7 +288,8 @@ def edit(
 
             code = edit_photos(loaded, inputs, out, run_opts, faces, rep, attr or [], alpha, topk, compare, paste_back)
         else:
-            code = edit_files(loaded, inputs, out, run_opts, rep, attr or [], alpha, topk, alpha_sweep, compare, levels)
+            code = edit_files(loaded, inputs, out, run_opts, rep, attr or [], alpha, topk, alpha_sweep, compare, levels,
+                              direction, orthogonal_to)
     raise typer.Exit(code)
 
 
@@ -404,6 +412,112 @@ def align(
         code = align_files(inputs, out, size, faces, _opts(device, None, 1, 0, skip_existing=skip_existing,
                                                            overwrite=overwrite), rep)
     raise typer.Exit(code)
+
+
+directions_app = typer.Typer(help="Find, inspect and name edit directions beyond the classifier's (direction files "
+                             "for 'diffedit edit --direction FILE:NAME').", no_args_is_help=True)
+app.add_typer(directions_app, name="directions")
+DirOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Direction file to write (.safetensors).", show_default=False)]
+
+
+def _direction_out(out: Path) -> Path:
+    if out.suffix.lower() != ".safetensors":
+        raise DiffeditError(f"--out '{out}': a direction file name must end in .safetensors")
+    return out
+
+
+@directions_app.command("pca")
+def directions_pca(
+    inputs: Annotated[List[str], typer.Argument(help="Images or latent files, folders, globs, '-' (hundreds or more).", show_default=False)],
+    out: DirOutOpt, model: ModelOpt = None,
+    components: Annotated[int, typer.Option("--components", "-k", min=1, help="Number of principal directions.")] = 20,
+    batch_size: BatchOpt = 32, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
+):
+    """Unsupervised directions: the principal components of the inputs' normalised z_sem (GANSpace-style).
+
+    Names are pc01, pc02, ... by explained variance; look at them with 'directions show', name them with
+    'directions rename'.
+
+    Example: diffedit directions pca faces/ --components 20 --out dirs.safetensors
+    """
+    from .direction_jobs import pca_file
+
+    loaded = _load(model, device, components=("latent", "classifier"))
+    with _reporter(False, quiet) as rep:
+        found = pca_file(loaded, inputs, _direction_out(out), components, _opts(device, precision, batch_size, 0,
+                                                                                 overwrite=overwrite), rep)
+    shares = ", ".join(f"{n} {float(v):.1%}" for n, v in zip(found.names[:5], found.explained[:5]))
+    typer.echo(f"{len(found.names)} directions from {found.provenance['codes']} codes -> {out} (variance: {shares}, ...)")
+    raise typer.Exit(1 if rep.failures else 0)
+
+
+@directions_app.command("from-examples")
+def directions_from_examples(
+    positive: Annotated[List[str], typer.Option("--positive", "-p", help="Examples WITH the attribute (folders, files, globs; repeatable).", show_default=False)],
+    negative: Annotated[List[str], typer.Option("--negative", "-n", help="Examples WITHOUT it.", show_default=False)],
+    name: Annotated[str, typer.Option("--name", help="Name of the direction, e.g. Smile.", show_default=False)],
+    out: DirOutOpt, model: ModelOpt = None,
+    method: Annotated[str, typer.Option("--method", help="auto (logistic regression from 20 examples per side, else the difference of means), mean-difference or logistic.")] = "auto",
+    batch_size: BatchOpt = 32, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
+):
+    """A direction from a few examples per side (warns below 5 per side).
+
+    Example: diffedit directions from-examples --positive smiling/ --negative neutral/ --name Smile --out smile.safetensors
+    """
+    from .direction_jobs import examples_file
+
+    if method not in ("auto", "mean-difference", "logistic"):
+        raise DiffeditError(f"--method '{method}': choose auto, mean-difference or logistic")
+    loaded = _load(model, device, components=("latent", "classifier"))
+    with _reporter(False, quiet) as rep:
+        found, used = examples_file(loaded, positive, negative, name, _direction_out(out), method,
+                                    _opts(device, precision, batch_size, 0, overwrite=overwrite), rep)
+    typer.echo(f"{name}: {used} of {found.provenance['positives']} positive and {found.provenance['negatives']} "
+               f"negative examples -> {out}")
+    raise typer.Exit(1 if rep.failures else 0)
+
+
+@directions_app.command("show")
+def directions_show(
+    file: Annotated[Path, typer.Argument(help="Direction file.", show_default=False)],
+    inputs: Annotated[List[str], typer.Option("--inputs", "-i", help="Faces to edit (images or latent files, folders).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Grid image to write (.png).", show_default=False)],
+    names: Annotated[Optional[List[str]], typer.Option("--name", help="Only these directions (repeatable).", show_default=False)] = None,
+    alpha: Annotated[float, typer.Option("--alpha", callback=_check_alpha, help="Sweep from -alpha to +alpha.")] = 0.5,
+    columns: Annotated[int, typer.Option("--columns", min=2, help="Strengths per face.")] = 5,
+    faces: Annotated[int, typer.Option("--faces", min=1, help="Faces per row.")] = 2,
+    model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 50,
+    batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
+):
+    """The overview to name directions by: one row per direction, a -alpha..+alpha sweep on a few faces.
+
+    Example: diffedit directions show dirs.safetensors --inputs faces/ --out overview.png
+    """
+    from .direction_jobs import show_grid
+
+    loaded = _load(model, device, components=())
+    with _reporter(False, quiet) as rep:
+        show_grid(loaded, file, inputs, out, alpha, columns, faces,
+                  _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler), rep, names)
+    typer.echo(f"overview -> {out}")
+
+
+@directions_app.command("rename")
+def directions_rename(
+    file: Annotated[Path, typer.Argument(help="Direction file (changed in place).", show_default=False)],
+    renames: Annotated[List[str], typer.Argument(help="OLD=NEW pairs, e.g. pc01=Gender pc04=Smile.", show_default=False)],
+):
+    """Name directions after looking at 'directions show'.
+
+    Example: diffedit directions rename dirs.safetensors pc01=Gender pc04=Smile
+    """
+    from .direction_jobs import rename_file
+
+    found = rename_file(file, renames)
+    typer.echo(f"{file}: {', '.join(found.names)}")
 
 
 data_app = typer.Typer(help="Generate datasets.", no_args_is_help=True)

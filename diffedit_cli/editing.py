@@ -66,22 +66,18 @@ def resolve_attribute(name: str, attributes: Sequence[str]) -> Tuple[int, float]
 def attribute_direction(classifier: AttributeClassifier, index: int, topk: Optional[int] = None,
                         mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Unit direction (D,) in normalised z_sem space; ``mask`` (bool (D,)) keeps only those coordinates,
-    ``topk`` then keeps the K largest |coordinates|."""
-    direction = F.normalize(classifier.linear.weight[index][None].float(), dim=1)[0]
-    available = direction.numel()
-    if mask is not None:
-        mask = mask.to(direction.device)
-        available = int(mask.sum())
-        direction = F.normalize((direction * mask)[None], dim=1)[0]
-    if topk is not None:
-        if not 1 <= topk <= available:
-            raise InputError(f"--topk must be in 1..{available}" + (" (the chosen levels' coordinates)" if mask is not None else "")
-                             + f", got {topk}")
-        keep = direction.abs().topk(topk).indices
-        truncated = torch.zeros_like(direction)
-        truncated[keep] = direction[keep]
-        direction = F.normalize(truncated[None], dim=1)[0]
-    return direction
+    ``topk`` then keeps the K largest |coordinates| (:func:`diffedit_cli.directions.shape_direction`)."""
+    from .directions import shape_direction
+
+    return shape_direction(F.normalize(classifier.linear.weight[index][None].float(), dim=1)[0], topk, mask)
+
+
+def classifier_edit(classifier: AttributeClassifier, index: int, alpha: float):
+    """The classifier direction of attribute ``index`` as a :class:`diffedit_cli.directions.Edit`."""
+    from .directions import Edit
+
+    std = classifier.conds_std.reshape(-1).float()
+    return Edit(classifier.attributes[index], attribute_direction(classifier, index) * std, std, alpha)
 
 
 def edit_z_sem(z_sem: torch.Tensor, classifier: AttributeClassifier, edits: Dict[int, float],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -198,8 +199,12 @@ def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bo
     return False
 
 
-def prepare_output_folders(targets: Iterable[Path]) -> None:
-    """Create the folders the outputs go to now, so that an unusable --out fails before any compute."""
+def prepare_output_folders(targets: Iterable[Path]) -> set:
+    """Create the folders the outputs go to now, so that an unusable --out fails before any compute.
+
+    Returns the folders this process may not write to (read-only): their items fail one by one, up front.
+    """
+    read_only = set()
     for folder in sorted({t.parent for t in targets}):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -207,6 +212,9 @@ def prepare_output_folders(targets: Iterable[Path]) -> None:
             raise InputError(f"cannot create output folder '{folder}': {err.strerror or err}") from None
         if not folder.is_dir():
             raise InputError(f"cannot create output folder '{folder}': a file has that name")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            read_only.add(folder)
+    return read_only
 
 
 def batched(seq: Sequence, size: int) -> Iterable[Sequence]:
@@ -316,8 +324,11 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
             continue
         if not _existing(target, opts, item, reporter):
             todo.append((item, target))
-    prepare_output_folders(t for _, t in todo)
-    return todo
+    read_only = prepare_output_folders(t for _, t in todo)
+    for item, target in [job for job in todo if job[1].parent in read_only]:
+        reporter.fail(str(item.path), f"cannot write '{target}': permission denied (read-only folder)")
+        reporter.advance()
+    return [job for job in todo if job[1].parent not in read_only]
 
 
 def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions,
@@ -480,29 +491,58 @@ def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
 
 def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
                attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None, sweep: Optional[str] = None,
-               compare: bool = False, levels: Optional[str] = None) -> int:
-    """Edit images / latent files along classifier directions; one output image per input.
+               compare: bool = False, levels: Optional[str] = None, directions: Sequence[str] = (),
+               orthogonal: Sequence[str] = ()) -> int:
+    """Edit images / latent files along classifier directions and direction-file directions; one output per input.
 
-    With ``sweep`` the output is a row of decodes at each alpha of the (single)
-    attribute; with ``compare`` the (resized) input is put on the left. ``levels``
-    (``--levels`` text) restricts the edit to those resolution levels
-    (:func:`diffedit_cli.editing.level_edit_route`).
+    ``directions``: ``FILE:NAME[=ALPHA]`` texts (:mod:`diffedit_cli.directions`); ``orthogonal``: names
+    (attributes or ``FILE:NAME``, comma lists allowed) every edit direction is made orthogonal to first.
+    With ``sweep`` the output is a row of decodes at each alpha of the (single) edit; with ``compare`` the
+    (resized) input is put on the left. ``levels`` (``--levels`` text) restricts the edit to those
+    resolution levels (:func:`diffedit_cli.editing.level_edit_route`).
     """
-    from .editing import edit_z_sem, level_edit_route, parse_edits
+    from dataclasses import replace
+
+    from .editing import classifier_edit, edit_z_sem, level_edit_route, parse_edits
     from .hierarchy import num_levels, parse_levels
 
-    classifier = model.component("classifier")
-    if not attrs:
-        raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs)")
-    edits = parse_edits(attrs, alpha, classifier.attributes)
+    if not attrs and not directions:
+        raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
+    classifier = model.component("classifier") if attrs or orthogonal else None
+    edits = parse_edits(attrs, alpha, classifier.attributes) if attrs else {}
     alphas = parse_sweep(sweep) if sweep else None
-    if alphas is not None and len(edits) != 1:
-        raise InputError("--alpha-sweep takes exactly one --attr")
     mask, route = level_edit_route(model.autoencoder, parse_levels(levels, num_levels(model.autoencoder)))
-    if topk is not None:
-        from .editing import attribute_direction
+    labels = {classifier.attributes[i]: a for i, a in edits.items()} if edits else {}
+    if directions or orthogonal:
+        from .direction_jobs import DirectionSources, parse_orthogonal
+        from .directions import apply_edits
 
-        attribute_direction(classifier, next(iter(edits)), topk, mask)  # validates the range up front
+        sources = DirectionSources(model)
+        edit_list = [classifier_edit(classifier, i, a) for i, a in edits.items()]
+        edit_list += [sources.edit(spec, alpha) for spec in directions]
+        against = [sources.raw(name) for name in parse_orthogonal(orthogonal)]
+        labels = {e.label: e.alpha for e in edit_list}
+
+        def move(z: torch.Tensor, strength: Optional[float] = None) -> torch.Tensor:
+            chosen = edit_list if strength is None else \
+                [replace(edit_list[0], alpha=(1.0 if edit_list[0].alpha >= 0 else -1.0) * strength)]
+            return apply_edits(z.cpu(), chosen, against, topk, mask)
+        move(torch.zeros(1, model.autoencoder.config.style_channels))  # validates --topk and projections up front
+    else:
+        device_cls = next(classifier.parameters()).device
+
+        def move(z: torch.Tensor, strength: Optional[float] = None) -> torch.Tensor:
+            chosen = edits
+            if strength is not None:
+                (index, sign), = edits.items()
+                chosen = {index: (1.0 if sign >= 0 else -1.0) * strength}
+            return edit_z_sem(z.to(device_cls), classifier, chosen, topk, mask).cpu()
+        if topk is not None:
+            from .editing import attribute_direction
+
+            attribute_direction(classifier, next(iter(edits)), topk, mask)  # validates the range up front
+    if alphas is not None and len(labels) != 1:
+        raise InputError("--alpha-sweep takes exactly one --attr or --direction")
     opts.validate(model)
     todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing", "edited")
     device, precision = opts.resolved()
@@ -511,16 +551,11 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
         good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter)
         if not good:
             continue
-        device_cls = next(classifier.parameters()).device
         if alphas is None:
-            z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk, mask).cpu()
-            outs = pipeline.decode_levels(model.autoencoder, z, z_edit, route, x_T, opts.steps, precision,
+            outs = pipeline.decode_levels(model.autoencoder, z, move(z), route, x_T, opts.steps, precision,
                                           reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()[:, None]
         else:
-            (index, sign), = edits.items()
-            sign = 1.0 if sign >= 0 else -1.0
-            z_all = torch.cat([edit_z_sem(z.to(device_cls), classifier, {index: sign * a}, topk, mask).cpu()
-                               for a in alphas])
+            z_all = torch.cat([move(z, a) for a in alphas])
             x_all = x_T.repeat(len(alphas), 1, 1, 1)
             dec = pipeline.decode_levels(model.autoencoder, z.repeat(len(alphas), 1), z_all, route, x_all, opts.steps,
                                          precision, reporter.steps(f"decoding sweep ({opts.steps} steps)"),
@@ -537,8 +572,8 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                     panels = [pixels] + panels
                 image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
                 imageio.save_image(image, targets[item.index], exclusive=not opts.overwrite)
-                reporter.ok(str(item.path), str(targets[item.index]),
-                            edits={classifier.attributes[i]: a for i, a in edits.items()}, topk=topk, levels=levels)
+                reporter.ok(str(item.path), str(targets[item.index]), edits=labels, topk=topk, levels=levels,
+                            orthogonal_to=list(orthogonal) or None)
             except DiffeditError as err:
                 reporter.fail(str(item.path), str(err))
             reporter.advance()

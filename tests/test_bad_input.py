@@ -139,6 +139,7 @@ class Case:
     needle: Tuple[str, ...] = ()  # all of these appear in one error line
     written: Tuple[str, ...] = ()  # files expected under tmp/out afterwards, nothing else
     warning: Optional[str] = None  # a 'warning:' line containing this
+    offline_hub: bool = False  # run with the Hub client offline (an empty cache, no network)
 
 
 def encode(*inputs):
@@ -404,6 +405,8 @@ CASES = [
     # models
     Case("model-missing", _model_case(None, "in/nomodel"), 2, ("in/nomodel", "not found")),
     Case("model-misspelt", _model_case(None, "toyface"), 2, ("toyface", "did you mean", "toyfaces")),
+    Case("model-hub-id-offline", _model_case(None, "someone/faces@v1"), 2, ("someone/faces@v1", "cannot be reached"),
+         offline_hub=True),
     Case("model-no-index", _model_case(_model_no_index), 2, ("model_index.json",)),
     Case("model-missing-config", _model_case(_model_missing_config), 2, ("config.json", "missing")),
     Case("model-bad-config", _model_case(_model_bad_config), 2, ("config.json", "cannot parse")),
@@ -461,6 +464,10 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys, good_latent, other_laten
     if stdin:
         argv.remove(stdin[0])
         monkeypatch.setattr(sys, "stdin", io.StringIO((tmp_path / stdin[0].split("=", 1)[1]).read_text()))
+    if case.offline_hub:
+        from hub_server import hub_env
+
+        hub_env(monkeypatch, "http://127.0.0.1:9", tmp_path / "hf", offline=True)
     before = _snapshot(tmp_path, tmp_path / "out")
     code = main(argv)
     err = capsys.readouterr().err
@@ -633,3 +640,21 @@ def test_big_image_is_read_with_bounded_memory(tmp_path):
     assert shape.strip() == "(3, 64, 64)"
     assert abs(float(red) - (120 / 127.5 - 1)) < 0.02
     assert int(grown_kb) < 60_000, f"reading grew the process by {int(grown_kb) / 1e3:.0f} MB"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into read-only folders")
+def test_read_only_out_fails_each_file_before_any_compute(tmp_path, monkeypatch, capsys):
+    from diffedit_cli import pipeline
+
+    png(tmp_path / "in" / "a.png")
+    png(tmp_path / "in" / "b.png", seed=1)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out").chmod(0o555)
+    monkeypatch.setattr(pipeline, "invert", lambda *a, **k: pytest.fail("computed for a read-only --out"))
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(["encode", "in", *ENCODE])
+    finally:
+        (tmp_path / "out").chmod(0o755)
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("read-only folder") == 2 and "0 encoded, 2 failed" in err, err
