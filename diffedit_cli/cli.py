@@ -56,7 +56,7 @@ def _check_alpha(value: float) -> float:
         return check_alpha(value, "--alpha")
     except DiffeditError as err:
         raise typer.BadParameter(str(err).split(": ", 1)[1]) from None
-StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="DDIM decoding steps (official editing notebook: 100).")]
+StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Decoding steps = network calls (official editing notebook: 100 DDIM steps; --sampler dpmpp-2m --steps 20 is 5x faster, docs/speed.md).")]
 SamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder: ddim (official) or dpmpp-2m (DPM-Solver++ 2M: as good in fewer --steps; see docs/speed.md).")]
 InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="DDIM inversion steps for x_T (official: 250).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per output on stdout.")]

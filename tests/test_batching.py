@@ -59,3 +59,39 @@ def test_interpolation_endpoints():
     s = pipeline.slerp(na, nb, w)
     assert s.shape == (5, 3, 4, 4)
     assert torch.allclose(s[0], na, atol=1e-5) and torch.allclose(s[-1], nb, atol=1e-5)
+
+
+def test_channels_last_changes_results_by_rounding_only(tiny_model_dir, ref_tensors):
+    """channels_last (the CLI's default memory format) against the contiguous format, fp32: codes within
+    1e-5 / 1e-3, images within one 8-bit level."""
+    import copy
+
+    from diffedit_cli.models import load_model
+
+    dense = pipeline.prepare(load_model(str(tiny_model_dir), components=()).autoencoder, torch.device("cpu"),
+                             channels_last=False)
+    last = pipeline.prepare(copy.deepcopy(dense), torch.device("cpu"), channels_last=True)
+    x0 = ref_tensors["tiny_autoenc"]["x0"]
+    results = []
+    for ae in (dense, last):
+        z = pipeline.encode_semantic(ae, x0)
+        x_T = pipeline.invert(ae, x0, z, 10)
+        results.append((z, x_T, pipeline.decode(ae, z, x_T, 10)))
+    (z_d, x_d, img_d), (z_l, x_l, img_l) = results
+    assert (z_d - z_l).abs().max() <= 1e-5 and (x_d - x_l).abs().max() <= 1e-3
+    assert _levels_apart(img_d, img_l) <= 1
+
+
+def test_bf16_decode_of_the_default_model_stays_above_35_db():
+    """bf16 autocast against fp32 on the shipped model (docs/speed.md measures 46.5 dB for 4 faces, 20 steps)."""
+    import math
+
+    from diffedit_cli.models import load_model
+
+    ae = pipeline.prepare(load_model(None, components=()).autoencoder, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    z = pipeline.encode_semantic(ae, torch.rand(1, 3, 64, 64, generator=gen) * 2 - 1)
+    x_T = torch.randn(1, 3, 64, 64, generator=gen)
+    fp32, bf16 = (pipeline.decode(ae, z, x_T, 10, precision) for precision in ("fp32", "bf16"))
+    mse = float(((fp32.clamp(-1, 1) - bf16.clamp(-1, 1)) / 2).pow(2).mean())
+    assert 10 * math.log10(1 / mse) >= 35

@@ -48,3 +48,25 @@ def test_train_speed_benchmark_prints_a_row_per_setting():
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip().split(" ")[0].isdigit()]
     assert len(rows) == 4  # contiguous + channels_last official, two more recipes on the last setting
     assert all(float(r[-1]) > 0 for r in rows)
+
+
+def test_speed_benchmark_prints_a_row_per_setting():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--archs", "celeba64", "--batches", "1",
+                           "--precisions", "fp32", "--formats", "contiguous", "channels_last", "--calls", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("celeba64")]
+    assert [r[3] for r in rows] == ["contiguous", "channels_last"] and all(float(r[4]) > 0 for r in rows)
+    assert "GFLOP per call" in proc.stdout
+
+
+def test_nfe_benchmark_prints_a_row_per_sampler_and_steps(tmp_path):
+    from diffedit_cli.cli import main
+
+    assert main(["data", "toyfaces", "--n", "2", "--seed", "7", "--out", str(tmp_path / "d"), "--no-masks", "--quiet"]) == 0
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "nfe.py"), "--data", str(tmp_path / "d" / "images"),
+                           "--n", "2", "--inv-steps", "2", "--steps", "2", "3"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.strip() and line.split()[0].isdigit()]
+    assert [(r[1], r[2]) for r in rows] == [("ddim", "2"), ("ddim", "3"), ("dpmpp-2m", "2"), ("dpmpp-2m", "3")]
+    assert all(0 < float(r[3]) < 1 for r in rows)
