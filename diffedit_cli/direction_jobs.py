@@ -132,11 +132,11 @@ class DirectionSources:
             path, _, key = name.rpartition(":")
             found = self.file(path)
             return found.raw(found.index(key, f"'{path}'"))
-        from .editing import attribute_direction, resolve_attribute
+        from .editing import classifier_edit, resolve_attribute
 
         classifier = self.model.component("classifier")
         index, _ = resolve_attribute(name, classifier.attributes)
-        return attribute_direction(classifier, index).cpu() * classifier.conds_std.reshape(-1).float().cpu()
+        return classifier_edit(classifier, index, 1.0).raw.cpu()
 
 
 def parse_orthogonal(specs: Sequence[str]) -> List[str]:

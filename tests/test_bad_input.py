@@ -79,23 +79,22 @@ def evil_pickle(path: Path, torch_wrapper: bool = False) -> Path:
     return path
 
 
+def _one_latent(folder: Path, model: str, name: str) -> Path:
+    """A latent file of ``model`` for one generated image (2 inversion steps)."""
+    png(folder / "good.png")
+    assert main(["encode", str(folder / "good.png"), "--model", model, "--inv-steps", "2", "--out",
+                 str(folder / name), "-q"]) == 0
+    return folder / name
+
+
 @pytest.fixture(scope="module")
 def good_latent(tmp_path_factory) -> Path:
-    """One latent file of the default model (2 inversion steps)."""
-    folder = tmp_path_factory.mktemp("latent")
-    png(folder / "good.png")
-    assert main(["encode", str(folder / "good.png"), "--model", MODEL, "--inv-steps", "2", "--out",
-                 str(folder / "good.safetensors"), "-q"]) == 0
-    return folder / "good.safetensors"
+    return _one_latent(tmp_path_factory.mktemp("latent"), MODEL, "good.safetensors")
 
 
 @pytest.fixture(scope="module")
 def other_latent(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("other")
-    png(folder / "good.png")
-    assert main(["encode", str(folder / "good.png"), "--model", OTHER, "--inv-steps", "2", "--out",
-                 str(folder / "other.safetensors"), "-q"]) == 0
-    return folder / "other.safetensors"
+    return _one_latent(tmp_path_factory.mktemp("other"), OTHER, "other.safetensors")
 
 
 def latent_with(good: Path, path: Path, z=None, x=None) -> Path:
