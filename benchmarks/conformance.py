@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from diffedit_cli import diffusion, editing, pipeline
-from diffedit_cli.convert import build_components, convert_checkpoints, read_checkpoint
-from diffedit_cli.models import load_model
+from diffedit_cli import diffusion, pipeline
+from diffedit_cli.editing import attributes as editing
+from diffedit_cli.io.convert import build_components, convert_checkpoints, read_checkpoint
+from diffedit_cli.io.models import load_model
 from diffedit_cli.networks.blocks import timestep_embedding
-from diffedit_cli.sampling import sample_latents
+from diffedit_cli.pipeline import sample_latents
 
 
 def main() -> None:

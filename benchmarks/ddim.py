@@ -17,7 +17,7 @@ import time
 import torch
 
 from diffedit_cli import diffusion, pipeline
-from diffedit_cli.convert import PRESETS
+from diffedit_cli.io.convert import PRESETS
 from diffedit_cli.networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 
 

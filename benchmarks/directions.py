@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from diffedit_cli import directions as dirs
+from diffedit_cli.editing import directions as dirs
 from diffedit_cli import pipeline
-from diffedit_cli.editing import classifier_edit
-from diffedit_cli.evaluation import load_faces
-from diffedit_cli.models import load_model
+from diffedit_cli.editing.attributes import classifier_edit
+from diffedit_cli.evaluation.benchmarks import load_faces
+from diffedit_cli.io.models import load_model
 
 PAIRS = [("Male", "No_Beard"), ("Wearing_Hat", "Bangs")]
 

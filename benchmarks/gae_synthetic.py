@@ -4,8 +4,8 @@
 
 Stand-in for z_sem: a fixed random two-layer tanh network of all toy-face parameters (D = 256, plus 1 % noise),
 so every group is present and entangled across all dimensions. GROUP(C, 1) samples come from
-:func:`diffedit_cli.groups.toyface_group` (parameters only, nothing is rendered); training uses the real loss
-(:func:`diffedit_cli.gae_training.gae_losses`) and GAE; the printout is the perplexity matrix (rows: group,
+:func:`diffedit_cli.data.groups.toyface_group` (parameters only, nothing is rendered); training uses the real loss
+(:func:`diffedit_cli.training.gae.gae_losses`) and GAE; the printout is the perplexity matrix (rows: group,
 columns: z_dis slices) of linear probes on 1000 faces with independent groups (80:20), as ``diffedit eval gae``.
 This isolates the GAE from the autoencoder: a weak matrix from ``eval gae`` with a strong one here means z_sem
 lacks the information.
@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 
-from diffedit_cli import toyfaces
-from diffedit_cli.gae_eval import independent_face, linear_probe, probe_class
-from diffedit_cli.gae_training import combine, gae_losses
-from diffedit_cli.groups import toyface_group
+from diffedit_cli.data import toyfaces
+from diffedit_cli.evaluation.gae import independent_face, linear_probe, probe_class
+from diffedit_cli.training.gae import combine, gae_losses
+from diffedit_cli.data.groups import toyface_group
 from diffedit_cli.networks.gae import GAEConfig, GroupAutoencoder
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffedit_cli.convert import PRESETS
+from diffedit_cli.io.convert import PRESETS
 from diffedit_cli.networks.hdae import autoencoder_config, build_autoencoder
 
 PAPER = {"DAE": 122.59, "DAE(2560)": 190.6, "DAE(U)": 160.94, "HDAE(E)": 154.62, "HDAE(U)": 189.15}

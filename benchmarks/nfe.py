@@ -19,8 +19,8 @@ import torch
 
 from diffedit_cli import pipeline
 from diffedit_cli.diffusion import SAMPLERS
-from diffedit_cli.images import is_image_path, load_image
-from diffedit_cli.models import load_model
+from diffedit_cli.io.images import is_image_path, load_image
+from diffedit_cli.io.models import load_model
 
 
 def psnr(mse: float) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from diffedit_cli import pipeline
-from diffedit_cli.convert import PRESETS
+from diffedit_cli.io.convert import PRESETS
 from diffedit_cli.networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 
 ROOT = Path(__file__).resolve().parents[1]

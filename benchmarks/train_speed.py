@@ -1,6 +1,6 @@
 """Autoencoder training throughput (images/s) by precision, memory format, recipe and thread count.
 
-Each row runs the real trainer (``diffedit_cli.training.train_autoencoder``) for --steps steps on generated
+Each row runs the real trainer (``diffedit_cli.training.diffae.train_autoencoder``) for --steps steps on generated
 faces and reports the median images/s of the steps after the first two. Run it on an otherwise idle machine.
 
 Run: python benchmarks/train_speed.py --steps 12 --batch-size 16
@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from diffedit_cli.toyfaces import write_dataset
-from diffedit_cli.training import AutoencoderTrainConfig, train_autoencoder
+from diffedit_cli.data.toyfaces import write_dataset
+from diffedit_cli.training.diffae import AutoencoderTrainConfig, train_autoencoder
 
 RECIPES = {
     "official": {},

@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffedit_cli import diffusion, pipeline
-from diffedit_cli.evaluation import chunks, label_agreement, load_faces
-from diffedit_cli.models import load_model
+from diffedit_cli.evaluation.benchmarks import chunks, label_agreement, load_faces
+from diffedit_cli.io.models import load_model
 from diffedit_cli.pipeline import encode_semantic
 
 

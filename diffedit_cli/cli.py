@@ -30,7 +30,7 @@ app = typer.Typer(
         "  diffedit convert last.ckpt --out models/ffhq256"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -50,7 +50,7 @@ TrainSeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="
 
 
 def _check_alpha(value: float) -> float:
-    from .editing import check_alpha
+    from .editing.attributes import check_alpha
 
     try:
         return check_alpha(value, "--alpha")
@@ -87,7 +87,7 @@ def _face_options(align: bool, aligned: bool, face: str, detector: str, face_wei
     check_detector_name(detector)
     if not align:
         return None
-    from .faces.jobs import FaceOptions
+    from .jobs.photos import FaceOptions
     from .pipeline import pick_device
 
     return FaceOptions(detector=detector, face=face, weights=face_weights, device=str(pick_device(device)))
@@ -96,14 +96,14 @@ def _face_options(align: bool, aligned: bool, face: str, detector: str, face_wei
 
 def _opts(device, precision, batch_size, seed, steps=100, inv_steps=250, skip_existing=False, overwrite=False,
           sampler="ddim"):
-    from .jobs import RunOptions
+    from .jobs.runner import RunOptions
 
     return RunOptions(device=device, precision=precision, batch_size=batch_size, seed=seed, steps=steps,
                       inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite, sampler=sampler)
 
 
 def _load(model: Optional[str], device: str, components=("latent", "classifier")):
-    from .models import load_model
+    from .io.models import load_model
     from .pipeline import pick_device, prepare
 
     dev = pick_device(device)
@@ -116,7 +116,7 @@ def _load(model: Optional[str], device: str, components=("latent", "classifier")
 
 
 def _reporter(json_lines: bool, quiet: bool):
-    from .jobs import Reporter
+    from .jobs.runner import Reporter
 
     return Reporter(json_lines=json_lines, quiet=quiet or not sys.stderr.isatty() and os.environ.get("DIFFEDIT_PROGRESS") != "1")
 
@@ -144,14 +144,14 @@ def encode(
 
       diffedit encode group.jpg --align --face all --out latents/
     """
-    from .jobs import encode_files
+    from .jobs.runner import encode_files
 
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     loaded = _load(model, device, components=())
     run_opts = _opts(device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
-            from .faces.jobs import encode_photos
+            from .jobs.photos import encode_photos
 
             code = encode_photos(loaded, inputs, out, run_opts, faces, rep)
         else:
@@ -173,7 +173,7 @@ def decode(
 
     Example: diffedit decode latents/ --out recon/ --steps 100
     """
-    from .jobs import decode_files
+    from .jobs.runner import decode_files
 
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
@@ -207,7 +207,7 @@ def interpolate(
 
       diffedit interpolate a.jpg b.jpg --align   (photos: the largest face of each, FFHQ-aligned)
     """
-    from .jobs import interpolate_pair
+    from .jobs.runner import interpolate_pair
 
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     if faces is not None and levels:
@@ -216,7 +216,7 @@ def interpolate(
     run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
-            from .faces.jobs import interpolate_photos
+            from .jobs.photos import interpolate_photos
 
             code = interpolate_photos(loaded, a, b, out, frames, run_opts, faces, rep)
         else:
@@ -262,7 +262,7 @@ def edit(
 
       diffedit edit face.png --direction dirs.safetensors:Smile=0.4 --orthogonal-to Male,Eyeglasses
     """
-    from .jobs import edit_files
+    from .jobs.runner import edit_files
 
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     if paste_back and faces is None:
@@ -284,7 +284,7 @@ def edit(
     run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
-            from .faces.jobs import edit_photos
+            from .jobs.photos import edit_photos
 
             code = edit_photos(loaded, inputs, out, run_opts, faces, rep, attr or [], alpha, topk, compare, paste_back)
         else:
@@ -310,7 +310,7 @@ def sample(
 
     Example: diffedit sample --n 16 --where Smiling --seed 1
     """
-    from .jobs import sample_images
+    from .jobs.runner import sample_images
 
     loaded = _load(model, device, components=("latent", "classifier"))
     with _reporter(json_lines, quiet) as rep:
@@ -343,7 +343,7 @@ def style_mix_cmd(
 
       diffedit style-mix rows/ cols/ --levels 1-2 --random-xt --seed 3 --out mix/
     """
-    from .stylemix import style_mix
+    from .jobs.stylemix import style_mix
 
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
@@ -372,7 +372,7 @@ def convert(
     """
     from rich.console import Console
 
-    from .convert import convert_checkpoints
+    from .io.convert import convert_checkpoints
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     written = convert_checkpoints(checkpoints, out, weights=weights, preset=preset, image_size=image_size,
@@ -401,11 +401,11 @@ def align(
 
       diffedit align group.jpg --face largest --detector dlib
     """
-    from .faces.jobs import align_files
+    from .jobs.photos import align_files
 
     faces = _face_options(True, False, face, detector, face_weights, device)
     if size is None:
-        from .models import load_model
+        from .io.models import load_model
 
         size = load_model(model, device="cpu", components=()).image_size
     with _reporter(json_lines, quiet) as rep:
@@ -441,7 +441,7 @@ def directions_pca(
 
     Example: diffedit directions pca faces/ --components 20 --out dirs.safetensors
     """
-    from .direction_jobs import pca_file
+    from .jobs.directions import pca_file
 
     loaded = _load(model, device, components=("latent", "classifier"))
     with _reporter(False, quiet) as rep:
@@ -466,7 +466,7 @@ def directions_from_examples(
 
     Example: diffedit directions from-examples --positive smiling/ --negative neutral/ --name Smile --out smile.safetensors
     """
-    from .direction_jobs import examples_file
+    from .jobs.directions import examples_file
 
     if method not in ("auto", "mean-difference", "logistic"):
         raise DiffeditError(f"--method '{method}': choose auto, mean-difference or logistic")
@@ -496,7 +496,7 @@ def directions_show(
 
     Example: diffedit directions show dirs.safetensors --inputs faces/ --out overview.png
     """
-    from .direction_jobs import show_grid
+    from .jobs.directions import show_grid
 
     loaded = _load(model, device, components=())
     with _reporter(False, quiet) as rep:
@@ -514,7 +514,7 @@ def directions_rename(
 
     Example: diffedit directions rename dirs.safetensors pc01=Gender pc04=Smile
     """
-    from .direction_jobs import rename_file
+    from .jobs.directions import rename_file
 
     found = rename_file(file, renames)
     typer.echo(f"{file}: {', '.join(found.names)}")
@@ -545,7 +545,7 @@ def data_toyfaces(
     """
     from rich.progress import Progress
 
-    from .toyfaces import write_dataset
+    from .data.toyfaces import write_dataset
 
     with Progress(disable=quiet, transient=True) as progress:
         task = progress.add_task("rendering faces", total=n)
@@ -614,7 +614,7 @@ def train_autoencoder_cmd(
 
       diffedit train autoencoder --data my_faces/ --out runs/mine --init-from toyfaces --steps 2000
     """
-    from .training import AutoencoderTrainConfig, train_autoencoder
+    from .training.diffae import AutoencoderTrainConfig, train_autoencoder
 
     cfg = AutoencoderTrainConfig(data=str(data), run=str(run), preset=preset, arch=arch, steps=steps, batch_size=batch_size, lr=lr,
                                  ema_decay=ema_decay, save_every=save_every, sample_every=sample_every, seed=seed,
@@ -643,7 +643,7 @@ def train_latent_cmd(
 
     Example: diffedit train latent --model runs/toy --data data/toyfaces/images --steps 20000
     """
-    from .training import LatentTrainConfig, train_latent
+    from .training.diffae import LatentTrainConfig, train_latent
 
     progress, log = _train_progress(steps, quiet, "latent DDIM")
     with progress:
@@ -665,7 +665,7 @@ def train_classifier_cmd(
 
     Example: diffedit train classifier --model runs/toy --data data/toyfaces/images --labels data/toyfaces/list_attr.txt
     """
-    from .training import ClassifierTrainConfig, train_classifier
+    from .training.diffae import ClassifierTrainConfig, train_classifier
 
     progress, log = _train_progress(epochs, quiet, "classifier")
     with progress:
@@ -687,7 +687,8 @@ def train_oracle_cmd(
 
     Example: diffedit train oracle --out runs/toy
     """
-    from .oracle import OracleConfig, train_oracle
+    from .networks.oracle import OracleConfig
+    from .training.oracle import train_oracle
 
     acc = train_oracle(out, n_train=n_train, epochs=epochs, config=OracleConfig(image_size=size),
                        log=None if quiet else (lambda row: typer.echo(json.dumps(row), err=True)))
@@ -746,7 +747,7 @@ def eval_recon_cmd(
 
     Example: diffedit data toyfaces --n 500 --seed 7 --out heldout && diffedit eval recon heldout
     """
-    from .evaluation import eval_reconstruction, format_table
+    from .evaluation.benchmarks import eval_reconstruction, format_table
 
     step_list = _int_list(steps, "--steps")
     _check_steps(step_list, "--steps")
@@ -788,13 +789,13 @@ def eval_edit_cmd(
 
       diffedit eval edit photos/ --attrs Smiling,Eyeglasses --detector dlib
     """
-    from .evaluation import eval_editing, format_table
+    from .evaluation.benchmarks import eval_editing, format_table
     from .hierarchy import num_levels, parse_levels
 
     _check_steps([steps], "--steps")
     _check_steps([inv_steps], "--inv-steps")
     if data.exists() and not (data / "params.jsonl").is_file():  # real photos
-        from .faces.jobs import eval_photo_edits
+        from .jobs.photos import eval_photo_edits
 
         faces = _face_options(True, False, face, detector, face_weights, device)
         loaded = _load(model, device, components=("classifier",))
@@ -830,7 +831,7 @@ def eval_sample_cmd(
 
     Example: diffedit eval sample data/toyfaces --n 500
     """
-    from .evaluation import eval_sampling, format_table
+    from .evaluation.benchmarks import eval_sampling, format_table
 
     _check_steps([steps], "--steps")
     _check_steps([latent_steps], "--latent-steps")
@@ -864,8 +865,8 @@ def eval_compare_cmd(
 
     Example: diffedit eval compare heldout --model runs/toyfaces --model runs/hdae-u --topk 64 --n 50
     """
-    from .comparison import compare_models
-    from .evaluation import format_table, load_lpips
+    from .evaluation.comparison import compare_models
+    from .evaluation.benchmarks import format_table, load_lpips
 
     for value, flag in ((steps, "--steps"), (inv_steps, "--inv-steps"), (random_steps, "--random-steps")):
         _check_steps([value], flag)
@@ -909,8 +910,8 @@ def eval_semantics_cmd(
 
       diffedit eval semantics runs/data/heldout --run runs/toy-v --run runs/toy-eps --probe-data runs/data/probe
     """
-    from .evaluation import format_table
-    from .semantics import eval_semantics, load_oracle, semantics_curve
+    from .evaluation.benchmarks import format_table
+    from .evaluation.semantics import eval_semantics, load_oracle, semantics_curve
 
     _check_steps([steps], "--steps")
     loaded = _load(model, device, components=("oracle",))
@@ -950,8 +951,8 @@ def eval_curve_cmd(
 
     Example: diffedit eval curve heldout --run runs/toyfaces-dae --run runs/hdae-u --n 32
     """
-    from .comparison import training_curve
-    from .evaluation import format_table
+    from .evaluation.comparison import training_curve
+    from .evaluation.benchmarks import format_table
     from .pipeline import pick_device
 
     _check_steps([inv_steps], "--inv-steps")
@@ -990,7 +991,7 @@ def swap(
 
       diffedit swap faces/ b.png --attr mouth --attr eyes --out swapped/
     """
-    from .swapping import swap_files
+    from .jobs.swapping import swap_files
 
     loaded = _load(model, device, components=("gae",))
     with _reporter(json_lines, quiet) as rep:
@@ -1024,11 +1025,12 @@ def recombine(
 
       diffedit recombine --base a.safetensors --mouth b.png --random-xt --seed 3
     """
-    from .swapping import parse_part_args, recombine_files
+    from .editing.swapping import parse_part_args
+    from .jobs.swapping import recombine_files
 
     loaded = _load(model, device, components=("gae",))
     if list_slices:
-        from .swapping import model_gae
+        from .editing.swapping import model_gae
 
         for name in model_gae(loaded).slice_names:
             typer.echo(name)
@@ -1082,7 +1084,7 @@ def train_gae_cmd(
 
       diffedit train gae --model runs/celeba --data celeba/img --labels celeba/list_attr_celeba.txt --group-attrs 'hair=Bangs,Black_Hair,Blond_Hair;mouth=Smiling,Mouth_Slightly_Open'
     """
-    from .gae_training import GAETrainConfig, train_gae
+    from .training.gae import GAETrainConfig, train_gae
 
     cfg = GAETrainConfig(model=run, data=str(data) if data else None, labels=str(labels) if labels else None,
                          group_attrs=group_attrs, groups=groups, group_seed=group_seed, slices=slices,
@@ -1127,7 +1129,7 @@ def train_gae_joint_cmd(
 
       diffedit train gae-joint --model runs/toyfaces --out runs/toyfaces-joint --steps 1000
     """
-    from .gae_joint import JointTrainConfig, finetune_joint
+    from .training.gae_joint import JointTrainConfig, finetune_joint
 
     cfg = JointTrainConfig(model=run, out=str(out), data=str(data) if data else None,
                            labels=str(labels) if labels else None, group_attrs=group_attrs, groups=groups,
@@ -1157,7 +1159,7 @@ def eval_gae_cmd(
 
     Example: diffedit eval gae --probe-n 2000 --n 50
     """
-    from .gae_eval import eval_gae, format_gae_report
+    from .evaluation.gae import eval_gae, format_gae_report
 
     _check_steps([steps], "--steps")
     _check_steps([inv_steps], "--inv-steps")
@@ -1174,7 +1176,7 @@ def eval_gae_cmd(
 @app.command("models")
 def list_models():
     """List the models shipped with diffedit (usable offline by name with --model)."""
-    from .models import shipped_models
+    from .io.models import shipped_models
 
     shipped = shipped_models()
     if not shipped:

@@ -1,4 +1,4 @@
-"""Batched encode / decode / interpolate on a loaded autoencoder.
+"""Batched encode / decode / interpolate on a loaded autoencoder, and unconditional sampling (latent DDIM).
 
 All functions are plain library calls (no CLI, no files): images are
 (N, 3, S, S) float32 in [-1, 1], z_sem (N, D), x_T (N, 3, S, S).
@@ -15,7 +15,9 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import diffusion
+from .io import images as imageio
 from .networks.autoencoder import DiffAEAutoencoder
+from .networks.latent_mlp import LatentMLP
 
 StepProgress = Optional[Callable[[int, int], None]]  # (steps done, total)
 
@@ -183,3 +185,27 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     else:
         out = (torch.sin((1 - w) * theta) * af + torch.sin(w * theta) * bf) / torch.sin(theta)
     return out.float().reshape(len(w), *a.shape)
+
+
+@torch.inference_mode()
+def encode_dataset(autoencoder: DiffAEAutoencoder, data_u8: torch.Tensor, batch_size: int = 64,
+                   progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+    """z_sem of every image: uint8 (N, 3, S, S) -> (N, D) float32 on the CPU."""
+    device = next(autoencoder.parameters()).device
+    out = []
+    for i in range(0, len(data_u8), batch_size):
+        out.append(encode_semantic(autoencoder, imageio.to_model_range(data_u8[i:i + batch_size]).to(device)).cpu())
+        if progress:
+            progress(min(i + batch_size, len(data_u8)), len(data_u8))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def sample_latents(latent_net: LatentMLP, z_T: torch.Tensor, steps: int = 100) -> torch.Tensor:
+    """Unconditional z_sem: latent DDIM (no clip, as the official ``render_uncondition``) from z_T (N, D)
+    standard normal -> z_sem (N, D), de-normalised with the latent net's ``conds_mean`` / ``conds_std``."""
+    cfg = latent_net.config
+    sched = diffusion.ddim_schedule(diffusion.make_betas(cfg.beta_schedule, cfg.diffusion_steps), steps)
+    device = latent_net.conds_mean.device
+    z = diffusion.ddim_sample(lambda x, t: latent_net(x, t).float(), z_T.to(device), sched, clip=False)
+    return latent_net.denormalize(z)

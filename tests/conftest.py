@@ -40,7 +40,7 @@ def ref_tensors(reference):
 @pytest.fixture(scope="session")
 def tiny_model_dir(reference, tmp_path_factory) -> Path:
     """The official tiny fixtures converted with `convert` (autoencoder + latent + classifier)."""
-    from diffedit_cli.convert import convert_checkpoints
+    from diffedit_cli.io.convert import convert_checkpoints
 
     out = tmp_path_factory.mktemp("models") / "tiny"
     convert_checkpoints([reference / "tiny_latent" / "last.ckpt", reference / "tiny_classifier" / "last.ckpt"], out,
@@ -50,6 +50,6 @@ def tiny_model_dir(reference, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
-    from diffedit_cli.models import load_model
+    from diffedit_cli.io.models import load_model
 
     return load_model(str(tiny_model_dir))

@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 
 from diffedit_cli.cli import main
-from diffedit_cli.latents import load_latent
-from diffedit_cli.models import shipped_models
+from diffedit_cli.io.latents import load_latent
+from diffedit_cli.io.models import shipped_models
 
 MODEL = "toyfaces"
 OTHER = "toyfaces-hdae"
@@ -628,7 +628,7 @@ def test_big_image_is_read_with_bounded_memory(tmp_path):
     Image.new("RGB", (8000, 8000), (120, 30, 200)).save(path, quality=50)
     script = (
         "import resource, sys\n"
-        "from diffedit_cli.images import load_image\n"
+        "from diffedit_cli.io.images import load_image\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "image = load_image(sys.argv[1], 64)\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

@@ -5,7 +5,7 @@ A lone image runs at batch 1: convolution kernels for other batch sizes round di
 import torch
 
 from diffedit_cli import pipeline
-from diffedit_cli.images import to_u8
+from diffedit_cli.io.images import to_u8
 
 
 def _levels_apart(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -66,7 +66,7 @@ def test_channels_last_changes_results_by_rounding_only(tiny_model_dir, ref_tens
     1e-5 / 1e-3, images within one 8-bit level."""
     import copy
 
-    from diffedit_cli.models import load_model
+    from diffedit_cli.io.models import load_model
 
     dense = pipeline.prepare(load_model(str(tiny_model_dir), components=()).autoencoder, torch.device("cpu"),
                              channels_last=False)
@@ -86,7 +86,7 @@ def test_bf16_decode_of_the_default_model_stays_above_35_db():
     """bf16 autocast against fp32 on the shipped model (docs/speed.md measures 46.5 dB for 4 faces, 20 steps)."""
     import math
 
-    from diffedit_cli.models import load_model
+    from diffedit_cli.io.models import load_model
 
     ae = pipeline.prepare(load_model(None, components=()).autoencoder, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)

@@ -25,7 +25,7 @@ def test_hdae_parameter_count_script_runs():
 
 
 def test_xt_colour_diagnostic_runs_on_the_default_model(tmp_path):
-    from diffedit_cli.toyfaces import write_dataset
+    from diffedit_cli.data.toyfaces import write_dataset
 
     write_dataset(tmp_path / "faces", 4, seed=11, size=64, masks=False)
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "xt_colour.py"), "--data", str(tmp_path / "faces"),

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from diffedit_cli.cli import main
-from diffedit_cli.latents import load_latent
+from diffedit_cli.io.latents import load_latent
 
 FAST = ["--inv-steps", "4", "--steps", "4"]
 

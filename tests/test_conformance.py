@@ -11,8 +11,9 @@ import pytest
 
 import torch
 
-from diffedit_cli import diffusion, editing, pipeline
-from diffedit_cli.models import load_component
+from diffedit_cli import diffusion, pipeline
+from diffedit_cli.editing import attributes as editing
+from diffedit_cli.io.models import load_component
 from diffedit_cli.networks.blocks import timestep_embedding
 
 
@@ -56,7 +57,7 @@ def test_semantic_codes(ae, ref, tiny_model_dir, reference):
     with torch.no_grad():
         assert maxdiff(ae.encode(ref["x0"]), ref["z_sem"]) < 1e-5
     # raw (non-EMA) weights converted with --weights raw
-    from diffedit_cli.convert import build_components, read_checkpoint
+    from diffedit_cli.io.convert import build_components, read_checkpoint
 
     raw = build_components(read_checkpoint(reference / "tiny_autoenc" / "last.ckpt")[0], weights="raw")["autoencoder"]
     with torch.no_grad():
@@ -139,7 +140,7 @@ def test_latent_ddim(tiny_model, ref_tensors, reference):
             assert maxdiff(z, lat[f"latent_T{n}_normalized"]) < 5e-4
             assert maxdiff(net.denormalize(z), lat[f"latent_T{n}"]) < 5e-4
     # non-EMA latent net
-    from diffedit_cli.convert import build_components, read_checkpoint
+    from diffedit_cli.io.convert import build_components, read_checkpoint
 
     raw = build_components(read_checkpoint(reference / "tiny_latent" / "last.ckpt")[0], weights="raw")["latent"]
     with torch.no_grad():
@@ -151,7 +152,7 @@ def test_latent_ddim(tiny_model, ref_tensors, reference):
 
 def test_unconditional_sample_path(tiny_model, ref_tensors):
     """LitModel.sample: latent DDIM (T=10) -> denormalise -> image DDIM (T=10) from noise."""
-    from diffedit_cli.sampling import sample_latents
+    from diffedit_cli.pipeline import sample_latents
 
     lat = ref_tensors["tiny_latent"]
     z_sem = sample_latents(tiny_model.latent, lat["z_T"], steps=10)
@@ -178,7 +179,7 @@ def test_classifier_and_official_edit(tiny_model, ref_tensors):
 
 
 def test_ema_classifier_logits(reference, ref_tensors):
-    from diffedit_cli.convert import read_checkpoint
+    from diffedit_cli.io.convert import read_checkpoint
 
     cls = ref_tensors["tiny_classifier"]
     state = read_checkpoint(reference / "tiny_classifier" / "last.ckpt")[0]["state_dict"]

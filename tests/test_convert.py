@@ -9,9 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from diffedit_cli.cli import main
-from diffedit_cli.convert import read_checkpoint
+from diffedit_cli.io.convert import read_checkpoint
 from diffedit_cli.errors import ModelError
-from diffedit_cli.models import load_component, load_model
+from diffedit_cli.io.models import load_component, load_model
 
 
 class ModelCheckpoint:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from diffedit_cli.cli import main
-from diffedit_cli.models import DEFAULT_MODEL, load_model, shipped_models
+from diffedit_cli.io.models import DEFAULT_MODEL, load_model, shipped_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_default_model_is_shipped_and_complete(default_model):
 
 
 def test_oracle_accuracy_on_fresh_faces(default_model):
-    from diffedit_cli.oracle import evaluate_oracle
+    from diffedit_cli.training.oracle import evaluate_oracle
 
     accuracy = evaluate_oracle(default_model.extra["oracle"], n=300, seed=4242)
     assert min(accuracy.values()) >= 0.98, accuracy
@@ -77,7 +77,7 @@ def test_sample_where(tmp_path, default_model):
     images = sorted((tmp_path / "s").glob("sample_*.png"))
     assert len(images) == 4
     with torch.no_grad():
-        from diffedit_cli.images import load_image
+        from diffedit_cli.io.images import load_image
 
         batch = torch.stack([load_image(p, default_model.image_size) for p in images])
         predicted = default_model.extra["oracle"].predict(batch)
@@ -86,7 +86,7 @@ def test_sample_where(tmp_path, default_model):
 
 
 def test_eval_commands_run(tmp_path, capsys):
-    from diffedit_cli.toyfaces import write_dataset
+    from diffedit_cli.data.toyfaces import write_dataset
 
     write_dataset(tmp_path / "held", 4, seed=77)
     assert main(["eval", "recon", str(tmp_path / "held"), "--n", "4", "--steps", "5", "--random-steps", "5", "--quiet"]) == 0

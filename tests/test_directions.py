@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diffedit_cli import directions as dirs
+from diffedit_cli.editing import directions as dirs
 from diffedit_cli.cli import main
 from diffedit_cli.errors import InputError
 
@@ -79,8 +79,8 @@ def test_direction_files_round_trip_and_refuse_corruption(tmp_path):
 
 
 def test_apply_edits_matches_the_classifier_formula():
-    from diffedit_cli.editing import classifier_edit, edit_z_sem
-    from diffedit_cli.models import load_model
+    from diffedit_cli.editing.attributes import classifier_edit, edit_z_sem
+    from diffedit_cli.io.models import load_model
 
     classifier = load_model(None, components=("classifier",)).classifier
     z = torch.randn(3, classifier.conds_mean.shape[1]) * classifier.conds_std + classifier.conds_mean

@@ -1,4 +1,4 @@
-"""Weight downloads outside the Hub (diffedit_cli/downloads.py): LPIPS's AlexNet backbone.
+"""Weight downloads outside the Hub (diffedit_cli/io/downloads.py): LPIPS's AlexNet backbone.
 
 The real downloader (torch.hub's, with its sha256-prefix check) fetches a stand-in AlexNet state dict
 (torchvision's architecture, random weights made here) from a loopback HTTP server; LPIPS is then built
@@ -15,9 +15,9 @@ from file_server import FileServer, alexnet_standin
 pytest.importorskip("lpips", reason="the [test] extra installs lpips")
 torchvision = pytest.importorskip("torchvision")
 
-from diffedit_cli import downloads  # noqa: E402
+from diffedit_cli.io import downloads  # noqa: E402
 from diffedit_cli.errors import ModelError  # noqa: E402
-from diffedit_cli.evaluation import load_lpips, lpips_alexnet_path, lpips_network, lpips_unavailable  # noqa: E402
+from diffedit_cli.evaluation.benchmarks import load_lpips, lpips_alexnet_path, lpips_network, lpips_unavailable  # noqa: E402
 
 
 @pytest.fixture

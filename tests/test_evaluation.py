@@ -10,10 +10,10 @@ import torch
 
 torch.set_num_threads(1)
 
-from diffedit_cli import toyfaces  # noqa: E402
-from diffedit_cli.evaluation import (EDIT_PARTS, dilate, edit_region, eval_editing, eval_reconstruction,  # noqa: E402
-                                     format_table, load_lpips, lpips_unavailable, masked_mse, mse, psnr, ssim)
-from diffedit_cli.oracle import AttributeOracle, OracleConfig  # noqa: E402
+from diffedit_cli.data import toyfaces  # noqa: E402
+from diffedit_cli.evaluation.benchmarks import (EDIT_PARTS, dilate, edit_region, eval_editing, eval_reconstruction,
+    format_table, load_lpips, lpips_unavailable, masked_mse, mse, psnr, ssim)
+from diffedit_cli.networks.oracle import AttributeOracle, OracleConfig  # noqa: E402
 
 
 def ssim_direct(a: np.ndarray, b: np.ndarray) -> float:

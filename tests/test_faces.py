@@ -240,7 +240,7 @@ def test_parsing_masks_from_standin_bisenet(tmp_path, astronaut, astronaut_face)
     write_standin(cache, "parsing_bisenet")
     assert parsing.parsing_weights_present(cache)
     crop = fa.aligned_crop(astronaut, fa.quad_from_landmarks(astronaut_face.landmarks), 64)
-    from diffedit_cli.images import from_u8
+    from diffedit_cli.io.images import from_u8
 
     crops = from_u8(crop)[None]
     parser = parsing.FaceParser(cache)
@@ -403,7 +403,7 @@ def test_align_command_writes_numbered_crops_with_their_alignment(tmp_path, caps
     assert [line["status"] for line in lines] == ["ok", "ok", "error"] and "no face found" in lines[2]["error"]
     crops = sorted((tmp_path / "aligned").glob("*.png"))
     assert [c.name for c in crops] == ["pair_00.png", "pair_01.png"]
-    from diffedit_cli.faces.jobs import read_crop_alignment
+    from diffedit_cli.jobs.photos import read_crop_alignment
 
     left, right = (read_crop_alignment(c) for c in crops)
     assert left["box"][0] < 512 <= right["box"][0] and left["detector"] == "dlib" and left["size"] == 64
@@ -455,7 +455,7 @@ def test_edit_align_paste_back_with_tiny_model(tiny_model_dir, tmp_path, capsys)
     assert Image.open(tmp_path / "crops" / "astronaut_00.png").size[0] > 2 * 32
     assert main(["encode", str(ASTRONAUT), "--align", "--model", str(tiny_model_dir), "--inv-steps", "2",
                  "--detector", "dlib", "--out", str(tmp_path / "latents"), "--quiet"]) == 0
-    from diffedit_cli.latents import load_latent
+    from diffedit_cli.io.latents import load_latent
 
     code = load_latent(tmp_path / "latents" / "astronaut_00.safetensors")
     face = json.loads(code.meta["extra"])["face"]
@@ -495,7 +495,7 @@ def test_eval_edit_reports_identity_on_photos(tiny_model_dir, capsys):
 
 def test_default_model_edits_the_astronaut_end_to_end(tmp_path):
     """The README command: diffedit edit examples/astronaut.png --align --paste-back --attr Smiling."""
-    from diffedit_cli.models import DEFAULT_MODEL, shipped_models
+    from diffedit_cli.io.models import DEFAULT_MODEL, shipped_models
 
     if DEFAULT_MODEL not in shipped_models():
         pytest.skip(f"the default model '{DEFAULT_MODEL}' is not in weights/ yet")

@@ -14,15 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from diffedit_cli import groups as groups_mod
-from diffedit_cli import toyfaces
+from diffedit_cli.data import groups as groups_mod
+from diffedit_cli.data import toyfaces
 from diffedit_cli.cli import main
 from diffedit_cli.errors import DiffeditError, InputError
-from diffedit_cli.gae_training import GAETrainConfig, gae_losses, train_gae
-from diffedit_cli.groups import table_groups, toyface_group
-from diffedit_cli.models import load_component, load_model, save_model_folder
+from diffedit_cli.training.gae import GAETrainConfig, gae_losses, train_gae
+from diffedit_cli.data.groups import table_groups, toyface_group
+from diffedit_cli.io.models import load_component, load_model, save_model_folder
 from diffedit_cli.networks.gae import GAEConfig, GroupAutoencoder, swap_slices
-from diffedit_cli.swapping import parse_part_args, recombine_codes, swap_codes
+from diffedit_cli.editing.swapping import parse_part_args, recombine_codes, swap_codes
 
 GROUP_NAMES = list(toyfaces.GROUPS)
 
@@ -146,8 +146,8 @@ def test_part_arguments():
 
 def _tiny_autoencoder_folder(path: Path) -> Path:
     from diffedit_cli.networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
-    from diffedit_cli.oracle import AttributeOracle, OracleConfig
-    from diffedit_cli.training import AUTOENCODER_PRESETS
+    from diffedit_cli.networks.oracle import AttributeOracle, OracleConfig
+    from diffedit_cli.training.diffae import AUTOENCODER_PRESETS
 
     torch.manual_seed(0)
     ae = DiffAEAutoencoder(AutoencoderConfig(**AUTOENCODER_PRESETS["tiny32"]))
@@ -286,8 +286,8 @@ def _pairs_differing_in(group: str, count: int, seed: int = 4321):
 def test_shipped_gae_swaps_a_group(group):
     """On the default model: B's group shows in the swap (oracle), A's other attributes stay (>= 3 of 4 pairs)."""
     from diffedit_cli import pipeline
-    from diffedit_cli.groups import render_faces
-    from diffedit_cli.training import to_model_range
+    from diffedit_cli.data.groups import render_faces
+    from diffedit_cli.io.images import to_model_range
 
     model = _shipped_gae()
     gae, oracle = model.component("gae"), model.component("oracle")
@@ -325,7 +325,7 @@ JOINT = dict(groups=8, batch_size=2, lr=1e-4)
 
 def test_joint_losses_couple_encoder_unet_and_gae(tiny_gae_model):
     from diffedit_cli import diffusion
-    from diffedit_cli.gae_joint import JointTrainConfig, GroupImages, joint_losses
+    from diffedit_cli.training.gae_joint import JointTrainConfig, GroupImages, joint_losses
 
     ae = load_component(tiny_gae_model / "autoencoder", "autoencoder").train().requires_grad_(True)
     gae = load_component(tiny_gae_model / "gae", "gae").train().requires_grad_(True)
@@ -346,7 +346,7 @@ def test_joint_losses_couple_encoder_unet_and_gae(tiny_gae_model):
 
 
 def test_joint_fine_tuning_writes_a_new_folder_and_resumes_exactly(tiny_gae_model, tmp_path, capsys):
-    from diffedit_cli.gae_joint import JointTrainConfig, finetune_joint
+    from diffedit_cli.training.gae_joint import JointTrainConfig, finetune_joint
 
     source_hash = (tiny_gae_model / "autoencoder" / "model.safetensors").read_bytes()
     straight, chunked = tmp_path / "straight", tmp_path / "chunked"
@@ -392,8 +392,8 @@ def test_joint_fine_tuning_writes_a_new_folder_and_resumes_exactly(tiny_gae_mode
 
 def test_joint_group_images_from_a_labelled_folder(tmp_path):
     """Real-dataset groups (table matching) index the images in load order, also in nested folders."""
-    from diffedit_cli.gae_joint import GroupImages, JointTrainConfig
-    from diffedit_cli.training import image_files
+    from diffedit_cli.training.gae_joint import GroupImages, JointTrainConfig
+    from diffedit_cli.training.diffae import image_files
 
     out = toyfaces.write_dataset(tmp_path / "set", 60, seed=3, size=32, masks=False)
     table = next(out.rglob("list_attr*.txt"))

@@ -11,14 +11,15 @@ from PIL import Image
 
 from diffedit_cli import pipeline
 from diffedit_cli.cli import main
-from diffedit_cli.editing import edit_z_sem
+from diffedit_cli.editing.attributes import edit_z_sem
 from diffedit_cli.errors import InputError, ModelError
 from diffedit_cli.hierarchy import level_mask, level_styles, mix_codes, parse_levels
-from diffedit_cli.latents import load_latent
-from diffedit_cli.models import load_model, save_model_folder
+from diffedit_cli.io.latents import load_latent
+from diffedit_cli.io.models import load_model, save_model_folder
 from diffedit_cli.networks.autoencoder import DiffAEAutoencoder
 from diffedit_cli.networks.classifier import AttributeClassifier, ClassifierConfig
-from diffedit_cli.networks.hdae import HDAEConfig, HierarchicalAutoencoder, autoencoder_config, block_levels, build_autoencoder
+from diffedit_cli.networks.hdae import (HDAEConfig, HierarchicalAutoencoder, autoencoder_config, block_levels,
+    build_autoencoder)
 
 # 3 UNet levels (16, 8, 4 px) + middle; 3 encoder levels; 8 values per level -> 24-d code
 TINY = dict(image_size=16, model_channels=16, channel_mult=(1, 1, 1), num_res_blocks=1, attention_resolutions=(8,),
@@ -130,7 +131,7 @@ def test_diffae_route_swaps_block_styles():
     for s, b, o, lv in zip(styles, base, other, block_levels(model)):
         assert torch.equal(s, o if lv == 1 else b)
     # edit --levels: block route on Diff-AE, coordinate mask on HDAE
-    from diffedit_cli.editing import level_edit_route
+    from diffedit_cli.editing.attributes import level_edit_route
 
     assert level_edit_route(model, [1]) == (None, [1]) and level_edit_route(model, None) == (None, None)
     mask, route = level_edit_route(tiny("hdae-u"), [0, 2])
@@ -297,14 +298,14 @@ def test_style_mix_on_plain_diffae_routes_blocks(tmp_path, faces, capsys):
 
 
 def _load(path):
-    from diffedit_cli.images import load_image
+    from diffedit_cli.io.images import load_image
 
     return load_image(path, 16)
 
 
 def test_train_hdae_u_resumes_exactly_and_trains_latent_classifier(tmp_path, capsys):
-    from diffedit_cli.toyfaces import write_dataset
-    from diffedit_cli.training import AutoencoderTrainConfig, load_train_state, train_autoencoder
+    from diffedit_cli.data.toyfaces import write_dataset
+    from diffedit_cli.training.diffae import AutoencoderTrainConfig, load_train_state, train_autoencoder
 
     faces = tmp_path / "faces"
     write_dataset(faces, 16, seed=3, size=32, masks=False)
@@ -347,10 +348,10 @@ run_cli = run
 # -- evaluation plumbing for the comparison ---------------------------------------------------------------------
 
 def test_fidelity_compare_and_curve_rows(hdae_dir, tmp_path):
-    from diffedit_cli import toyfaces
-    from diffedit_cli.comparison import compare_models, eval_fidelity, training_curve
-    from diffedit_cli.evaluation import edit_region, load_face_params, load_faces, masked_mse, to_unit
-    from diffedit_cli.oracle import AttributeOracle, OracleConfig
+    from diffedit_cli.data import toyfaces
+    from diffedit_cli.evaluation.comparison import compare_models, eval_fidelity, training_curve
+    from diffedit_cli.evaluation.benchmarks import edit_region, load_face_params, load_faces, masked_mse, to_unit
+    from diffedit_cli.networks.oracle import AttributeOracle, OracleConfig
 
     data = toyfaces.write_dataset(tmp_path / "held", 2, seed=5, size=16)
     model = load_model(str(hdae_dir))
@@ -379,7 +380,7 @@ def test_fidelity_compare_and_curve_rows(hdae_dir, tmp_path):
     # training curve: one row per snapshot with its reconstruction error
     run = tmp_path / "run"
     (run / "snapshots").mkdir(parents=True)
-    from diffedit_cli.models import save_component
+    from diffedit_cli.io.models import save_component
 
     save_component(ae, run / "snapshots" / "autoencoder_0000010", "autoencoder")
     (run / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "loss": s / 10}) + "\n" for s in (5, 10, 20)))
@@ -389,7 +390,7 @@ def test_fidelity_compare_and_curve_rows(hdae_dir, tmp_path):
 
 
 def mse_of(a, b):
-    from diffedit_cli.evaluation import mse, to_unit
+    from diffedit_cli.evaluation.benchmarks import mse, to_unit
 
     return mse(to_unit(a), to_unit(b)).mean().item()
 
@@ -399,9 +400,9 @@ def test_compare_loads_lpips_once(hdae_dir, tmp_path, monkeypatch):
     pytest.importorskip("lpips", reason="the [test] extra installs lpips")
     from file_server import FileServer
 
-    from diffedit_cli import toyfaces
-    from diffedit_cli.comparison import compare_models
-    from diffedit_cli.oracle import AttributeOracle, OracleConfig
+    from diffedit_cli.data import toyfaces
+    from diffedit_cli.evaluation.comparison import compare_models
+    from diffedit_cli.networks.oracle import AttributeOracle, OracleConfig
 
     data = toyfaces.write_dataset(tmp_path / "held", 2, seed=5, size=16)
     model = load_model(str(hdae_dir))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from diffedit_cli.errors import ModelError
-from diffedit_cli.models import load_model
+from diffedit_cli.io.models import load_model
 from hub_server import LoopbackHub, hub_env
 
 

@@ -1,4 +1,4 @@
-"""Tests for diffedit_cli.images: odd inputs, bad files, value mapping, atomic writes."""
+"""Tests for diffedit_cli.io.images: odd inputs, bad files, value mapping, atomic writes."""
 
 import os
 import struct
@@ -10,18 +10,10 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from diffedit_cli import files, images
+from diffedit_cli.io import files, images
 from diffedit_cli.errors import InputError, NumericalError
-from diffedit_cli.images import (
-    from_u8,
-    is_image_path,
-    load_image,
-    load_image_u8,
-    make_grid,
-    save_gif,
-    save_image,
-    to_u8,
-)
+from diffedit_cli.io.images import (from_u8, is_image_path, load_image, load_image_u8, make_grid, save_gif, save_image,
+    to_u8)
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 

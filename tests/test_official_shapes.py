@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from diffedit_cli.convert import PRESETS, build_components
+from diffedit_cli.io.convert import PRESETS, build_components
 
 CASES = ["ffhq256_autoenc", "ffhq128_autoenc_130M", "ffhq128_autoenc_72M", "bedroom128_autoenc", "horse128_autoenc",
          "celeba64d2c_autoenc", "ffhq128_autoenc_latent", "ffhq256_autoenc_latent", "bedroom128_autoenc_latent",

@@ -7,9 +7,10 @@ import torch
 
 torch.set_num_threads(1)
 
-from diffedit_cli import models, toyfaces  # noqa: E402
-from diffedit_cli.oracle import (AttributeOracle, OracleConfig, evaluate_oracle, render_faces,  # noqa: E402
-                                 train_oracle)
+from diffedit_cli.io import models
+from diffedit_cli.data import toyfaces
+from diffedit_cli.networks.oracle import AttributeOracle, OracleConfig
+from diffedit_cli.training.oracle import evaluate_oracle, render_faces, train_oracle
 
 
 @pytest.fixture

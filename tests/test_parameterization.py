@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from diffedit_cli import diffusion, pipeline
-from diffedit_cli.models import load_model
+from diffedit_cli.io.models import load_model
 from diffedit_cli.networks.autoencoder import AutoencoderConfig
 from diffedit_cli.networks.hdae import build_autoencoder
-from diffedit_cli.training import AutoencoderTrainConfig, autoencoder_arch, learning_rate, sample_timesteps
+from diffedit_cli.training.diffae import AutoencoderTrainConfig, autoencoder_arch, learning_rate, sample_timesteps
 
 
 # -- schedules -------------------------------------------------------------------------------------------
@@ -200,8 +200,8 @@ def test_committed_v_checkpoint_takes_its_colour_from_z_sem(tmp_path):
     """checkpoints/toyfaces-v (v + zero terminal SNR) against the shipped eps model: x_T's share of the colour."""
     from pathlib import Path
 
-    from diffedit_cli.semantics import eval_semantics
-    from diffedit_cli.toyfaces import write_dataset
+    from diffedit_cli.evaluation.semantics import eval_semantics
+    from diffedit_cli.data.toyfaces import write_dataset
 
     write_dataset(tmp_path / "faces", 12, seed=7, size=64, masks=False)
     root = Path(__file__).resolve().parents[1]

@@ -114,8 +114,8 @@ def test_unknown_sampler_is_one_line(two_faces, capsys):
 def test_dpmpp_decode_of_an_inverted_face_stays_close_to_ddim_at_many_steps(two_faces):
     """On the shipped model: DPM-Solver++ at 20 steps lands near DDIM at 200 steps from the same x_T."""
     from diffedit_cli import pipeline
-    from diffedit_cli.images import load_image
-    from diffedit_cli.models import load_model
+    from diffedit_cli.io.images import load_image
+    from diffedit_cli.io.models import load_model
 
     ae = load_model(None, components=()).autoencoder
     x0 = load_image(two_faces / "0.png", 64)[None]

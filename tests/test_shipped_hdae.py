@@ -10,10 +10,10 @@ from PIL import Image
 
 from diffedit_cli import pipeline
 from diffedit_cli.cli import main
-from diffedit_cli.editing import edit_z_sem
+from diffedit_cli.editing.attributes import edit_z_sem
 from diffedit_cli.hierarchy import level_mask, mix_codes, num_levels
-from diffedit_cli.latents import load_latent
-from diffedit_cli.models import load_model, save_model_folder, shipped_models
+from diffedit_cli.io.latents import load_latent
+from diffedit_cli.io.models import load_model, save_model_folder, shipped_models
 from diffedit_cli.networks.hdae import HierarchicalAutoencoder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests for the procedural toy-face generator (diffedit_cli.toyfaces)."""
+"""Tests for the procedural toy-face generator (diffedit_cli.data.toyfaces)."""
 
 import dataclasses
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffedit_cli import toyfaces as tf
+from diffedit_cli.data import toyfaces as tf
 from diffedit_cli.errors import DiffeditError, InputError
 
 CELEBA_NAMES = (

@@ -12,13 +12,13 @@ import torch
 
 from diffedit_cli import diffusion
 from diffedit_cli.cli import main
-from diffedit_cli.models import load_model
-from diffedit_cli.training import AutoencoderTrainConfig, load_train_state, train_autoencoder
+from diffedit_cli.io.models import load_model
+from diffedit_cli.training.diffae import AutoencoderTrainConfig, load_train_state, train_autoencoder
 
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory):
-    from diffedit_cli.toyfaces import write_dataset
+    from diffedit_cli.data.toyfaces import write_dataset
 
     out = tmp_path_factory.mktemp("data") / "faces"
     write_dataset(out, 24, seed=3, size=32, masks=False)

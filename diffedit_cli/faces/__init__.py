@@ -9,6 +9,7 @@ Modules (one concern each):
 * :mod:`.blend` - paste-back: warp edited crops into the original photo, feathered masks;
 * :mod:`.parsing` - facexlib BiSeNet face parsing mapped to named parts (eyes, brows, mouth, ...);
 * :mod:`.identity` - dlib's 128-D face descriptor and identity similarity;
-* :mod:`.photos` - reading photos losslessly (EXIF orientation, alpha, 16-bit) and writing them back;
-* :mod:`.jobs` - file-level runs behind ``diffedit align`` and ``--align`` / ``--paste-back``.
+* :mod:`.photos` - reading photos losslessly (EXIF orientation, alpha, 16-bit) and writing them back.
+
+The file-level runs behind ``diffedit align`` and ``--align`` / ``--paste-back`` are :mod:`diffedit_cli.jobs.photos`.
 """

@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from ..downloads import load_state_dict, mirrored, network_timeout, offline
+from ..io.downloads import load_state_dict, mirrored, network_timeout, offline
 from ..errors import DiffeditError, InputError, ModelError
 
 FACEXLIB_WEIGHTS: Dict[str, Tuple[str, str]] = {

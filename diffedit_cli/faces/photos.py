@@ -3,7 +3,7 @@
 A :class:`Photo` holds the upright pixels (EXIF orientation applied) in the photo's own depth: ``pixels``
 (H, W, C) uint8 or uint16 with C = 1 (grey) or 3 (RGB), plus ``alpha`` (H, W) of the same dtype or None.
 ``rgb8`` (H, W, 3) uint8 is what detectors and aligned crops see (alpha composited over white and 16-bit
-mapped to 8 bit as :mod:`diffedit_cli.images` does). Written back as PNG (or TIFF for 16-bit TIFF input),
+mapped to 8 bit as :mod:`diffedit_cli.io.images` does). Written back as PNG (or TIFF for 16-bit TIFF input),
 untouched pixels keep their exact values.
 
 Supported losslessly: RGB, RGBA, L, LA, 16-bit grey (I;16, and 'I' within 0..65535), palette images
@@ -23,9 +23,9 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .. import images as imageio
+from ..io import images as imageio
 from ..errors import InputError
-from ..files import atomic_write
+from ..io.files import atomic_write
 
 
 @dataclass

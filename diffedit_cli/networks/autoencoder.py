@@ -10,7 +10,7 @@ timesteps (N,) int64 on the original 1000-step scale.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -18,10 +18,11 @@ from torch import nn
 
 from ..diffusion import Parameterization
 from .blocks import AttentionBlock, CondSequential, Downsample, ResBlock, Upsample, group_norm, timestep_embedding
+from .config import JsonConfig
 
 
 @dataclass
-class AutoencoderConfig:
+class AutoencoderConfig(JsonConfig):
     """Architecture of a Diff-AE autoencoder (field names as the official config)."""
 
     image_size: int = 64
@@ -62,13 +63,6 @@ class AutoencoderConfig:
     def style_channels(self) -> int:
         return self.enc_out_channels
 
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "AutoencoderConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 class TimeEmbedding(nn.Module):

@@ -1,17 +1,19 @@
 """Linear attribute classifier on normalised z_sem (Diff-AE appendix A.2).
 
 Logits = Linear((z_sem - conds_mean) / conds_std). Editing moves z_sem along a
-row of the weight matrix; see :mod:`diffedit_cli.editing`.
+row of the weight matrix; see :mod:`diffedit_cli.editing.attributes`.
 Shapes: z_sem (N, D) -> logits (N, K), one per attribute name.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import List
 
 import torch
 from torch import nn
+
+from .config import JsonConfig
 
 # The 40 CelebA attributes in the official Diff-AE order (CelebAttrDataset.id_to_cls).
 CELEBA_ATTRIBUTES: List[str] = [
@@ -25,17 +27,10 @@ CELEBA_ATTRIBUTES: List[str] = [
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(JsonConfig):
     num_features: int = 512
     attributes: List[str] = field(default_factory=lambda: list(CELEBA_ATTRIBUTES))
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ClassifierConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 class AttributeClassifier(nn.Module):

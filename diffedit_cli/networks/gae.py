@@ -18,11 +18,13 @@ SiLU everywhere. Norms work per sample, so results never depend on the batch.
 from __future__ import annotations
 
 import difflib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
+
+from .config import JsonConfig
 
 DEFAULT_SLICES: Tuple[Tuple[str, int], ...] = (
     ("identity", 24), ("hair", 16), ("mouth", 16), ("eyes", 16), ("accessories", 16), ("background", 16),
@@ -31,7 +33,7 @@ DEFAULT_SLICES: Tuple[Tuple[str, int], ...] = (
 
 
 @dataclass
-class GAEConfig:
+class GAEConfig(JsonConfig):
     z_sem_dim: int = 256
     hidden: int = 512
     bottleneck_ratio: int = 4  # bottleneck width = hidden // bottleneck_ratio
@@ -48,15 +50,6 @@ class GAEConfig:
     def z_dis_dim(self) -> int:
         return sum(size for _, size in self.slices)
 
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["slices"] = [[name, size] for name, size in self.slices]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GAEConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _group_norm(width: int, groups: int) -> nn.GroupNorm:
@@ -175,11 +168,3 @@ def swap_slices(target: torch.Tensor, source: torch.Tensor, ranges: Sequence[sli
         out[:, cols] = source[:, cols]
     return out
 
-
-def register() -> None:
-    from ..models import register_component
-
-    register_component("gae", GroupAutoencoder, GAEConfig)
-
-
-register()

@@ -242,8 +242,7 @@ class AnyAutoencoderConfig:
             close = difflib.get_close_matches(str(arch), ARCHS, n=1)
             raise ValueError(f"unknown autoencoder arch '{arch}'" + (f"; did you mean {close[0]}?" if close else
                                                                     f" (known: {', '.join(ARCHS)})"))
-        names = {f.name for f in fields(HDAEConfig)}
-        return HDAEConfig(**{k: v for k, v in data.items() if k in names})
+        return HDAEConfig.from_dict(data)
 
 
 def build_autoencoder(cfg: AutoencoderConfig) -> DiffAEAutoencoder:

@@ -14,7 +14,7 @@ space the network is trained in.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Tuple
 
 import torch
@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import timestep_embedding
+from .config import JsonConfig
 
 
 @dataclass
-class LatentMLPConfig:
+class LatentMLPConfig(JsonConfig):
     num_channels: int = 512
     num_hid_channels: int = 2048
     num_layers: int = 10
@@ -42,13 +43,6 @@ class LatentMLPConfig:
     def __post_init__(self):
         self.skip_layers = tuple(self.skip_layers)
 
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "LatentMLPConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 class LatentLayer(nn.Module):

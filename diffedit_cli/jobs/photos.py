@@ -19,16 +19,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .. import images as imageio
+from ..io import images as imageio
 from .. import pipeline
 from ..errors import DiffeditError, InputError
-from ..files import atomic_write
-from ..jobs import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, encode_codes, out_is_file,
-                    plan_output)
-from ..latents import LatentCode, latent_metadata, save_latent
-from .align import FaceAlignment, aligned_crop, quad_from_landmarks
-from .detection import Face, check_face_spec, make_detector, select_faces
-from .photos import Photo, load_photo, save_photo
+from ..io.files import atomic_write
+from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, encode_codes, out_is_file,
+    plan_output)
+from ..io.latents import LatentCode, latent_metadata, save_latent
+from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
+from ..faces.detection import Face, check_face_spec, make_detector, select_faces
+from ..faces.photos import Photo, load_photo, save_photo
 
 ALIGNMENT_KEY = "diffedit_alignment"  # PNG text chunk of crops written by 'diffedit align'
 
@@ -236,7 +236,7 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
 
 def blend_masks(crops: torch.Tensor, options: FaceOptions) -> Optional[torch.Tensor]:
     """Face-parsing blend masks (N, S, S) when parsing is enabled and its weights are present, else None."""
-    from .parsing import FaceParser, parsing_weights_present
+    from ..faces.parsing import FaceParser, parsing_weights_present
 
     if not options.parsing or not parsing_weights_present(options.weights):
         return None
@@ -252,7 +252,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
     With ``paste_back``: the whole photo ``<stem>.png`` with every selected face edited and blended back
     (pixels outside the blend masks byte-identical to the input).
     """
-    from ..editing import attribute_direction, edit_z_sem, parse_edits
+    from ..editing.attributes import attribute_direction, edit_z_sem, parse_edits
 
     classifier = model.component("classifier")
     if not attrs:
@@ -314,7 +314,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
 
 
 def _paste(photo: Photo, edited: torch.Tensor, faces: Sequence[AlignedFace], masks: Optional[torch.Tensor]):
-    from .blend import paste_back
+    from ..faces.blend import paste_back
 
     return paste_back(photo, list(edited), [f.alignment for f in faces],
                       None if masks is None else list(masks))
@@ -325,7 +325,7 @@ def _paste(photo: Photo, edited: torch.Tensor, faces: Sequence[AlignedFace], mas
 def interpolate_photos(model, a: str, b: str, out: Optional[str], frames: int, opts: RunOptions,
                        options: FaceOptions, reporter: Reporter) -> int:
     """Interpolate between the largest (or ``--face N``) faces of two photos, aligned first."""
-    from ..jobs import interpolate_pair
+    from .runner import interpolate_pair
 
     check_face_spec(options.face)
     which = options.face if options.face != "all" else "largest"
@@ -368,10 +368,10 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
 
     Returns {"n": faces, "rows": [...], "notes": [...]}.
     """
-    from ..editing import edit_z_sem
-    from .blend import paste_back
-    from .identity import IdentityModel, identity_scores
-    from .parsing import FaceParser, edit_region, parsing_weights_present
+    from ..editing.attributes import edit_z_sem
+    from ..faces.blend import paste_back
+    from ..faces.identity import IdentityModel, identity_scores
+    from ..faces.parsing import FaceParser, edit_region, parsing_weights_present
 
     classifier = model.component("classifier")
     names = list(attributes or classifier.attributes)

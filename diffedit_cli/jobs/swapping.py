@@ -1,15 +1,8 @@
-"""Attribute swap and recombination with the group-supervised autoencoder (GAE) of a model.
-
-Code level (:func:`swap_codes`, :func:`recombine_codes`): z_sem -> z_dis = GAE.encode(z_sem), replace named
-slices with those of other images, z_sem' = GAE.decode(z_dis'). File level (:func:`swap_files`,
-:func:`recombine_files`): images or latent files in, images out, through the batch machinery of
-:mod:`diffedit_cli.jobs` (input collection, per-file failures, atomic writes, ``--json`` lines). The image is
-decoded from z_sem' with x_T inverted from the image that keeps its layout (A for swap, the base for
-recombine) or, for recombine, with random x_T.
-
-With ``residual=True`` the GAE's own reconstruction error is added back:
-z_sem' = z_sem + GAE.decode(z_dis') - GAE.decode(z_dis), so everything the GAE does not reconstruct of A is
-kept (the paper decodes GAE.decode(z_dis') directly, the default).
+"""File-level swap and recombination (``diffedit swap`` / ``diffedit recombine``) over the GAE code operations of
+:mod:`diffedit_cli.editing.swapping`: images or latent files in, images out, through the batch machinery of
+:mod:`.runner` (input collection, per-file failures, atomic writes, ``--json`` lines). The image is decoded from
+z_sem' with x_T inverted from the image that keeps its layout (A for swap, the base for recombine) or, for
+recombine, with random x_T.
 """
 
 from __future__ import annotations
@@ -19,59 +12,12 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from . import images as imageio
-from . import pipeline
-from .errors import DiffeditError, InputError, ModelError
-from .jobs import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, load_codes, plan_jobs)
-from .models import CONFIG_FILE, DiffAEModel, read_json
-from .networks.gae import GroupAutoencoder, swap_slices
-
-
-def model_gae(model: DiffAEModel) -> GroupAutoencoder:
-    """The model's GAE, checked to have been trained on this autoencoder's codes."""
-    gae = model.component("gae")
-    width = model.autoencoder.config.enc_out_channels
-    if gae.config.z_sem_dim != width:
-        raise ModelError(f"the GAE of '{model.model_id}' expects z_sem of width {gae.config.z_sem_dim}, "
-                         f"the autoencoder gives {width}")
-    meta = read_json(Path(model.location.path) / "gae" / CONFIG_FILE, "gae component")
-    trained_on = meta.get("training", {}).get("autoencoder_fingerprint")
-    if trained_on and model.fingerprint and trained_on != model.fingerprint:
-        raise ModelError(f"the GAE of '{model.model_id}' was trained on other autoencoder weights "
-                         f"({trained_on}, now {model.fingerprint}); retrain it with 'diffedit train gae'")
-    return gae
-
-
-@torch.no_grad()
-def swap_codes(gae: GroupAutoencoder, z_a: torch.Tensor, z_b: torch.Tensor, slices: Sequence[str],
-               residual: bool = False) -> torch.Tensor:
-    """z_sem of A (N, D) with the ``slices`` of B (N, D) or (D,) -> z_sem (N, D)."""
-    device = gae.z_mean.device
-    z_a = z_a.to(device).float()
-    d_a = gae.encode(z_a)
-    d_b = gae.encode(z_b.to(device).float().reshape(-1, z_a.shape[-1]))
-    ranges = gae.slice_ranges()
-    out = gae.decode(swap_slices(d_a, d_b, [ranges[gae.resolve_slice(s)] for s in slices]))
-    if residual:
-        out = z_a + out - gae.decode(d_a)
-    return out.cpu()
-
-
-@torch.no_grad()
-def recombine_codes(gae: GroupAutoencoder, z_base: torch.Tensor, parts: Dict[str, torch.Tensor],
-                    residual: bool = False) -> torch.Tensor:
-    """z_sem of the base (D,) with slice ``name`` taken from ``parts[name]`` (D,) -> z_sem (1, D)."""
-    device = gae.z_mean.device
-    z_base = z_base.to(device).float().reshape(1, -1)
-    d_base = gae.encode(z_base)
-    d = d_base
-    ranges = gae.slice_ranges()
-    for name, z in parts.items():
-        d = swap_slices(d, gae.encode(z.to(device).float().reshape(1, -1)), [ranges[gae.resolve_slice(name)]])
-    out = gae.decode(d)
-    if residual:
-        out = z_base + out - gae.decode(d_base)
-    return out.cpu()
+from .. import pipeline
+from ..editing.swapping import model_gae, recombine_codes, swap_codes
+from ..errors import DiffeditError, InputError
+from ..io import images as imageio
+from ..io.models import DiffAEModel
+from .runner import DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, load_codes, plan_jobs
 
 
 def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, reporter: Reporter, need_xT: bool):
@@ -135,27 +81,6 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
                 reporter.fail(str(item.path), str(err))
             reporter.advance()
     return reporter.summary("swapped")
-
-
-def parse_part_args(args: Sequence[str]) -> Dict[str, str]:
-    """``["--hair", "b.png", "--background=c.png"]`` -> {"hair": "b.png", "background": "c.png"}."""
-    parts: Dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or len(arg) < 3:
-            raise InputError(f"unexpected argument '{arg}': give parts as --SLICE IMAGE (e.g. --hair b.png)")
-        name, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise InputError(f"--{name} needs an image or latent file")
-            value = args[i + 1]
-            i += 1
-        if name in parts:
-            raise InputError(f"--{name} is given twice")
-        parts[name] = value
-        i += 1
-    return parts
 
 
 def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: Optional[str], opts: RunOptions,

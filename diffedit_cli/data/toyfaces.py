@@ -80,7 +80,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from diffedit_cli.errors import DiffeditError, InputError
+from ..errors import DiffeditError, InputError
 
 ATTRIBUTES = [
     "Bangs", "Black_Hair", "Blond_Hair", "Eyeglasses", "Male", "Mouth_Slightly_Open",

@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .networks.classifier import AttributeClassifier
+from ..errors import InputError
+from ..networks.classifier import AttributeClassifier
 
 # Largest edit strength accepted: alpha is in units of sqrt(D) normalised-code standard deviations, so at 10
 # the code is already far outside anything the model was trained on (the official demo uses 0.3).
@@ -66,14 +66,14 @@ def resolve_attribute(name: str, attributes: Sequence[str]) -> Tuple[int, float]
 def attribute_direction(classifier: AttributeClassifier, index: int, topk: Optional[int] = None,
                         mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Unit direction (D,) in normalised z_sem space; ``mask`` (bool (D,)) keeps only those coordinates,
-    ``topk`` then keeps the K largest |coordinates| (:func:`diffedit_cli.directions.shape_direction`)."""
+    ``topk`` then keeps the K largest |coordinates| (:func:`diffedit_cli.editing.directions.shape_direction`)."""
     from .directions import shape_direction
 
     return shape_direction(F.normalize(classifier.linear.weight[index][None].float(), dim=1)[0], topk, mask)
 
 
 def classifier_edit(classifier: AttributeClassifier, index: int, alpha: float):
-    """The classifier direction of attribute ``index`` as a :class:`diffedit_cli.directions.Edit`."""
+    """The classifier direction of attribute ``index`` as a :class:`diffedit_cli.editing.directions.Edit`."""
     from .directions import Edit
 
     std = classifier.conds_std.reshape(-1).float()
@@ -116,7 +116,7 @@ def level_edit_route(autoencoder, levels: Optional[Sequence[int]]):
     ``block_levels`` = ``levels``: the edited code drives only the UNet blocks of those levels
     (:func:`diffedit_cli.pipeline.decode_levels`; our extension).
     """
-    from .hierarchy import is_hierarchical, level_mask
+    from ..hierarchy import is_hierarchical, level_mask
 
     if levels is None:
         return None, None

@@ -32,12 +32,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from . import groups as grouping
-from . import toyfaces
-from .errors import DiffeditError, InputError
-from .models import INDEX_FILE, file_fingerprint, load_component, resolve_model, save_component
-from .networks.gae import GAEConfig, GroupAutoencoder, swap_slices
-from .training import _ensure_index, append_train_log, load_train_state, save_train_state
+from .. import pipeline
+from ..data import groups as grouping
+from ..data import toyfaces
+from ..errors import DiffeditError, InputError
+from ..io.models import INDEX_FILE, add_to_index, file_fingerprint, load_component, resolve_model, save_component
+from ..networks.gae import GAEConfig, GroupAutoencoder, swap_slices
+from .diffae import append_train_log, load_train_state, save_train_state
 
 StepLog = Callable[[dict], None]
 
@@ -140,7 +141,7 @@ def combine(losses: Dict[str, torch.Tensor], lambda_ss: float, lambda_ur: float)
 
 def group_codes(cfg: GAETrainConfig, folder: Path, autoencoder, progress=None) -> grouping.GroupCodes:
     """GROUP(C, 1) z_sem codes for ``cfg``, cached in ``train_state/gae_codes.pt`` (keyed by source and weights)."""
-    from .training import dataset_codes
+    from .diffae import dataset_codes
 
     key = {"autoencoder": file_fingerprint(folder / "autoencoder" / "model.safetensors"), "groups": cfg.groups,
            "data": cfg.data, "labels": cfg.labels, "group_attrs": cfg.group_attrs,
@@ -157,7 +158,7 @@ def group_codes(cfg: GAETrainConfig, folder: Path, autoencoder, progress=None) -
         group_names = [n for n in names if n in toyfaces.GROUPS]
         if not group_names:
             raise InputError(f"no slice is a toy-face group ({', '.join(toyfaces.GROUPS)})")
-        result = grouping.toyface_group_codes(autoencoder, cfg.groups, cfg.group_seed, group_names, progress=progress)
+        result = toyface_group_codes(autoencoder, cfg.groups, cfg.group_seed, group_names, progress=progress)
     else:
         if not cfg.labels:
             raise InputError("--data needs --labels (an attribute table in the CelebA format)")
@@ -171,6 +172,22 @@ def group_codes(cfg: GAETrainConfig, folder: Path, autoencoder, progress=None) -
 
 # -- training ----------------------------------------------------------------------------------------------------
 
+def toyface_group_codes(autoencoder, n_groups: int, seed: int, groups: Sequence[str], batch_size: int = 64,
+                        progress: Optional[Callable[[int, int], None]] = None) -> grouping.GroupCodes:
+    """Render ``n_groups`` GROUP(C, 1) face groups at the autoencoder's size and encode them -> GroupCodes."""
+    size = autoencoder.config.image_size
+    per = 1 + len(groups)
+    chunk_groups = max(1, batch_size // per)
+    codes = []
+    for start in range(0, n_groups, chunk_groups):
+        faces = [f for k in range(start, min(n_groups, start + chunk_groups)) for f in grouping.toyface_group(seed, k, groups)]
+        codes.append(pipeline.encode_dataset(autoencoder, grouping.render_faces(faces, size), batch_size=len(faces)))
+        if progress:
+            progress(min(n_groups, start + chunk_groups), n_groups)
+    z = torch.cat(codes)
+    return grouping.GroupCodes(z.reshape(n_groups, per, z.shape[-1]), list(groups))
+
+
 def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] = None,
               stop_after: Optional[int] = None, code_progress=None) -> Dict[str, float]:
     """Train (or resume) the GAE of ``cfg.model``; returns the final validation losses {r, ss, ur, total}.
@@ -178,7 +195,7 @@ def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] 
     ``log`` gets a dict per step (step, steps, loss, r, ss, ur, groups_per_s); ``stop_after`` ends this
     invocation after that many steps (resume later).
     """
-    from .pipeline import pick_device
+    from ..pipeline import pick_device
 
     device = pick_device(cfg.device)
     folder = model_folder(cfg.model)
@@ -242,7 +259,7 @@ def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] 
                     "train_groups": len(train_codes), "val_groups": n_val, "data_groups": data.groups,
                     "autoencoder_fingerprint": file_fingerprint(folder / "autoencoder" / "model.safetensors")}
         save_component(gae, folder / "gae", "gae", extra={"training": training, "val_losses": val})
-        _ensure_index(folder, folder.name, "gae")
+        add_to_index(folder, folder.name, "gae")
 
     end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
     gae.train()

@@ -1,8 +1,8 @@
 """Jobs behind ``diffedit directions``: codes of many inputs -> direction files; the overview grid; edits.
 
-The math is in :mod:`diffedit_cli.directions`; this module reads inputs (images are encoded, latent files
+The math is in :mod:`diffedit_cli.editing.directions`; this module reads inputs (images are encoded, latent files
 read and checked, failures per file), writes direction files and pictures, and turns ``--direction`` /
-``--orthogonal-to`` texts into edits for :func:`diffedit_cli.jobs.edit_files`.
+``--orthogonal-to`` texts into edits for :func:`diffedit_cli.jobs.runner.edit_files`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from . import directions as dirs
-from . import images as imageio
-from . import pipeline
-from .errors import InputError, InputWarning
-from .jobs import Reporter, RunOptions, batched, collect_inputs, load_codes
-from .models import DiffAEModel
+from ..editing import directions as dirs
+from ..io import images as imageio
+from .. import pipeline
+from ..errors import InputError, InputWarning
+from .runner import Reporter, RunOptions, batched, collect_inputs, load_codes
+from ..io.models import DiffAEModel
 
 
 def semantic_codes(model: DiffAEModel, specs: Sequence[str], opts: RunOptions, reporter: Reporter,
@@ -41,7 +41,7 @@ def semantic_codes(model: DiffAEModel, specs: Sequence[str], opts: RunOptions, r
 
 
 def _provenance(method: str, **extra) -> dict:
-    from . import __version__
+    from .. import __version__
 
     return {"method": method, "diffedit_version": __version__, **extra}
 
@@ -93,63 +93,12 @@ def rename_file(path: Path, renames: Sequence[str]) -> dirs.DirectionSet:
     return found
 
 
-# -- edits from direction files ---------------------------------------------------------------------------------
-
-class DirectionSources:
-    """The direction files an edit names, loaded once and checked against the model."""
-
-    def __init__(self, model: DiffAEModel):
-        self.model = model
-        self._files = {}
-
-    def file(self, path: str) -> dirs.DirectionSet:
-        if path not in self._files:
-            found = dirs.load_directions(Path(path))
-            dirs.check_directions_model(found, self.model, path)
-            self._files[path] = found
-        return self._files[path]
-
-    def edit(self, spec: str, default_alpha: float) -> dirs.Edit:
-        """``FILE:NAME`` or ``FILE:NAME=ALPHA`` -> an edit."""
-        from .editing import check_alpha
-
-        ref, _, value = spec.partition("=")
-        path, sep, name = ref.rpartition(":")
-        if not sep or not path or not name:
-            raise InputError(f"--direction '{spec}': expected FILE:NAME or FILE:NAME=ALPHA")
-        try:
-            alpha = float(value) if value else default_alpha
-        except ValueError:
-            raise InputError(f"--direction '{spec}': ALPHA must be a number") from None
-        check_alpha(alpha, f"--direction {spec}")
-        found = self.file(path)
-        index = found.index(name, f"'{path}'")
-        return dirs.Edit(f"{path}:{found.names[index]}", found.raw(index), found.std, alpha)
-
-    def raw(self, name: str) -> torch.Tensor:
-        """A direction named for ``--orthogonal-to``: a classifier attribute, or ``FILE:NAME``."""
-        if ":" in name:
-            path, _, key = name.rpartition(":")
-            found = self.file(path)
-            return found.raw(found.index(key, f"'{path}'"))
-        from .editing import classifier_edit, resolve_attribute
-
-        classifier = self.model.component("classifier")
-        index, _ = resolve_attribute(name, classifier.attributes)
-        return classifier_edit(classifier, index, 1.0).raw.cpu()
-
-
-def parse_orthogonal(specs: Sequence[str]) -> List[str]:
-    """``["Male,Eyeglasses", "dirs.safetensors:pc01"]`` -> names (comma lists split)."""
-    return [part.strip() for spec in specs for part in spec.split(",") if part.strip()]
-
-
 # -- the overview picture ---------------------------------------------------------------------------------------
 
 def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, alpha: float, columns: int,
               faces: int, opts: RunOptions, reporter: Reporter, names: Optional[Sequence[str]] = None) -> Path:
     """One row per direction: for each of ``faces`` inputs, decodes at ``columns`` strengths in [-alpha, alpha]."""
-    from .editing import check_alpha
+    from ..editing.attributes import check_alpha
 
     check_alpha(alpha, "--alpha")
     found = dirs.load_directions(path)

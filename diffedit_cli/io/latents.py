@@ -18,7 +18,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 from .files import write_bytes
 
 LATENT_FORMAT = "1"
@@ -39,8 +39,8 @@ class LatentCode:
 
 def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing: str,
                     extra: Optional[dict] = None) -> Dict[str, str]:
-    """Metadata identifying ``model`` (a loaded :class:`~diffedit_cli.models.DiffAEModel`)."""
-    from . import __version__
+    """Metadata identifying ``model`` (a loaded :class:`~diffedit_cli.io.models.DiffAEModel`)."""
+    from .. import __version__
 
     meta = {
         "diffedit_latent": LATENT_FORMAT,
@@ -53,7 +53,7 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
         "source": source,
         "preprocessing": preprocessing,
     }
-    from .hierarchy import level_layout
+    from ..hierarchy import level_layout
 
     meta["code_layout"] = json.dumps(level_layout(model.autoencoder), sort_keys=True)
     if extra:

@@ -1,7 +1,7 @@
 """Benchmarks on a toy-faces dataset folder: reconstruction quality and attribute-editing quality.
 
-Both benchmarks take a loaded :class:`~diffedit_cli.models.DiffAEModel` and a folder written by
-:func:`diffedit_cli.toyfaces.write_dataset` (``images/``, ``list_attr.txt``, ``params.jsonl``), use its first
+Both benchmarks take a loaded :class:`~diffedit_cli.io.models.DiffAEModel` and a folder written by
+:func:`diffedit_cli.data.toyfaces.write_dataset` (``images/``, ``list_attr.txt``, ``params.jsonl``), use its first
 ``n`` faces (in ``list_attr.txt`` order) and return plain rows (dicts) that :func:`format_table` prints.
 
 * :func:`eval_reconstruction`: the Diff-AE paper's Table 2 protocol. x_T is inferred by DDIM inversion with
@@ -31,11 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import downloads, pipeline, toyfaces
-from .editing import edit_z_sem, level_edit_route
-from .errors import InputError, ModelError
-from .images import load_image
-from .models import DiffAEModel
+from ..io import downloads
+from .. import pipeline
+from ..data import toyfaces
+from ..editing.attributes import edit_z_sem, level_edit_route
+from ..errors import InputError, ModelError
+from ..io.images import load_image
+from ..io.models import DiffAEModel
 
 # torchvision's AlexNet_Weights.IMAGENET1K_V1, the backbone lpips uses
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
@@ -138,7 +140,7 @@ def lpips_unavailable() -> Optional[str]:
 def lpips_network(device="cpu") -> torch.nn.Module:
     """LPIPS (AlexNet, v0.1) in eval mode, its backbone loaded from the verified cached file.
 
-    Downloads the backbone on first use (see :mod:`diffedit_cli.downloads`); raises :class:`ModelError` (one
+    Downloads the backbone on first use (see :mod:`diffedit_cli.io.downloads`); raises :class:`ModelError` (one
     line) when LPIPS cannot be built. The backbone file is read with ``weights_only=True``.
     """
     reason = lpips_unavailable()
@@ -301,7 +303,7 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
     with its input. With an oracle in ``model.extra["oracle"]``, "Attr acc" is the fraction of (face,
     attribute) pairs where the oracle's prediction on the decode equals the ``list_attr.txt`` label, over the
     attributes both know; an extra "input" row gives the oracle's accuracy on the inputs themselves.
-    ``progress``: an optional :class:`~diffedit_cli.jobs.Reporter`; ``lpips``: :func:`load_lpips`'s result
+    ``progress``: an optional :class:`~diffedit_cli.jobs.runner.Reporter`; ``lpips``: :func:`load_lpips`'s result
     (loaded here when None).
 
     Returns ``{"n": faces used, "rows": [...], "notes": [one-line strings]}``; each row is ``{"x_T": "inferred
@@ -379,7 +381,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
     """Editing quality on the first ``n`` faces of a toy-faces folder, per attribute.
 
     ``levels`` (0-based resolution levels, HDAE issue 4): restrict the edits to those levels
-    (:func:`diffedit_cli.editing.level_edit_route`).
+    (:func:`diffedit_cli.editing.attributes.level_edit_route`).
 
     Attributes: those of the model's classifier that the oracle (``model.extra["oracle"]``) also knows and
     that toy faces have. For every face and attribute the target is the opposite of the oracle's prediction on
@@ -396,7 +398,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
 
     Returns one row per attribute, ``{"attribute", "flip@0.3", "flip@0.5", "dependency", "MSE outside"}``
     (floats; None where undefined), then a row ``"attribute": "mean"`` averaging them.
-    ``progress``: an optional :class:`~diffedit_cli.jobs.Reporter`.
+    ``progress``: an optional :class:`~diffedit_cli.jobs.runner.Reporter`.
     """
     classifier = model.component("classifier")
     oracle = model.component("oracle")
@@ -520,7 +522,7 @@ def eval_sampling(model: DiffAEModel, data_dir, n: int = 500, steps: int = 20, l
     Rows: ``{"attribute", "data": label frequency in data_dir's list_attr.txt, "samples": oracle frequency on
     the decoded samples, "abs diff"}`` plus a final row with the largest difference.
     """
-    from .sampling import sample_latents
+    from ..pipeline import sample_latents
 
     oracle = model.extra.get("oracle")
     if oracle is None:

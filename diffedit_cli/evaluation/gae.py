@@ -25,13 +25,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import pipeline, toyfaces
-from .evaluation import chunks, mse, ssim, to_unit
-from .errors import InputError
-from .groups import render_faces
-from .models import DiffAEModel
-from .swapping import model_gae, swap_codes
-from .training import encode_dataset, to_model_range
+from .. import pipeline
+from ..data import toyfaces
+from .benchmarks import chunks, mse, ssim, to_unit
+from ..errors import InputError
+from ..data.groups import render_faces
+from ..io.models import DiffAEModel
+from ..editing.swapping import model_gae, swap_codes
+from ..io.images import to_model_range
 
 
 def independent_face(seed: int, index: int) -> toyfaces.FaceParams:
@@ -92,7 +93,7 @@ def perplexity_matrix(model: DiffAEModel, n: int = 2000, seed: int = 777, batch_
     gae = model_gae(model)
     size = model.image_size
     faces = [independent_face(seed, i) for i in range(n)]
-    z = encode_dataset(model.autoencoder, render_faces(faces, size), batch_size=batch_size,
+    z = pipeline.encode_dataset(model.autoencoder, render_faces(faces, size), batch_size=batch_size,
                        progress=progress)
     z_dis = gae.encode(z.to(gae.z_mean.device)).cpu()
     z_norm = gae.normalize(z.to(gae.z_mean.device)).cpu()
@@ -233,7 +234,7 @@ def eval_gae(model: DiffAEModel, probe_n: int = 2000, probe_seed: int = 777, n: 
 
 def format_gae_report(result: dict) -> str:
     """The eval result as text tables (perplexity matrices, reconstruction, swaps, summary)."""
-    from .evaluation import format_table
+    from .benchmarks import format_table
 
     perplexity = result["perplexity"]
     parts = [f"perplexity matrix (linear-probe test accuracy, {perplexity['n_train']}:{perplexity['n_test']} "

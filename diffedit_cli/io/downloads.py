@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .errors import ModelError
+from ..errors import ModelError
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
 """torch hub's convention: ``name-<sha256 prefix>.ext``."""

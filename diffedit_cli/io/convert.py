@@ -25,11 +25,11 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .errors import ModelError
-from .models import (COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index)
-from .networks.autoencoder import AutoencoderConfig
-from .networks.classifier import CELEBA_ATTRIBUTES, ClassifierConfig
-from .networks.latent_mlp import LatentMLPConfig
+from ..errors import ModelError
+from .models import COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index
+from ..networks.autoencoder import AutoencoderConfig
+from ..networks.classifier import CELEBA_ATTRIBUTES, ClassifierConfig
+from ..networks.latent_mlp import LatentMLPConfig
 
 # Official templates (templates.py); all use num_heads=1, resblock_updown=True, attention at 16.
 _FFHQ128 = dict(image_size=128, model_channels=128, channel_mult=(1, 1, 2, 3, 4), enc_channel_mult=(1, 1, 2, 3, 4, 4),

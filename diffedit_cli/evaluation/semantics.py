@@ -21,12 +21,12 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from . import pipeline
+from .. import pipeline
 from .comparison import snapshot_steps
-from .errors import InputError
-from .evaluation import chunks, label_agreement, load_faces, to_unit
-from .models import DiffAEModel, ModelLocation, load_component, load_model
-from .networks.hdae import build_autoencoder
+from ..errors import InputError
+from .benchmarks import chunks, label_agreement, load_faces, to_unit
+from ..io.models import DiffAEModel, ModelLocation, load_component, load_model
+from ..networks.hdae import build_autoencoder
 
 
 def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,

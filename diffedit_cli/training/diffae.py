@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -34,13 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import diffusion
-from .errors import DiffeditError, InputError
-from .models import INDEX_FILE, load_model, read_json, save_component, write_index
-from .networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
-from .networks.classifier import AttributeClassifier, ClassifierConfig
-from .networks.hdae import AnyAutoencoderConfig, autoencoder_config, build_autoencoder
-from .networks.latent_mlp import LatentMLP, LatentMLPConfig
+from .. import diffusion, pipeline
+from ..errors import DiffeditError, InputError
+from ..io.images import to_model_range
+from ..io.models import add_to_index, load_model, save_component
+from ..networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
+from ..networks.classifier import AttributeClassifier, ClassifierConfig
+from ..networks.hdae import AnyAutoencoderConfig, autoencoder_config, build_autoencoder
+from ..networks.latent_mlp import LatentMLP, LatentMLPConfig
 
 # Scaled-down architectures (the official ones are in convert.PRESETS).
 AUTOENCODER_PRESETS: Dict[str, dict] = {
@@ -81,14 +82,14 @@ LATENT_PRESETS: Dict[str, dict] = {
 
 def image_files(folder: Path) -> List[Path]:
     """The images of a training folder, sorted and recursive: the order of :func:`load_image_folder`'s rows."""
-    from .images import is_image_path
+    from ..io.images import is_image_path
 
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
 
 
 def load_image_folder(folder: Path, size: int, limit: Optional[int] = None, progress=None) -> torch.Tensor:
     """All images of a folder (sorted, recursive) as uint8 (N, 3, size, size), preprocessed like ``load_image``."""
-    from .images import load_image
+    from ..io.images import load_image
 
     files = image_files(folder)
     if limit:
@@ -101,11 +102,6 @@ def load_image_folder(folder: Path, size: int, limit: Optional[int] = None, prog
         if progress:
             progress(i + 1, len(files))
     return out
-
-
-def to_model_range(batch_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float32 in [-1, 1]."""
-    return batch_u8.float() / 127.5 - 1.0
 
 
 # -- distributed helpers ---------------------------------------------------
@@ -166,13 +162,6 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.lerp_(p.detach(), 1.0 - decay)
         for e, b in zip(ema.buffers(), model.buffers()):
             e.copy_(b)
-
-
-def _ensure_index(run: Path, name: str, component: str) -> None:
-    components = {component}
-    if (run / INDEX_FILE).is_file():
-        components |= set(read_json(run / INDEX_FILE, "model index").get("components", []))
-    write_index(run, name, components, {"trained_with": "diffedit train"})
 
 
 # -- autoencoder -----------------------------------------------------------
@@ -289,7 +278,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     ``log`` gets a dict per step (step, loss, images_per_s). ``stop_after``
     ends this invocation after that many steps (chunked training on a CPU).
     """
-    from .pipeline import pick_device
+    from ..pipeline import pick_device
 
     device = pick_device(cfg.device)
     dist = init_distributed(device)
@@ -351,7 +340,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
                                       "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                                       "world_size": dist.world, "ranks_in_sync": in_sync})
         save_component(ema, run / "autoencoder", "autoencoder", extra={"training": {**_recipe(cfg), "steps": step}})
-        _ensure_index(run, run.name, "autoencoder")
+        add_to_index(run, run.name, "autoencoder")
         if cfg.keep_every and step and step % cfg.keep_every == 0:
             save_component(ema, run / SNAPSHOT_DIR / f"autoencoder_{step:07d}", "autoencoder",
                            extra={"training": {**_recipe(cfg), "steps": step}})
@@ -436,8 +425,8 @@ class DenoiseStep(nn.Module):
 @torch.no_grad()
 def write_sample_grid(ema: DiffAEAutoencoder, x0: torch.Tensor, path: Path, device: torch.device, steps: int = 20) -> None:
     """Row 1: inputs; row 2: decodes of their z_sem from fixed random x_T."""
-    from .images import make_grid, save_image
-    from .pipeline import decode, random_x_T
+    from ..io.images import make_grid, save_image
+    from ..pipeline import decode, random_x_T
 
     z = ema.encode(x0)
     x_T = random_x_T(range(len(x0)), ema.config.image_size, seed=0).to(device)
@@ -448,25 +437,11 @@ def write_sample_grid(ema: DiffAEAutoencoder, x0: torch.Tensor, path: Path, devi
 
 # -- codes of a dataset ----------------------------------------------------
 
-@torch.inference_mode()
-def encode_dataset(autoencoder: DiffAEAutoencoder, data_u8: torch.Tensor, batch_size: int = 64,
-                   progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
-    """z_sem of every image: uint8 (N, 3, S, S) -> (N, D) float32 on the CPU."""
-    from .pipeline import encode_semantic
-
-    device = next(autoencoder.parameters()).device
-    out = []
-    for i in range(0, len(data_u8), batch_size):
-        out.append(encode_semantic(autoencoder, to_model_range(data_u8[i:i + batch_size]).to(device)).cpu())
-        if progress:
-            progress(min(i + batch_size, len(data_u8)), len(data_u8))
-    return torch.cat(out)
-
 
 def dataset_codes(run: Path, data: Path, image_size: int, autoencoder: DiffAEAutoencoder,
                   progress=None) -> Tuple[torch.Tensor, List[str]]:
     """z_sem of a training folder, cached in ``run/train_state/codes.pt`` (keyed by the autoencoder weights)."""
-    from .models import file_fingerprint
+    from ..io.models import file_fingerprint
 
     files = image_files(data)
     cache = run / "train_state" / "codes.pt"
@@ -475,7 +450,7 @@ def dataset_codes(run: Path, data: Path, image_size: int, autoencoder: DiffAEAut
         saved = load_train_state(cache)
         if saved.get("key") == key and saved.get("files") == [str(f.relative_to(data)) for f in files]:
             return saved["z_sem"], saved["files"]
-    z = encode_dataset(autoencoder, load_image_folder(data, image_size), progress=progress)
+    z = pipeline.encode_dataset(autoencoder, load_image_folder(data, image_size), progress=progress)
     names = [str(f.relative_to(data)) for f in files]
     save_train_state(cache, {"key": key, "files": names, "z_sem": z})
     return z, names
@@ -499,8 +474,8 @@ class LatentTrainConfig:
 
 def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
     """Train the latent DDIM on normalised z_sem of ``data`` (codes from ``run``'s autoencoder)."""
-    from .models import load_component
-    from .pipeline import pick_device
+    from ..io.models import load_component
+    from ..pipeline import pick_device
 
     device = pick_device(cfg.device)
     run = Path(cfg.run)
@@ -525,8 +500,7 @@ def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
         x0 = zn[idx.to(device)]
         t = torch.randint(0, net.config.diffusion_steps, (cfg.batch_size,), generator=gen).to(device)
         noise = torch.randn(x0.shape, generator=gen).to(device)
-        a = alphas[t][:, None]
-        loss = F.l1_loss(net(a.sqrt() * x0 + (1 - a).sqrt() * noise, t), noise)
+        loss = F.l1_loss(net(diffusion.q_sample(x0, noise, alphas[t]), t), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -538,7 +512,7 @@ def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
             log(info)
         append_train_log(run / "train_log_latent.jsonl", info, last=step == cfg.steps)
     save_component(ema, run / "latent", "latent", extra={"training": {**asdict(cfg), "codes": len(z)}})
-    _ensure_index(run, run.name, "latent")
+    add_to_index(run, run.name, "latent")
     return run
 
 
@@ -564,9 +538,9 @@ def train_classifier(cfg: ClassifierTrainConfig, log: Optional[StepLog] = None) 
     names are matched to images of ``data`` by relative path or file name. The
     last 10 % (by file order) is held out for the reported accuracy.
     """
-    from .models import load_component
-    from .pipeline import pick_device
-    from .toyfaces import read_attr_table
+    from ..io.models import load_component
+    from ..pipeline import pick_device
+    from ..data.toyfaces import read_attr_table
 
     device = pick_device(cfg.device)
     run = Path(cfg.run)
@@ -607,5 +581,5 @@ def train_classifier(cfg: ClassifierTrainConfig, log: Optional[StepLog] = None) 
     accuracy = {n: round(float(a), 4) for n, a in zip(names, acc)}
     save_component(clf.eval(), run / "classifier", "classifier",
                    extra={"training": {**asdict(cfg), "codes": len(z)}, "heldout_accuracy": accuracy})
-    _ensure_index(run, run.name, "classifier")
+    add_to_index(run, run.name, "classifier")
     return accuracy

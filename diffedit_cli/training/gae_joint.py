@@ -31,12 +31,14 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from . import diffusion, toyfaces
-from . import groups as grouping
-from .errors import DiffeditError, InputError
-from .gae_training import combine, gae_losses, model_folder
-from .models import load_component, save_component, write_index
-from .training import append_train_log, image_files, load_image_folder, load_train_state, save_train_state, to_model_range
+from .. import diffusion
+from ..data import toyfaces
+from ..data import groups as grouping
+from ..errors import DiffeditError, InputError
+from ..io.images import to_model_range
+from .gae import combine, gae_losses, model_folder
+from ..io.models import load_component, save_component, write_index
+from .diffae import append_train_log, image_files, load_image_folder, load_train_state, save_train_state
 
 StepLog = Callable[[dict], None]
 
@@ -120,7 +122,7 @@ def joint_losses(autoencoder, gae, images_u8: torch.Tensor, members, alphas_cump
 def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
                    stop_after: Optional[int] = None) -> Path:
     """Fine-tune ``cfg.model``'s autoencoder and GAE jointly into ``cfg.out`` (or resume); returns ``cfg.out``."""
-    from .pipeline import pick_device
+    from ..pipeline import pick_device
 
     device = pick_device(cfg.device)
     out = Path(cfg.out).expanduser()

@@ -29,11 +29,13 @@ from typing import Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
-from .errors import ModelError
-from .networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
-from .networks.classifier import AttributeClassifier, ClassifierConfig
-from .networks.hdae import AnyAutoencoderConfig, build_autoencoder
-from .networks.latent_mlp import LatentMLP, LatentMLPConfig
+from ..errors import ModelError
+from ..networks.autoencoder import DiffAEAutoencoder
+from ..networks.classifier import AttributeClassifier, ClassifierConfig
+from ..networks.hdae import AnyAutoencoderConfig, build_autoencoder
+from ..networks.gae import GAEConfig, GroupAutoencoder
+from ..networks.latent_mlp import LatentMLP, LatentMLPConfig
+from ..networks.oracle import AttributeOracle, OracleConfig
 
 FORMAT_VERSION = 1
 INDEX_FILE = "model_index.json"
@@ -41,18 +43,16 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL = "toyfaces"
 
-# component name -> (module class or factory, config class with from_dict)
-# "autoencoder": the config's "arch" field (absent = "diffae") picks Diff-AE or HDAE(E)/HDAE(U) (networks/hdae.py)
+# component name -> (module class or factory, config class with from_dict); the one table of what a model
+# folder may hold. "autoencoder": the config's "arch" field (absent = "diffae") picks Diff-AE or
+# HDAE(E)/HDAE(U) (networks/hdae.py).
 COMPONENTS: Dict[str, Tuple[type, type]] = {
     "autoencoder": (build_autoencoder, AnyAutoencoderConfig),
     "latent": (LatentMLP, LatentMLPConfig),
     "classifier": (AttributeClassifier, ClassifierConfig),
+    "gae": (GroupAutoencoder, GAEConfig),
+    "oracle": (AttributeOracle, OracleConfig),
 }
-
-
-def register_component(name: str, module_cls: type, config_cls: type) -> None:
-    """Make a new component kind loadable (used by the HDAE / GAE modules)."""
-    COMPONENTS[name] = (module_cls, config_cls)
 
 
 # -- saving ----------------------------------------------------------------
@@ -76,6 +76,14 @@ def write_index(folder: Path, name: str, components: Iterable[str], extra: Optio
     if extra:
         index.update(extra)
     (Path(folder) / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
+
+
+def add_to_index(folder: Path, name: str, component: str) -> None:
+    """List ``component`` in ``folder``'s index (created if missing), keeping the components already there."""
+    components = {component}
+    if (Path(folder) / INDEX_FILE).is_file():
+        components |= set(read_json(Path(folder) / INDEX_FILE, "model index").get("components", []))
+    write_index(folder, name, components, {"trained_with": "diffedit train"})
 
 
 def save_model_folder(out_dir: Path, name: str, components: Dict[str, nn.Module], overwrite: bool = False,
@@ -184,8 +192,8 @@ class ModelLocation:
 
 def shipped_weights_dirs() -> list:
     """Folders that may hold shipped models: the source checkout's ``weights/`` and the wheel's copy."""
-    here = Path(__file__).resolve().parent
-    return [here.parent / "weights", here / "weights"]
+    package = Path(__file__).resolve().parent.parent
+    return [package.parent / "weights", package / "weights"]
 
 
 def shipped_models() -> Dict[str, Path]:
@@ -288,17 +296,8 @@ class DiffAEModel:
         return module
 
 
-def _register_optional_components() -> None:
-    """Component kinds defined outside this module (imported lazily to keep start-up light)."""
-    if "oracle" not in COMPONENTS:
-        from . import oracle  # noqa: F401  (registers "oracle")
-    if "gae" not in COMPONENTS:
-        from .networks import gae  # noqa: F401  (registers "gae")
-
-
 def load_model(spec: Optional[str] = None, device: str = "cpu", components: Iterable[str] = ("latent", "classifier")) -> DiffAEModel:
     """Load the autoencoder of ``spec`` plus whichever optional ``components`` it has."""
-    _register_optional_components()
     location = resolve_model(spec)
     index = read_json(location.path / INDEX_FILE, f"model '{location.model_id}'")
     available = set(index.get("components", []))

@@ -1,7 +1,7 @@
 """Edit directions beyond the attribute classifier, and the files that hold them.
 
 Every direction is a unit vector (D,) in *normalised* z_sem space, z_n = (z_sem - mean) / std, the space in which
-the official editing formula moves codes (see :mod:`diffedit_cli.editing`): an edit of strength alpha adds
+the official editing formula moves codes (see :mod:`diffedit_cli.editing.attributes`): an edit of strength alpha adds
 ``alpha * sqrt(D) * direction * std`` to z_sem. Directions come from
 
 * :func:`pca_directions`: the principal components of many normalised codes (GANSpace, Härkönen et al. 2020;
@@ -28,8 +28,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError
-from .files import write_bytes
+from ..errors import InputError
+from ..io.files import write_bytes
 
 DIRECTIONS_FORMAT = "1"
 LOGISTIC_MIN_PER_SIDE = 20  # below this many examples per side, the class-mean difference is used

@@ -13,7 +13,7 @@ import os
 import tempfile
 from typing import IO, Callable, Union
 
-from .errors import InputError
+from ..errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 

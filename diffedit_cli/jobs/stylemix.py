@@ -18,13 +18,13 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import images as imageio
-from . import pipeline
-from .errors import InputError
-from .hierarchy import format_levels, num_levels, parse_levels
-from .jobs import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, load_codes
-from .latents import is_latent_path
-from .models import DiffAEModel
+from ..io import images as imageio
+from .. import pipeline
+from ..errors import InputError
+from ..hierarchy import format_levels, num_levels, parse_levels
+from .runner import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, load_codes
+from ..io.latents import is_latent_path
+from ..io.models import DiffAEModel
 
 
 def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str], levels: str,

@@ -13,18 +13,17 @@ import glob
 import json
 import os
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
-from . import images as imageio
-from . import pipeline
-from .errors import DiffeditError, InputError
-from .latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
-from .models import DiffAEModel
+from ..io import images as imageio
+from .. import pipeline
+from ..errors import DiffeditError, InputError
+from ..io.latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
+from ..io.models import DiffAEModel
 
 DEFAULT_OUT = "diffedit-out"
 
@@ -238,7 +237,7 @@ class RunOptions:
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
         """Check step counts and the sampler against the model's schedule before any work starts."""
-        from .diffusion import SAMPLERS, respaced_timesteps
+        from ..diffusion import SAMPLERS, respaced_timesteps
 
         if decode and self.sampler not in SAMPLERS:
             raise DiffeditError(f"--sampler '{self.sampler}': choose from {', '.join(SAMPLERS)}")
@@ -422,7 +421,7 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
     ``levels`` (``--levels`` text, e.g. ``"3-4"``): only those levels move from A to B, the others keep A's
     code, and x_T stays A's (see :func:`diffedit_cli.pipeline.decode_levels`).
     """
-    from .hierarchy import num_levels, parse_levels
+    from ..hierarchy import num_levels, parse_levels
 
     if frames < 2:
         raise InputError("--frames must be at least 2")
@@ -468,7 +467,7 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
 
 def parse_sweep(spec: str) -> List[float]:
     """``"-0.5:0.5:5"`` -> [-0.5, -0.25, 0, 0.25, 0.5]."""
-    from .editing import check_alpha
+    from ..editing.attributes import check_alpha
 
     try:
         start, stop, count = spec.split(":")
@@ -495,16 +494,16 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                orthogonal: Sequence[str] = ()) -> int:
     """Edit images / latent files along classifier directions and direction-file directions; one output per input.
 
-    ``directions``: ``FILE:NAME[=ALPHA]`` texts (:mod:`diffedit_cli.directions`); ``orthogonal``: names
+    ``directions``: ``FILE:NAME[=ALPHA]`` texts (:mod:`diffedit_cli.editing.directions`); ``orthogonal``: names
     (attributes or ``FILE:NAME``, comma lists allowed) every edit direction is made orthogonal to first.
     With ``sweep`` the output is a row of decodes at each alpha of the (single) edit; with ``compare`` the
     (resized) input is put on the left. ``levels`` (``--levels`` text) restricts the edit to those
-    resolution levels (:func:`diffedit_cli.editing.level_edit_route`).
+    resolution levels (:func:`diffedit_cli.editing.attributes.level_edit_route`).
     """
     from dataclasses import replace
 
-    from .editing import classifier_edit, edit_z_sem, level_edit_route, parse_edits
-    from .hierarchy import num_levels, parse_levels
+    from ..editing.attributes import classifier_edit, edit_z_sem, level_edit_route, parse_edits
+    from ..hierarchy import num_levels, parse_levels
 
     if not attrs and not directions:
         raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
@@ -514,8 +513,8 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
     mask, route = level_edit_route(model.autoencoder, parse_levels(levels, num_levels(model.autoencoder)))
     labels = {classifier.attributes[i]: a for i, a in edits.items()} if edits else {}
     if directions or orthogonal:
-        from .direction_jobs import DirectionSources, parse_orthogonal
-        from .directions import apply_edits
+        from ..editing.sources import DirectionSources, parse_orthogonal
+        from ..editing.directions import apply_edits
 
         sources = DirectionSources(model)
         edit_list = [classifier_edit(classifier, i, a) for i, a in edits.items()]
@@ -538,7 +537,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                 chosen = {index: (1.0 if sign >= 0 else -1.0) * strength}
             return edit_z_sem(z.to(device_cls), classifier, chosen, topk, mask).cpu()
         if topk is not None:
-            from .editing import attribute_direction
+            from ..editing.attributes import attribute_direction
 
             attribute_direction(classifier, next(iter(edits)), topk, mask)  # validates the range up front
     if alphas is not None and len(labels) != 1:
@@ -585,8 +584,8 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
 def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptions, reporter: Reporter,
                   where: Sequence[str] = (), latent_steps: int = 100, max_tries: int = 50) -> int:
     """Latent DDIM -> z_sem -> image DDIM; ``where`` keeps samples the classifier labels so (rejection sampling)."""
-    from .editing import resolve_attribute
-    from .sampling import sample_latents
+    from ..editing.attributes import resolve_attribute
+    from ..pipeline import sample_latents
 
     latent = model.component("latent")
     conditions = []

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import toyfaces
-from .errors import InputError
+from ..errors import InputError
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -61,24 +61,6 @@ def render_faces(faces: Sequence[toyfaces.FaceParams], size: int) -> torch.Tenso
     for i, face in enumerate(faces):
         out[i] = torch.from_numpy(toyfaces.render(face, size)[0]).permute(2, 0, 1)
     return out
-
-
-def toyface_group_codes(autoencoder, n_groups: int, seed: int, groups: Sequence[str], batch_size: int = 64,
-                        progress: Progress = None) -> GroupCodes:
-    """Render ``n_groups`` GROUP(C, 1) face groups at the autoencoder's size and encode them -> GroupCodes."""
-    from .training import encode_dataset
-
-    size = autoencoder.config.image_size
-    per = 1 + len(groups)
-    chunk_groups = max(1, batch_size // per)
-    codes = []
-    for start in range(0, n_groups, chunk_groups):
-        faces = [f for k in range(start, min(n_groups, start + chunk_groups)) for f in toyface_group(seed, k, groups)]
-        codes.append(encode_dataset(autoencoder, render_faces(faces, size), batch_size=len(faces)))
-        if progress:
-            progress(min(n_groups, start + chunk_groups), n_groups)
-    z = torch.cat(codes)
-    return GroupCodes(z.reshape(n_groups, per, z.shape[-1]), list(groups))
 
 
 # -- attribute tables --------------------------------------------------------------------------------------------

@@ -22,12 +22,13 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from . import pipeline, toyfaces
-from .editing import edit_z_sem, level_edit_route
-from .errors import InputError
-from .evaluation import (EDIT_PARTS, LPIPS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
-                         load_face_params, load_faces, load_lpips, masked_mse, to_unit)
-from .models import DiffAEModel
+from .. import pipeline
+from ..data import toyfaces
+from ..editing.attributes import edit_z_sem, level_edit_route
+from ..errors import InputError
+from .benchmarks import (EDIT_PARTS, LPIPS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
+    load_face_params, load_faces, load_lpips, masked_mse, to_unit)
+from ..io.models import DiffAEModel
 
 TAB2_ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 
@@ -151,7 +152,7 @@ def compare_models(models: Sequence[DiffAEModel], data_dir, n: int = 50, topks: 
 
 def snapshot_steps(run: Path) -> Dict[int, Path]:
     """{step: snapshot component folder} of a training run (``snapshots/autoencoder_<step>/``)."""
-    from .training import SNAPSHOT_DIR
+    from ..training.diffae import SNAPSHOT_DIR
 
     folder = Path(run) / SNAPSHOT_DIR
     found = {}
@@ -184,7 +185,7 @@ def training_curve(run: Path, data_dir, n: int = 32, inv_steps: int = 20, random
 
     A run without snapshots gives only its loss curve (one row per 250 logged steps, recon columns None).
     """
-    from .models import ModelLocation, load_component
+    from ..io.models import ModelLocation, load_component
 
     run = Path(run)
     snapshots = snapshot_steps(run)

@@ -30,8 +30,8 @@ import torchvision.utils
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
-from diffedit_cli.errors import InputError, InputWarning, NumericalError
-from diffedit_cli.files import atomic_write
+from ..errors import InputError, InputWarning, NumericalError
+from .files import atomic_write
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -179,6 +179,11 @@ def from_u8(array: np.ndarray) -> torch.Tensor:
         )
     tensor = torch.tensor(array).permute(2, 0, 1).contiguous()
     return tensor.to(torch.float32).div(255).sub(0.5).div(0.5)
+
+
+def to_model_range(batch_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 in [-1, 1]."""
+    return batch_u8.float() / 127.5 - 1.0
 
 
 def to_u8(img: torch.Tensor) -> np.ndarray:

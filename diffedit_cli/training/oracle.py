@@ -1,8 +1,4 @@
-"""Attribute oracle: a small pixel-space CNN that judges edits of toy faces.
-
-The oracle is trained on images drawn by :mod:`diffedit_cli.toyfaces`, independently of the autoencoder, so it
-can tell whether an edited image shows an attribute. Shapes: images (N, 3, S, S) float in [-1, 1] -> logits
-(N, K), one per name in ``config.attributes`` (the 11 toy-face attributes by default).
+"""Training and scoring the attribute oracle (:mod:`diffedit_cli.networks.oracle`) on rendered toy faces.
 
 Faces for training, validation and :func:`evaluate_oracle` come from seed ranges disjoint from the default
 dataset (``face_seed(0, i)``): ``face_seed(seed, i)`` for training, ``face_seed(seed + 1, i)`` for validation
@@ -12,71 +8,18 @@ and ``face_seed(999, i)`` for evaluation.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from . import models, toyfaces
-from .training import _ensure_index, to_model_range
+from ..data import toyfaces
+from ..io import models
+from ..io.images import to_model_range
+from ..networks.oracle import COMPONENT, AttributeOracle, OracleConfig
 
-COMPONENT = "oracle"
-
-
-@dataclass
-class OracleConfig:
-    image_size: int = 64
-    attributes: List[str] = field(default_factory=lambda: list(toyfaces.ATTRIBUTES))
-    channels: Tuple[int, ...] = (32, 64, 128, 128)  # output channels of the stride-2 stages
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "OracleConfig":
-        names = {f.name for f in fields(cls)}
-        cfg = cls(**{k: v for k, v in data.items() if k in names})
-        cfg.channels = tuple(cfg.channels)
-        return cfg
-
-
-def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class AttributeOracle(nn.Module):
-    """Stem conv at full resolution, one stride-2 conv per entry of ``channels``, global average pool, linear."""
-
-    def __init__(self, cfg: OracleConfig):
-        super().__init__()
-        self.config = cfg
-        layers = [_conv_bn_relu(3, cfg.channels[0], 1)]
-        for c_in, c_out in zip(cfg.channels[:1] + cfg.channels[:-1], cfg.channels):
-            layers.append(_conv_bn_relu(c_in, c_out, 2))
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(cfg.channels[-1], len(cfg.attributes))
-
-    @property
-    def attributes(self) -> List[str]:
-        return self.config.attributes
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, S, S) float in [-1, 1] -> logits (N, K); other sizes S are resized to ``image_size``."""
-        size = self.config.image_size
-        if images.shape[-2:] != (size, size):
-            images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return self.head(self.features(images).mean(dim=(2, 3)))
-
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, S, S) float in [-1, 1] -> bool (N, K): True where the logit is > 0."""
-        return self(images) > 0
-
-
-models.register_component(COMPONENT, AttributeOracle, OracleConfig)
+__all__ = ["AttributeOracle", "OracleConfig", "render_faces", "accuracy", "evaluate_oracle", "degrade", "train_oracle"]
 
 
 def render_faces(seed: int, n: int, size: int, attribute_names: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -179,5 +122,5 @@ def train_oracle(run: Path, n_train: int = 20000, n_val: int = 2000, seed: int =
                 "batch_size": batch_size, "lr": lr, "augmentation": "flip, blur sigma 0.3-1.2, noise sigma <= 0.06", "seconds": round(time.perf_counter() - start_time, 1)}
     models.save_component(oracle, run / COMPONENT, COMPONENT,
                           extra={"training": training, "val_accuracy": val_accuracy})
-    _ensure_index(run, run.name, COMPONENT)
+    models.add_to_index(run, run.name, COMPONENT)
     return val_accuracy
