@@ -70,3 +70,17 @@ def test_nfe_benchmark_prints_a_row_per_sampler_and_steps(tmp_path):
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip() and line.split()[0].isdigit()]
     assert [(r[1], r[2]) for r in rows] == [("ddim", "2"), ("ddim", "3"), ("dpmpp-2m", "2"), ("dpmpp-2m", "3")]
     assert all(0 < float(r[3]) < 1 for r in rows)
+
+
+def test_bf16_quality_benchmark_compares_round_trips(tmp_path):
+    from diffedit_cli.data.toyfaces import write_dataset
+
+    write_dataset(tmp_path / "faces", 2, seed=7, size=64, masks=False)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bf16_quality.py"), str(tmp_path / "faces" / "images"),
+                           "--n", "2", "--inv-steps", "3", "--steps", "3"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = {line.split(":")[0].strip(): line for line in proc.stdout.splitlines() if ":" in line}
+    round_trip = float(lines["round trip bf16 vs fp32"].split(":")[1].split("dB")[0])
+    assert 20 < round_trip < 200  # bf16 differs from fp32, but not by much on the shipped model
+    kept = float(lines["oracle labels kept (bf16 vs fp32 round trip)"].split(":")[1])
+    assert 0.5 <= kept <= 1
