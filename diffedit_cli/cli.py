@@ -115,6 +115,33 @@ def _load(model: Optional[str], device: str, components=("latent", "classifier")
     return loaded
 
 
+def _parse_sweep(spec: str) -> List[float]:
+    """``"-0.5:0.5:5"`` -> [-0.5, -0.25, 0, 0.25, 0.5]."""
+    import torch
+
+    from .editing.attributes import check_alpha
+    from .errors import InputError
+
+    try:
+        start, stop, count = spec.split(":")
+        n = int(count)
+        if n < 2:
+            raise ValueError
+        start, stop = float(start), float(stop)
+    except ValueError:
+        raise InputError(f"--alpha-sweep '{spec}': expected START:STOP:COUNT, e.g. -0.5:0.5:5") from None
+    for value in (start, stop):
+        check_alpha(value, f"--alpha-sweep {spec}")
+    return torch.linspace(start, stop, n).tolist()
+
+
+def _levels(text: Optional[str], loaded) -> Optional[List[int]]:
+    """The ``--levels`` text -> 0-based levels of the loaded model."""
+    from .hierarchy import num_levels, parse_levels
+
+    return parse_levels(text, num_levels(loaded.autoencoder))
+
+
 def _reporter(json_lines: bool, quiet: bool):
     from .jobs.runner import Reporter
 
@@ -220,7 +247,7 @@ def interpolate(
 
             code = interpolate_photos(loaded, a, b, out, frames, run_opts, faces, rep)
         else:
-            code = interpolate_pair(loaded, a, b, out, frames, run_opts, rep, levels=levels)
+            code = interpolate_pair(loaded, a, b, out, frames, run_opts, rep, levels=_levels(levels, loaded))
     raise typer.Exit(code)
 
 
@@ -273,6 +300,7 @@ def edit(
         raise DiffeditError("--alpha-sweep works on aligned crops; run 'diffedit align' first, then edit the crops")
     if faces is not None and (direction or orthogonal_to):
         raise DiffeditError("--direction and --orthogonal-to work on aligned crops; run 'diffedit align' first, then edit the crops")
+    alphas = _parse_sweep(alpha_sweep) if alpha_sweep else None
     loaded = _load(model, device, components=("classifier",))
     if list_attrs:
         for name in loaded.component("classifier").attributes:
@@ -288,8 +316,8 @@ def edit(
 
             code = edit_photos(loaded, inputs, out, run_opts, faces, rep, attr or [], alpha, topk, compare, paste_back)
         else:
-            code = edit_files(loaded, inputs, out, run_opts, rep, attr or [], alpha, topk, alpha_sweep, compare, levels,
-                              direction, orthogonal_to)
+            code = edit_files(loaded, inputs, out, run_opts, rep, attr or [], alpha, topk, alphas, compare,
+                              _levels(levels, loaded), direction, orthogonal_to)
     raise typer.Exit(code)
 
 
@@ -347,7 +375,7 @@ def style_mix_cmd(
 
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
-        code = style_mix(loaded, [a], [b], levels, out, _opts(device, precision, batch_size, seed, steps, inv_steps,
+        code = style_mix(loaded, [a], [b], _levels(levels, loaded), out, _opts(device, precision, batch_size, seed, steps, inv_steps,
                                                                overwrite=overwrite, sampler=sampler), rep, random_xT=random_xt)
     raise typer.Exit(code)
 

@@ -55,6 +55,17 @@ def parse_levels(spec: Optional[str], n_levels: int) -> Optional[List[int]]:
     return sorted(v - 1 for v in levels)
 
 
+def check_levels(levels: Optional[Sequence[int]], autoencoder) -> Optional[List[int]]:
+    """Sorted distinct 0-based ``levels`` of ``autoencoder`` (0 = finest), None -> None; out of range: InputError."""
+    if levels is None:
+        return None
+    n_levels = num_levels(autoencoder)
+    found = sorted({int(v) for v in levels})
+    if not found or found[0] < 0 or found[-1] >= n_levels:
+        raise InputError(f"levels {list(levels)}: this model has levels 0..{n_levels - 1} (0-based, 0 = finest)")
+    return found
+
+
 def format_levels(levels: Sequence[int]) -> str:
     """0-based list -> the 1-based text of ``--levels``."""
     return ",".join(str(v + 1) for v in levels)

@@ -146,6 +146,18 @@ def test_parse_levels():
             parse_levels(bad, 5)
 
 
+def test_library_takes_levels_as_values():
+    from diffedit_cli.hierarchy import check_levels, num_levels
+    from diffedit_cli.io.models import load_model
+
+    ae = load_model("toyfaces-hdae", components=()).autoencoder
+    n = num_levels(ae)
+    assert check_levels([1, 0, 1], ae) == [0, 1] and check_levels(None, ae) is None
+    for bad in ([n], [-1], []):
+        with pytest.raises(InputError, match="levels"):
+            check_levels(bad, ae)
+
+
 def test_unknown_arch_is_a_clear_error(tmp_path):
     model = tiny("hdae-u")
     save_model_folder(tmp_path / "m", "m", {"autoencoder": model})

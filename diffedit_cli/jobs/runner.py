@@ -415,17 +415,18 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
 
 
 def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], frames: int, opts: RunOptions,
-                     reporter: Reporter, gif_ms: int = 120, levels: Optional[str] = None) -> int:
+                     reporter: Reporter, gif_ms: int = 120, levels: Optional[Sequence[int]] = None) -> int:
     """Interpolate two images / latent files: lerp z_sem, slerp x_T; frames + grid + GIF.
 
-    ``levels`` (``--levels`` text, e.g. ``"3-4"``): only those levels move from A to B, the others keep A's
-    code, and x_T stays A's (see :func:`diffedit_cli.pipeline.decode_levels`).
+    ``levels`` (0-based, 0 = finest; :func:`diffedit_cli.hierarchy.parse_levels` reads the ``--levels`` text):
+    only those levels move from A to B, the others keep A's code, and x_T stays A's
+    (see :func:`diffedit_cli.pipeline.decode_levels`).
     """
-    from ..hierarchy import num_levels, parse_levels
+    from ..hierarchy import check_levels
 
     if frames < 2:
         raise InputError("--frames must be at least 2")
-    level_list = parse_levels(levels, num_levels(model.autoencoder))
+    level_list = check_levels(levels, model.autoencoder)
     opts.validate(model)
     items, errors = collect_inputs([a, b], "any")
     if errors:
@@ -465,23 +466,6 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
 
 # -- editing ---------------------------------------------------------------
 
-def parse_sweep(spec: str) -> List[float]:
-    """``"-0.5:0.5:5"`` -> [-0.5, -0.25, 0, 0.25, 0.5]."""
-    from ..editing.attributes import check_alpha
-
-    try:
-        start, stop, count = spec.split(":")
-        n = int(count)
-        if n < 2:
-            raise ValueError
-        start, stop = float(start), float(stop)
-    except ValueError:
-        raise InputError(f"--alpha-sweep '{spec}': expected START:STOP:COUNT, e.g. -0.5:0.5:5") from None
-    for value in (start, stop):
-        check_alpha(value, f"--alpha-sweep {spec}")
-    return torch.linspace(start, stop, n).tolist()
-
-
 def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
     if is_latent_path(item.path):
         return None
@@ -489,28 +473,32 @@ def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
 
 
 def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
-               attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None, sweep: Optional[str] = None,
-               compare: bool = False, levels: Optional[str] = None, directions: Sequence[str] = (),
+               attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None,
+               alphas: Optional[Sequence[float]] = None, compare: bool = False,
+               levels: Optional[Sequence[int]] = None, directions: Sequence[str] = (),
                orthogonal: Sequence[str] = ()) -> int:
     """Edit images / latent files along classifier directions and direction-file directions; one output per input.
 
     ``directions``: ``FILE:NAME[=ALPHA]`` texts (:mod:`diffedit_cli.editing.directions`); ``orthogonal``: names
     (attributes or ``FILE:NAME``, comma lists allowed) every edit direction is made orthogonal to first.
-    With ``sweep`` the output is a row of decodes at each alpha of the (single) edit; with ``compare`` the
-    (resized) input is put on the left. ``levels`` (``--levels`` text) restricts the edit to those
-    resolution levels (:func:`diffedit_cli.editing.attributes.level_edit_route`).
+    With ``alphas`` (at least two strengths) the output is a row of decodes at each alpha of the (single) edit;
+    with ``compare`` the (resized) input is put on the left. ``levels`` (0-based, 0 = finest) restricts the edit
+    to those resolution levels (:func:`diffedit_cli.editing.attributes.level_edit_route`).
     """
     from dataclasses import replace
 
-    from ..editing.attributes import classifier_edit, edit_z_sem, level_edit_route, parse_edits
-    from ..hierarchy import num_levels, parse_levels
+    from ..editing.attributes import check_alpha, classifier_edit, edit_z_sem, level_edit_route, parse_edits
+    from ..hierarchy import check_levels
 
     if not attrs and not directions:
         raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
     classifier = model.component("classifier") if attrs or orthogonal else None
     edits = parse_edits(attrs, alpha, classifier.attributes) if attrs else {}
-    alphas = parse_sweep(sweep) if sweep else None
-    mask, route = level_edit_route(model.autoencoder, parse_levels(levels, num_levels(model.autoencoder)))
+    if alphas is not None:
+        alphas = [check_alpha(float(a), "alphas") for a in alphas]
+        if len(alphas) < 2:
+            raise InputError("an alpha sweep needs at least 2 alphas")
+    mask, route = level_edit_route(model.autoencoder, check_levels(levels, model.autoencoder))
     labels = {classifier.attributes[i]: a for i, a in edits.items()} if edits else {}
     if directions or orthogonal:
         from ..editing.sources import DirectionSources, parse_orthogonal

@@ -21,16 +21,16 @@ import torch
 from ..io import images as imageio
 from .. import pipeline
 from ..errors import InputError
-from ..hierarchy import format_levels, num_levels, parse_levels
+from ..hierarchy import check_levels, format_levels
 from .runner import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, load_codes
 from ..io.latents import is_latent_path
 from ..io.models import DiffAEModel
 
 
-def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str], levels: str,
+def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str], levels: Sequence[int],
               out: Optional[str], opts: RunOptions, reporter: Reporter, random_xT: bool = False) -> int:
-    """Mix every A with every B at ``levels`` (``--levels`` text, 1 = finest). Returns the exit code."""
-    level_list = parse_levels(levels, num_levels(model.autoencoder))
+    """Mix every A with every B at ``levels`` (0-based, 0 = finest). Returns the exit code."""
+    level_list = check_levels(levels, model.autoencoder)
     opts.validate(model, invert=not random_xT)
     a_items, a_errors = collect_inputs(a_specs, "any")
     b_items, b_errors = collect_inputs(b_specs, "any")
