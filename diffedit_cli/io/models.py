@@ -32,8 +32,8 @@ from torch import nn
 from ..errors import ModelError
 from ..networks.autoencoder import DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier, ClassifierConfig
-from ..networks.hdae import AnyAutoencoderConfig, build_autoencoder
 from ..networks.gae import GAEConfig, GroupAutoencoder
+from ..networks.hdae import AnyAutoencoderConfig, build_autoencoder
 from ..networks.latent_mlp import LatentMLP, LatentMLPConfig
 from ..networks.oracle import AttributeOracle, OracleConfig
 

@@ -19,8 +19,6 @@ from ..io import models
 from ..io.images import to_model_range
 from ..networks.oracle import COMPONENT, AttributeOracle, OracleConfig
 
-__all__ = ["AttributeOracle", "OracleConfig", "render_faces", "accuracy", "evaluate_oracle", "degrade", "train_oracle"]
-
 
 def render_faces(seed: int, n: int, size: int, attribute_names: List[str]) -> Tuple[torch.Tensor, torch.Tensor]:
     """Faces ``face_seed(seed, 0..n-1)``: images uint8 (n, 3, size, size) and labels float32 (n, K) in {0, 1}."""
