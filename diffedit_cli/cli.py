@@ -14,7 +14,7 @@ import typer
 from typing_extensions import Annotated
 
 from . import __version__
-from .errors import DiffeditError
+from .errors import DiffeditError, flag_message
 
 app = typer.Typer(
     name="diffedit",
@@ -237,15 +237,13 @@ def interpolate(
     from .jobs.runner import interpolate_pair
 
     faces = _face_options(align, aligned, face, detector, face_weights, device)
-    if faces is not None and levels:
-        raise DiffeditError("--levels cannot be combined with --align yet: align the photos first ('diffedit align'), then interpolate the crops")
     loaded = _load(model, device, components=())
     run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .jobs.photos import interpolate_photos
 
-            code = interpolate_photos(loaded, a, b, out, frames, run_opts, faces, rep)
+            code = interpolate_photos(loaded, a, b, out, frames, run_opts, faces, rep, levels=_levels(levels, loaded))
         else:
             code = interpolate_pair(loaded, a, b, out, frames, run_opts, rep, levels=_levels(levels, loaded))
     raise typer.Exit(code)
@@ -294,12 +292,8 @@ def edit(
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     if paste_back and faces is None:
         raise DiffeditError("--paste-back needs --align (it blends edited faces back into the photos they came from)")
-    if faces is not None and levels:
-        raise DiffeditError("--levels cannot be combined with --align yet: align the photos first ('diffedit align'), then edit the crops")
-    if faces is not None and alpha_sweep:
-        raise DiffeditError("--alpha-sweep works on aligned crops; run 'diffedit align' first, then edit the crops")
-    if faces is not None and (direction or orthogonal_to):
-        raise DiffeditError("--direction and --orthogonal-to work on aligned crops; run 'diffedit align' first, then edit the crops")
+    if paste_back and compare:
+        raise DiffeditError("--compare shows aligned crops; it cannot be combined with --paste-back")
     alphas = _parse_sweep(alpha_sweep) if alpha_sweep else None
     loaded = _load(model, device, components=("classifier",))
     if list_attrs:
@@ -308,15 +302,20 @@ def edit(
         raise typer.Exit(0)
     if not inputs:
         raise DiffeditError("no inputs given (see 'diffedit edit --help')")
-    direction, orthogonal_to = direction or [], orthogonal_to or []
+    attr, direction, orthogonal_to = attr or [], direction or [], orthogonal_to or []
+    if not attr and not direction:
+        raise DiffeditError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
+    if alphas is not None and len(attr) + len(direction) != 1:
+        raise DiffeditError("--alpha-sweep takes exactly one --attr or --direction")
     run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .jobs.photos import edit_photos
 
-            code = edit_photos(loaded, inputs, out, run_opts, faces, rep, attr or [], alpha, topk, compare, paste_back)
+            code = edit_photos(loaded, inputs, out, run_opts, faces, rep, attr, alpha, topk, compare, paste_back,
+                               alphas, _levels(levels, loaded), direction, orthogonal_to)
         else:
-            code = edit_files(loaded, inputs, out, run_opts, rep, attr or [], alpha, topk, alphas, compare,
+            code = edit_files(loaded, inputs, out, run_opts, rep, attr, alpha, topk, alphas, compare,
                               _levels(levels, loaded), direction, orthogonal_to)
     raise typer.Exit(code)
 
@@ -622,6 +621,9 @@ def train_autoencoder_cmd(
     lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="constant, or cosine (down to a tenth of --lr at the last step).")] = "constant",
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Start from this model's autoencoder (shipped name, folder or Hub id; its architecture replaces --preset): fine-tuning, or continuing from committed weights.", show_default=False)] = None,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="Train in channels_last memory format (faster with bf16 on some CPUs).")] = False,
+    part_weights: Annotated[str, typer.Option("--part-weights", help="Weight the loss inside part masks, e.g. mouth=8,eyes=8 (pixels of those parts count 8x), so small parts reach z_sem. Needs masks (see --masks).")] = "",
+    part_dilate: Annotated[int, typer.Option("--part-dilate", min=0, help="Grow the weighted part masks by N pixels.")] = 1,
+    masks: Annotated[Optional[Path], typer.Option("--masks", help="Part-mask folder for --part-weights (NNNNNN.npz per image; default: masks/ beside the --data folder).", show_default=False)] = None,
     quiet: QuietOpt = False,
 ):
     """Train a Diff-AE autoencoder (L_simple, Adam, EMA; paper Table 5, scaled down).
@@ -638,6 +640,8 @@ def train_autoencoder_cmd(
 
       diffedit train autoencoder --data data/toyfaces/images --out runs/toy-v --prediction v --zero-terminal-snr --timesteps high
 
+      diffedit train autoencoder --data data/toyfaces/images --out runs/toy-parts --part-weights mouth=8,eyes=8
+
       diffedit train autoencoder --arch hdae-u --data data/toyfaces/images --out runs/hdae-u --steps 6000
 
       diffedit train autoencoder --data my_faces/ --out runs/mine --init-from toyfaces --steps 2000
@@ -650,7 +654,8 @@ def train_autoencoder_cmd(
                                  keep_every=keep_every, prediction=prediction, schedule=schedule,
                                  zero_terminal_snr=zero_terminal_snr, loss_weight=loss_weight, timesteps=timesteps,
                                  offset_noise=offset_noise, warmup=warmup, lr_schedule=lr_schedule, init_from=init_from,
-                                 channels_last=channels_last)
+                                 channels_last=channels_last, part_weights=part_weights, part_dilate=part_dilate,
+                                 masks=str(masks) if masks else None)
     progress, log = _train_progress(steps, quiet or int(os.environ.get("RANK", "0")) != 0, "autoencoder")
     with progress:
         train_autoencoder(cfg, resume=resume, log=log, stop_after=chunk)
@@ -1265,7 +1270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.write("error: aborted\n")
         return 130
     except DiffeditError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {flag_message(exc)}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

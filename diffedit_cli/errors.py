@@ -6,14 +6,30 @@ single line naming the offending file or value. The CLI prints that line and
 exits non-zero; it never shows a traceback for these.
 """
 
+from typing import Dict, Optional
+
 
 class DiffeditError(Exception):
-    """An error the user can fix; ``str(err)`` is one line."""
+    """An error the user can fix; ``str(err)`` is one line.
+
+    ``param``: the library parameter the message starts with (``"levels"``, ``"inv_steps"``), so that a
+    front end can name its own spelling of it (the CLI prints ``--levels``, ``--inv-steps``).
+    """
 
     exit_code = 2
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, param: Optional[str] = None):
         super().__init__(" ".join(str(message).split()))
+        self.param = param
+
+
+def flag_message(err: DiffeditError, flags: Optional[Dict[str, str]] = None) -> str:
+    """``str(err)`` with its leading parameter name spelled as a command-line flag (``inv_steps`` -> ``--inv-steps``)."""
+    text, param = str(err), getattr(err, "param", None)
+    if not param or not text.startswith(param):
+        return text
+    flag = (flags or {}).get(param, "--" + param.replace("_", "-"))
+    return flag + text[len(param):]
 
 
 class InputError(DiffeditError):

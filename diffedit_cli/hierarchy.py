@@ -47,11 +47,12 @@ def parse_levels(spec: Optional[str], n_levels: int) -> Optional[List[int]]:
                 raise ValueError
             levels.update(range(lo_i, hi_i + 1))
     except ValueError:
-        raise InputError(f"--levels '{spec}': expected levels like 3-4, 1,3 or all (1 = finest, "
-                         f"{n_levels} = coarsest)") from None
+        raise InputError(f"levels '{spec}': expected levels like 3-4, 1,3 or all (1 = finest, "
+                         f"{n_levels} = coarsest)", param="levels") from None
     bad = sorted(v for v in levels if not 1 <= v <= n_levels)
     if bad or not levels:
-        raise InputError(f"--levels '{spec}': this model has levels 1..{n_levels} (1 = finest, {n_levels} = coarsest)")
+        raise InputError(f"levels '{spec}': this model has levels 1..{n_levels} (1 = finest, {n_levels} = coarsest)",
+                         param="levels")
     return sorted(v - 1 for v in levels)
 
 

@@ -35,12 +35,12 @@ def pick_device(device: str = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda"):
-        raise DiffeditError(f"--device '{device}': expected auto, cpu or cuda[:N]")
+        raise DiffeditError(f"device '{device}': expected auto, cpu or cuda[:N]", param="device")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DiffeditError("--device cuda was requested but no CUDA device is available")
+            raise DiffeditError("device cuda was requested but no CUDA device is available", param="device")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DiffeditError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise DiffeditError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)", param="device")
     return dev
 
 
@@ -51,7 +51,7 @@ def pick_precision(precision: Optional[str], device: torch.device) -> str:
     if precision not in PRECISIONS:
         from .errors import DiffeditError
 
-        raise DiffeditError(f"--precision must be one of fp32, fp16, bf16 (got '{precision}')")
+        raise DiffeditError(f"precision must be one of fp32, fp16, bf16 (got '{precision}')", param="precision")
     return precision
 
 

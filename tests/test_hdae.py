@@ -142,7 +142,7 @@ def test_parse_levels():
     assert parse_levels("3-4", 5) == [2, 3] and parse_levels("1,3", 5) == [0, 2] and parse_levels("all", 2) == [0, 1]
     assert parse_levels(None, 3) is None
     for bad in ("0", "6", "4-3", "x", ""):
-        with pytest.raises(InputError, match="--levels"):
+        with pytest.raises(InputError, match="^levels "):
             parse_levels(bad, 5)
 
 

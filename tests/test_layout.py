@@ -103,3 +103,25 @@ def test_shell_completion_completes_command_names():
     assert done.stdout.split() == ["edit"]
     shown = subprocess.run([sys.executable, "-m", "diffedit_cli", "--help"], capture_output=True, text=True, timeout=120)
     assert "--install-completion" in shown.stdout
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(capsys):
+    """The library speaks of its parameters (``levels``, ``topk``); the CLI turns the name into its flag."""
+    from diffedit_cli.cli import main
+    from diffedit_cli.errors import DiffeditError, flag_message
+    from diffedit_cli.hierarchy import parse_levels
+    from diffedit_cli.pipeline import pick_device
+
+    with pytest.raises(DiffeditError) as err:
+        parse_levels("9", 4)
+    assert str(err.value).startswith("levels '9'") and "--" not in str(err.value) and err.value.param == "levels"
+    with pytest.raises(DiffeditError) as err:
+        pick_device("tpu")
+    assert flag_message(err.value) == "--device 'tpu': expected auto, cpu or cuda[:N]"
+    assert flag_message(DiffeditError("inv_steps must be >= 1", param="inv_steps")) == "--inv-steps must be >= 1"
+    assert flag_message(DiffeditError("no such file", param="out")) == "no such file"  # only a leading name
+    library = [p for p in PACKAGE.rglob("*.py") if p.name != "cli.py"]
+    for path in [PACKAGE / "pipeline.py", PACKAGE / "hierarchy.py", PACKAGE / "editing" / "directions.py"]:
+        assert path in library and "Error(f\"--" not in path.read_text() and "Error(\"--" not in path.read_text(), path
+    assert main(["encode", "whatever.png", "--device", "tpu"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --device 'tpu': expected auto, cpu or cuda[:N]"

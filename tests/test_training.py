@@ -192,3 +192,58 @@ def test_eval_semantics_end_to_end(faces, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [row["step"] for row in rows] == [1, 2] and all(row["run"] == "run" for row in rows)
     assert all(0 <= row["probe mean"] <= 1 for row in rows)
+
+
+# -- part-weighted loss -------------------------------------------------------------------------------------
+
+def test_weight_map_covers_the_dilated_parts_only():
+    import numpy as np
+
+    from diffedit_cli.data.part_masks import parse_part_weights, weight_map
+
+    mouth = np.zeros((8, 8), bool)
+    mouth[4, 3] = True
+    eyes = np.zeros((8, 8), bool)
+    eyes[1, 1] = True
+    w = weight_map({"mouth": mouth, "eyes": eyes, "skin": ~mouth}, parse_part_weights("mouth=8, eyes=3"), 8, dilate=1)
+    assert w.shape == (1, 8, 8)
+    assert w[0, 3:6, 2:5].eq(8).all() and w[0, 0:3, 0:3].eq(3).all()
+    assert int(w.eq(8).sum()) == 9 and int(w.eq(3).sum()) == 9 and int(w.eq(1).sum()) == 64 - 18
+    assert weight_map({"mouth": mouth}, {"mouth": 8.0}, 8, dilate=0).eq(8).sum() == 1
+    for bad in ("mouth", "mouth=0.5", "=3", "mouth=x"):
+        with pytest.raises(Exception, match="part weights"):
+            parse_part_weights(bad)
+    with pytest.raises(Exception, match="not in the masks"):
+        weight_map({"mouth": mouth}, {"teeth": 2.0}, 8)
+
+
+def test_weighted_loss_is_the_plain_loss_with_unit_weights_and_follows_the_weights():
+    from diffedit_cli.training.diffae import weighted_mse
+
+    gen = torch.Generator().manual_seed(0)
+    out, target = torch.randn(2, 3, 4, 4, generator=gen), torch.randn(2, 3, 4, 4, generator=gen)
+    plain = (out - target).pow(2).mean(dim=(1, 2, 3))
+    assert torch.allclose(weighted_mse(out, target, torch.ones(2, 1, 4, 4)), plain)
+    w = torch.ones(2, 1, 4, 4)
+    w[:, :, 0, 0] = 1e6  # nearly all weight on one pixel: the loss is that pixel's error
+    assert torch.allclose(weighted_mse(out, target, w), (out - target)[:, :, 0, 0].pow(2).mean(dim=1), rtol=1e-4)
+
+
+def test_part_weights_train_resume_and_need_masks(tmp_path, capsys):
+    from diffedit_cli.data.toyfaces import write_dataset
+
+    faces = write_dataset(tmp_path / "faces", 6, seed=4, size=32)
+    run = tmp_path / "run"
+    train_autoencoder(cfg(faces, run, part_weights="mouth=8,eyes=8", part_dilate=2), stop_after=2)
+    train_autoencoder(cfg(faces, run), resume=True)
+    saved = load_train_state(run / "train_state" / "autoencoder.pt")
+    assert saved["step"] == 4 and saved["config"]["part_weights"] == "mouth=8,eyes=8"
+    component = json.loads((run / "autoencoder" / "config.json").read_text())
+    assert component["training"]["part_weights"] == "mouth=8,eyes=8" and component["training"]["part_dilate"] == 2
+    base = ["train", "autoencoder", "--data", str(faces / "images"), "--preset", "tiny32", "--steps", "1", "--quiet"]
+    for extra, message in ((["--part-weights", "mouth=8", "--masks", str(tmp_path / "nowhere")], "no part masks"),
+                           (["--part-weights", "teeth=2"], "not in the masks"),
+                           (["--part-weights", "mouth:8"], "part weights")):
+        assert main(base + ["--out", str(tmp_path / "r"), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and err.startswith("error:") and "\n" not in err, err

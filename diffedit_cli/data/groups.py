@@ -80,7 +80,7 @@ def parse_group_attributes(spec: str, names: Sequence[str]) -> Dict[str, List[st
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         group, eq, attrs = part.partition("=")
         if not eq or not group.strip() or not attrs.strip():
-            raise InputError(f"--group-attrs '{part}': expected GROUP=ATTR,ATTR;GROUP=ATTR")
+            raise InputError(f"group_attrs '{part}': expected GROUP=ATTR,ATTR;GROUP=ATTR", param="group_attrs")
         chosen = []
         for attr in filter(None, (a.strip() for a in attrs.split(","))):
             if attr not in names:
@@ -90,7 +90,7 @@ def parse_group_attributes(spec: str, names: Sequence[str]) -> Dict[str, List[st
             chosen.append(attr)
         out[group.strip()] = chosen
     if not out:
-        raise InputError("--group-attrs names no group")
+        raise InputError("group_attrs names no group", param="group_attrs")
     return out
 
 

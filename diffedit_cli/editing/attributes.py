@@ -33,15 +33,16 @@ from ..networks.classifier import AttributeClassifier
 MAX_ALPHA = 10.0
 
 
-def check_alpha(value: float, what: str) -> float:
-    """``value`` if it is a finite edit strength with |alpha| <= MAX_ALPHA, else an InputError naming ``what``."""
+def check_alpha(value: float, what: str, param: Optional[str] = None) -> float:
+    """``value`` if it is a finite edit strength with |alpha| <= MAX_ALPHA, else an InputError naming ``what``
+    (``param``: the parameter ``what`` starts with, see :class:`~diffedit_cli.errors.DiffeditError`)."""
     import math
 
     if not math.isfinite(value):
-        raise InputError(f"{what}: the edit strength must be a finite number (got {value})")
+        raise InputError(f"{what}: the edit strength must be a finite number (got {value})", param=param)
     if abs(value) > MAX_ALPHA:
         raise InputError(f"{what}: edit strength {value:g} is outside [-{MAX_ALPHA:g}, {MAX_ALPHA:g}] "
-                         "(0.3 is the official demo; beyond a few units the code leaves the data)")
+                         "(0.3 is the official demo; beyond a few units the code leaves the data)", param=param)
     return value
 
 
@@ -102,7 +103,7 @@ def parse_edits(specs: Sequence[str], default_alpha: float, attributes: Sequence
             alpha = float(value) if value else default_alpha
         except ValueError:
             raise InputError(f"bad edit '{spec}': expected NAME or NAME=ALPHA with a number") from None
-        check_alpha(alpha, f"--attr {spec}")
+        check_alpha(alpha, f"attr {spec}", param="attr")
         index, sign = resolve_attribute(name, attributes)
         edits[index] = edits.get(index, 0.0) + sign * alpha
     return edits

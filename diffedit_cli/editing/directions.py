@@ -253,8 +253,8 @@ def shape_direction(direction: torch.Tensor, topk: Optional[int] = None,
         direction = F.normalize((direction * mask)[None], dim=1)[0]
     if topk is not None:
         if not 1 <= topk <= available:
-            raise InputError(f"--topk must be in 1..{available}" + (" (the chosen levels' coordinates)" if mask is not None else "")
-                             + f", got {topk}")
+            raise InputError(f"topk must be in 1..{available}" + (" (the chosen levels' coordinates)" if mask is not None else "")
+                             + f", got {topk}", param="topk")
         keep = direction.abs().topk(topk).indices
         truncated = torch.zeros_like(direction)
         truncated[keep] = direction[keep]

@@ -36,12 +36,12 @@ class DirectionSources:
         ref, _, value = spec.partition("=")
         path, sep, name = ref.rpartition(":")
         if not sep or not path or not name:
-            raise InputError(f"--direction '{spec}': expected FILE:NAME or FILE:NAME=ALPHA")
+            raise InputError(f"direction '{spec}': expected FILE:NAME or FILE:NAME=ALPHA", param="direction")
         try:
             alpha = float(value) if value else default_alpha
         except ValueError:
-            raise InputError(f"--direction '{spec}': ALPHA must be a number") from None
-        check_alpha(alpha, f"--direction {spec}")
+            raise InputError(f"direction '{spec}': ALPHA must be a number", param="direction") from None
+        check_alpha(alpha, f"direction {spec}", param="direction")
         found = self.file(path)
         index = found.index(name, f"'{path}'")
         return dirs.Edit(f"{path}:{found.names[index]}", found.raw(index), found.std, alpha)

@@ -89,7 +89,7 @@ def perplexity_matrix(model: DiffAEModel, n: int = 2000, seed: int = 777, batch_
     probe on the whole code} (the ceiling), "n_train", "n_test"}.
     """
     if n < 10:
-        raise InputError(f"--probe-n must be at least 10, got {n}")
+        raise InputError(f"probe_n must be at least 10, got {n}", param="probe_n")
     gae = model_gae(model)
     size = model.image_size
     faces = [independent_face(seed, i) for i in range(n)]
@@ -141,7 +141,7 @@ def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, steps: int 
     Returns {"recon": rows, "swap": rows, "summary": {...}}; see the module docstring.
     """
     if n < 1:
-        raise InputError(f"--n must be at least 1, got {n}")
+        raise InputError(f"n must be at least 1, got {n}", param="n")
     gae = model_gae(model)
     oracle = model.component("oracle")
     names = list(oracle.attributes)

@@ -311,9 +311,9 @@ def select_faces(faces: List[Face], which: str = "all") -> List[Tuple[int, Face]
     try:
         index = int(spec)
     except ValueError:
-        raise InputError(f"--face '{which}': expected all, largest or a face number (0 = leftmost)") from None
+        raise InputError(f"face '{which}': expected all, largest or a face number (0 = leftmost)", param="face") from None
     if index < 0:
-        raise InputError(f"--face {index}: face numbers start at 0")
+        raise InputError(f"face {index}: face numbers start at 0", param="face")
     return [numbered[index]] if index < len(numbered) else []
 
 

@@ -179,7 +179,7 @@ def infer_latent_config(sd: Dict[str, torch.Tensor]) -> LatentMLPConfig:
 def split_official_state(state_dict: Dict[str, torch.Tensor], weights: str = "ema") -> Dict[str, Dict[str, torch.Tensor]]:
     """Split an official LitModel / ClsModel state dict into diffedit component state dicts."""
     if weights not in ("ema", "raw"):
-        raise ModelError(f"--weights must be 'ema' or 'raw', not '{weights}'")
+        raise ModelError(f"weights must be 'ema' or 'raw', not '{weights}'", param="weights")
     out: Dict[str, Dict[str, torch.Tensor]] = {}
     if "classifier.weight" in state_dict:
         out["classifier"] = {
@@ -285,11 +285,11 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
     existing: List[str] = []
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise ModelError(f"--out '{out_dir}' exists and is not a folder")
+            raise ModelError(f"out '{out_dir}' exists and is not a folder", param="out")
         if (out_dir / INDEX_FILE).is_file():
             existing = list(read_json(out_dir / INDEX_FILE, "model index").get("components", []))
         elif any(out_dir.iterdir()):
-            raise ModelError(f"--out '{out_dir}' is a non-empty folder that is not a diffedit model")
+            raise ModelError(f"out '{out_dir}' is a non-empty folder that is not a diffedit model", param="out")
     collected: Dict[str, Tuple[torch.nn.Module, str]] = {}
     for path in paths:
         ckpt, stubbed = read_checkpoint(Path(path), trust_pickle)

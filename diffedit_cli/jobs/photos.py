@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -23,8 +22,10 @@ from ..io import images as imageio
 from .. import pipeline
 from ..errors import DiffeditError, InputError
 from ..io.files import atomic_write
-from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, encode_codes, out_is_file,
-    plan_output)
+from ..editing.plan import plan_edit
+from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, check_interpolation, collect_inputs,
+    decode_edit, edit_info, encode_codes, interpolate_codes, interpolation_folder, out_is_file, plan_output,
+    write_interpolation)
 from ..io.latents import LatentCode, latent_metadata, save_latent
 from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
 from ..faces.detection import Face, check_face_spec, make_detector, select_faces
@@ -174,7 +175,7 @@ def align_files(specs: Sequence[str], out: Optional[str], size: int, options: Fa
                 reporter: Reporter) -> int:
     """Write the aligned crops ``<stem>_<NN>.png`` of every face in the photos; returns the exit code."""
     if size < 8:
-        raise InputError(f"--size {size}: too small")
+        raise InputError(f"size {size}: too small", param="size")
     check_face_spec(options.face)
     options.get_detector()
     todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning", "faces aligned")
@@ -245,29 +246,25 @@ def blend_masks(crops: torch.Tensor, options: FaceOptions) -> Optional[torch.Ten
 
 def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOptions, options: FaceOptions,
                 reporter: Reporter, attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None,
-                compare: bool = False, paste_back: bool = False) -> int:
-    """Edit the faces of photos along classifier directions.
+                compare: bool = False, paste_back: bool = False, alphas: Optional[Sequence[float]] = None,
+                levels: Optional[Sequence[int]] = None, directions: Sequence[str] = (),
+                orthogonal: Sequence[str] = ()) -> int:
+    """Edit the faces of photos: the edit is :func:`diffedit_cli.editing.plan.plan_edit`'s, as for files.
 
-    Without ``paste_back``: one image per face, ``<stem>_<NN>.png`` (``compare``: aligned input | edit).
-    With ``paste_back``: the whole photo ``<stem>.png`` with every selected face edited and blended back
-    (pixels outside the blend masks byte-identical to the input).
+    Without ``paste_back``: one image per face, ``<stem>_<NN>.png`` (``compare``: aligned input first; a
+    sweep: one decode per alpha in a row). With ``paste_back``: the whole photo ``<stem>.png`` with every
+    selected face edited and blended back (pixels outside the blend masks byte-identical to the input);
+    a sweep writes the photos side by side, one per alpha.
     """
-    from ..editing.attributes import attribute_direction, edit_z_sem, parse_edits
-
-    classifier = model.component("classifier")
-    if not attrs:
-        raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs)")
-    edits = parse_edits(attrs, alpha, classifier.attributes)
-    if topk is not None:
-        attribute_direction(classifier, next(iter(edits)), topk)
+    plan = plan_edit(model, attrs, alpha, topk, alphas, levels, directions, orthogonal)
     if paste_back and compare:
-        raise InputError("--compare shows aligned crops; it cannot be combined with --paste-back")
+        raise InputError("compare shows aligned crops; it cannot be combined with paste_back")
     opts.validate(model)
     check_face_spec(options.face)
     options.get_detector()
-    device, precision = opts.resolved()
     todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited")
     inputs = {item.path.resolve() for item, _ in todo}
+    info = {**edit_info(plan, orthogonal), "detector": options.get_detector().name}
     for item, target in todo:
         if paste_back and blocked(target, opts, str(item.path), reporter, inputs):
             reporter.advance()
@@ -279,31 +276,29 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
         photo, faces = found
         if not paste_back:
             faces = [f for f in faces if not blocked(face_target(target, f.number), opts, str(item.path), reporter, inputs)]
-        crops = torch.stack([f.tensor for f in faces]) if faces else None
-        edited = []
+        if not faces:
+            reporter.advance()
+            continue
+        crops = torch.stack([f.tensor for f in faces])
+        edited = []  # (faces, columns, 3, S, S)
         for chunk in batched(list(range(len(faces))), opts.batch_size):
-            batch = crops[chunk[0]:chunk[-1] + 1]
-            z, x_T = encode_codes(model, batch, opts, reporter)
-            device_cls = next(classifier.parameters()).device
-            z_edit = edit_z_sem(z.to(device_cls), classifier, edits, topk).cpu()
-            edited.append(pipeline.decode(model.autoencoder, z_edit, x_T, opts.steps, precision,
-                                          reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu())
-        info = {"edits": {classifier.attributes[i]: a for i, a in edits.items()}, "topk": topk,
-                "detector": options.get_detector().name}
+            z, x_T = encode_codes(model, crops[chunk[0]:chunk[-1] + 1], opts, reporter)
+            edited.append(decode_edit(model, plan, z, x_T, opts, reporter))
+        edited = torch.cat(edited)
         try:
-            if faces and paste_back:
-                edited = torch.cat(edited)
+            if paste_back:
                 masks = blend_masks(crops, options)
-                result, changed = _paste(photo, edited, faces, masks)
+                pasted = [_paste(photo, edited[:, c], faces, masks) for c in range(plan.columns)]
+                result = pasted[0][0] if len(pasted) == 1 else _side_by_side([p for p, _ in pasted])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 save_photo(result, target, exclusive=not opts.overwrite)
                 reporter.ok(str(item.path), str(target), faces=[f.number for f in faces],
-                            changed_pixels=int(changed.sum()), mask="parsing" if masks is not None else "ellipse", **info)
-            elif faces:
-                edited = torch.cat(edited)
+                            changed_pixels=int(pasted[0][1].sum()), mask="parsing" if masks is not None else "ellipse", **info)
+            else:
                 for k, face in enumerate(faces):
                     path = face_target(target, face.number)
-                    image = imageio.make_grid(torch.stack([crops[k], edited[k]]), ncol=2) if compare else edited[k]
+                    panels = ([crops[k]] if compare else []) + list(edited[k])
+                    image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
                     path.parent.mkdir(parents=True, exist_ok=True)
                     imageio.save_image(image, path, exclusive=not opts.overwrite)
                     reporter.ok(str(item.path), str(path), face=face.number, **info)
@@ -311,6 +306,12 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
             reporter.fail(str(item.path), str(err))
         reporter.advance()
     return reporter.summary("photos edited" if paste_back else "faces edited")
+
+
+def _side_by_side(photos: Sequence[Photo]) -> Photo:
+    """Photos of one size in a row, as one photo (an alpha sweep of pasted-back edits)."""
+    alpha = None if photos[0].alpha is None else np.concatenate([p.alpha for p in photos], axis=1)
+    return Photo(np.concatenate([p.pixels for p in photos], axis=1), alpha, photos[0].source)
 
 
 def _paste(photo: Photo, edited: torch.Tensor, faces: Sequence[AlignedFace], masks: Optional[torch.Tensor]):
@@ -323,28 +324,28 @@ def _paste(photo: Photo, edited: torch.Tensor, faces: Sequence[AlignedFace], mas
 # -- interpolate ---------------------------------------------------------------------------------------------
 
 def interpolate_photos(model, a: str, b: str, out: Optional[str], frames: int, opts: RunOptions,
-                       options: FaceOptions, reporter: Reporter) -> int:
-    """Interpolate between the largest (or ``--face N``) faces of two photos, aligned first."""
-    from .runner import interpolate_pair
-
+                       options: FaceOptions, reporter: Reporter, levels: Optional[Sequence[int]] = None) -> int:
+    """Interpolate between the largest (or ``face``-numbered) faces of two photos, aligned first; ``levels`` as
+    for :func:`.runner.interpolate_pair`."""
+    level_list = check_interpolation(model, frames, levels, opts)
     check_face_spec(options.face)
     which = options.face if options.face != "all" else "largest"
-    crops = []
-    with tempfile.TemporaryDirectory(prefix="diffedit-align-") as tmp:
-        for label, spec in (("a", a), ("b", b)):
-            items, errors = collect_inputs([spec], "images")
-            if errors or len(items) != 1:
-                raise InputError(errors[0][1] if errors else f"'{spec}' must be one image file")
-            photo = load_photo(items[0].path)
-            faces = align_photo(photo, model.image_size, FaceOptions(options.detector, which, options.weights,
-                                                                     options.parsing, options.device, options._detector))
-            if not faces:
-                raise InputError(f"'{spec}': no face found")
-            path = Path(tmp) / f"{label}_{items[0].path.stem}.png"
-            save_crop(faces[0].crop, path, faces[0].metadata("", str(items[0].path)))
-            crops.append(str(path))
-        default = Path(DEFAULT_OUT) / f"interp_{Path(a).stem}_{Path(b).stem}"
-        return interpolate_pair(model, crops[0], crops[1], out or str(default), frames, opts, reporter)
+    chooser = FaceOptions(options.detector, which, options.weights, options.parsing, options.device, options._detector)
+    crops, stems = [], []
+    for spec in (a, b):
+        items, errors = collect_inputs([spec], "images")
+        if errors or len(items) != 1:
+            raise InputError(errors[0][1] if errors else f"'{spec}' must be one image file")
+        faces = align_photo(load_photo(items[0].path), model.image_size, chooser)
+        if not faces:
+            raise InputError(f"'{spec}': no face found")
+        crops.append(faces[0].tensor)
+        stems.append(items[0].path.stem)
+    out_dir = interpolation_folder(out, stems[0], stems[1], opts)
+    reporter.start("interpolating", frames)
+    z, x_T = encode_codes(model, torch.stack(crops), opts, reporter)
+    imgs = interpolate_codes(model, z, x_T, frames, level_list, opts, reporter)
+    return write_interpolation(imgs, out_dir, f"{a} {b}", reporter)
 
 
 # -- evaluation on real photos -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import torch
 
 from ..io import images as imageio
 from .. import pipeline
+from ..editing.plan import EditPlan, plan_edit
 from ..errors import DiffeditError, InputError
 from ..io.latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
 from ..io.models import DiffAEModel
@@ -185,10 +186,10 @@ def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bo
     suffix = path.suffix.lower()
     known = {s.lower() for s in suffixes}
     if path.is_file() and n_items > 1:
-        raise InputError(f"--out '{out}' is an existing file but there are {n_items} inputs; give a folder")
+        raise InputError(f"out '{out}' is an existing file but there are {n_items} inputs; give a folder", param="out")
     if suffix in known:
         if n_items > 1:
-            raise InputError(f"--out '{out}' is a file name but there are {n_items} inputs; give a folder")
+            raise InputError(f"out '{out}' is a file name but there are {n_items} inputs; give a folder", param="out")
         return True
     writes = "latent files (.safetensors)" if known == {".safetensors"} else "images"
     other = imageio.IMAGE_EXTENSIONS | {".safetensors"}
@@ -240,7 +241,7 @@ class RunOptions:
         from ..diffusion import SAMPLERS, respaced_timesteps
 
         if decode and self.sampler not in SAMPLERS:
-            raise DiffeditError(f"--sampler '{self.sampler}': choose from {', '.join(SAMPLERS)}")
+            raise DiffeditError(f"sampler '{self.sampler}': choose from {', '.join(SAMPLERS)}", param="sampler")
 
         total = model.autoencoder.config.diffusion_steps
         for flag, value, used in (("--steps", self.steps, decode), ("--inv-steps", self.inv_steps, invert)):
@@ -422,44 +423,68 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
     only those levels move from A to B, the others keep A's code, and x_T stays A's
     (see :func:`diffedit_cli.pipeline.decode_levels`).
     """
-    from ..hierarchy import check_levels
-
-    if frames < 2:
-        raise InputError("--frames must be at least 2")
-    level_list = check_levels(levels, model.autoencoder)
-    opts.validate(model)
+    level_list = check_interpolation(model, frames, levels, opts)
     items, errors = collect_inputs([a, b], "any")
     if errors:
         raise InputError(errors[0][1])
     if len(items) != 2:
         raise InputError("interpolate needs two different inputs A and B")
-    out_dir = Path(out or Path(DEFAULT_OUT) / f"interp_{items[0].path.stem}_{items[1].path.stem}")
-    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
+    out_dir = interpolation_folder(out, items[0].path.stem, items[1].path.stem, opts)
     reporter.start("interpolating", frames)
     good, z, x_T = load_codes(model, items, opts, reporter)
     if len(good) != 2:
         return reporter.summary("frames")
-    device, precision = opts.resolved()
+    imgs = interpolate_codes(model, z, x_T, frames, level_list, opts, reporter)
+    return write_interpolation(imgs, out_dir, f"{a} {b}", reporter, gif_ms)
+
+
+def check_interpolation(model: DiffAEModel, frames: int, levels: Optional[Sequence[int]], opts: RunOptions):
+    """Checks an interpolation's settings; returns the checked levels (or None)."""
+    from ..hierarchy import check_levels
+
+    if frames < 2:
+        raise InputError("frames must be at least 2")
+    level_list = check_levels(levels, model.autoencoder)
+    opts.validate(model)
+    return level_list
+
+
+def interpolation_folder(out: Optional[str], stem_a: str, stem_b: str, opts: RunOptions) -> Path:
+    """The output folder (default ``diffedit-out/interp_<a>_<b>``); refused when it holds files, unless overwriting."""
+    out_dir = Path(out or Path(DEFAULT_OUT) / f"interp_{stem_a}_{stem_b}")
+    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
+        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
+    return out_dir
+
+
+def interpolate_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, frames: int,
+                      levels: Optional[Sequence[int]], opts: RunOptions, reporter: Reporter) -> torch.Tensor:
+    """Frames (frames, 3, S, S) in [-1, 1] from codes z (2, D) and x_T (2, 3, S, S) of A and B."""
+    _, precision = opts.resolved()
     w = torch.linspace(0, 1, frames)
     zs = pipeline.lerp(z[0], z[1], w)
-    xs = pipeline.slerp(x_T[0], x_T[1], w) if level_list is None else x_T[:1].repeat(frames, 1, 1, 1)
+    xs = pipeline.slerp(x_T[0], x_T[1], w) if levels is None else x_T[:1].repeat(frames, 1, 1, 1)
     z_base = z[:1].repeat(frames, 1)
     imgs = []
     for chunk in batched(list(range(frames)), opts.batch_size):
         part = slice(chunk[0], chunk[-1] + 1)
-        imgs.append(pipeline.decode_levels(model.autoencoder, z_base[part], zs[part], level_list, xs[part],
+        imgs.append(pipeline.decode_levels(model.autoencoder, z_base[part], zs[part], levels, xs[part],
                                            opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)"),
                                            opts.sampler).cpu())
         reporter.advance(len(chunk))
-    imgs = torch.cat(imgs)
+    return torch.cat(imgs)
+
+
+def write_interpolation(imgs: torch.Tensor, out_dir: Path, source: str, reporter: Reporter, gif_ms: int = 120) -> int:
+    """frame_NNN.png, grid.png and interpolation.gif of frames (F, 3, S, S); returns the exit code."""
+    frames = len(imgs)
     out_dir.mkdir(parents=True, exist_ok=True)
     for k in range(frames):
         imageio.save_image(imgs[k], out_dir / f"frame_{k:03d}.png")
     imageio.save_image(imageio.make_grid(imgs, ncol=frames), out_dir / "grid.png")
     imageio.save_gif(list(imgs), out_dir / "interpolation.gif", duration_ms=gif_ms, pingpong=True)
     reporter.done = frames
-    reporter.ok(f"{a} {b}", str(out_dir), frames=frames, grid=str(out_dir / "grid.png"), gif=str(out_dir / "interpolation.gif"))
+    reporter.ok(source, str(out_dir), frames=frames, grid=str(out_dir / "grid.png"), gif=str(out_dir / "interpolation.gif"))
     reporter.done = frames
     return reporter.summary("frames")
 
@@ -472,6 +497,24 @@ def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
     return imageio.load_image(item.path, model.image_size)
 
 
+def decode_edit(model: DiffAEModel, plan: EditPlan, z: torch.Tensor, x_T: torch.Tensor, opts: RunOptions,
+                reporter: Reporter) -> torch.Tensor:
+    """Decode ``plan``'s edits of codes z (N, D) with their x_T (N, 3, S, S): (N, columns, 3, S, S) in [-1, 1], CPU."""
+    _, precision = opts.resolved()
+    n, columns = len(z), plan.columns
+    what = "decoding" if columns == 1 else "decoding sweep"
+    dec = pipeline.decode_levels(model.autoencoder, z.repeat(columns, 1), plan.codes(z), plan.route,
+                                 x_T.repeat(columns, 1, 1, 1), opts.steps, precision,
+                                 reporter.steps(f"{what} ({opts.steps} steps)"), opts.sampler).cpu()
+    return dec.reshape(columns, n, *dec.shape[1:]).transpose(0, 1)
+
+
+def edit_info(plan: EditPlan, orthogonal: Sequence[str] = ()) -> dict:
+    """What a report line says about the edit."""
+    return dict(edits=plan.labels, topk=plan.topk, levels=plan.levels, alphas=plan.alphas,
+                orthogonal_to=list(orthogonal) or None)
+
+
 def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
                attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None,
                alphas: Optional[Sequence[float]] = None, compare: bool = False,
@@ -479,57 +522,11 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                orthogonal: Sequence[str] = ()) -> int:
     """Edit images / latent files along classifier directions and direction-file directions; one output per input.
 
-    ``directions``: ``FILE:NAME[=ALPHA]`` texts (:mod:`diffedit_cli.editing.directions`); ``orthogonal``: names
-    (attributes or ``FILE:NAME``, comma lists allowed) every edit direction is made orthogonal to first.
-    With ``alphas`` (at least two strengths) the output is a row of decodes at each alpha of the (single) edit;
-    with ``compare`` the (resized) input is put on the left. ``levels`` (0-based, 0 = finest) restricts the edit
-    to those resolution levels (:func:`diffedit_cli.editing.attributes.level_edit_route`).
+    The edit (``attrs``, ``alpha``, ``topk``, ``alphas``, ``levels``, ``directions``, ``orthogonal``) is
+    :func:`diffedit_cli.editing.plan.plan_edit`'s. With ``alphas`` the output is a row of decodes at each
+    alpha of the (single) edit; with ``compare`` the (resized) input is put on the left.
     """
-    from dataclasses import replace
-
-    from ..editing.attributes import check_alpha, classifier_edit, edit_z_sem, level_edit_route, parse_edits
-    from ..hierarchy import check_levels
-
-    if not attrs and not directions:
-        raise InputError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
-    classifier = model.component("classifier") if attrs or orthogonal else None
-    edits = parse_edits(attrs, alpha, classifier.attributes) if attrs else {}
-    if alphas is not None:
-        alphas = [check_alpha(float(a), "alphas") for a in alphas]
-        if len(alphas) < 2:
-            raise InputError("an alpha sweep needs at least 2 alphas")
-    mask, route = level_edit_route(model.autoencoder, check_levels(levels, model.autoencoder))
-    labels = {classifier.attributes[i]: a for i, a in edits.items()} if edits else {}
-    if directions or orthogonal:
-        from ..editing.sources import DirectionSources, parse_orthogonal
-        from ..editing.directions import apply_edits
-
-        sources = DirectionSources(model)
-        edit_list = [classifier_edit(classifier, i, a) for i, a in edits.items()]
-        edit_list += [sources.edit(spec, alpha) for spec in directions]
-        against = [sources.raw(name) for name in parse_orthogonal(orthogonal)]
-        labels = {e.label: e.alpha for e in edit_list}
-
-        def move(z: torch.Tensor, strength: Optional[float] = None) -> torch.Tensor:
-            chosen = edit_list if strength is None else \
-                [replace(edit_list[0], alpha=(1.0 if edit_list[0].alpha >= 0 else -1.0) * strength)]
-            return apply_edits(z.cpu(), chosen, against, topk, mask)
-        move(torch.zeros(1, model.autoencoder.config.style_channels))  # validates --topk and projections up front
-    else:
-        device_cls = next(classifier.parameters()).device
-
-        def move(z: torch.Tensor, strength: Optional[float] = None) -> torch.Tensor:
-            chosen = edits
-            if strength is not None:
-                (index, sign), = edits.items()
-                chosen = {index: (1.0 if sign >= 0 else -1.0) * strength}
-            return edit_z_sem(z.to(device_cls), classifier, chosen, topk, mask).cpu()
-        if topk is not None:
-            from ..editing.attributes import attribute_direction
-
-            attribute_direction(classifier, next(iter(edits)), topk, mask)  # validates the range up front
-    if alphas is not None and len(labels) != 1:
-        raise InputError("--alpha-sweep takes exactly one --attr or --direction")
+    plan = plan_edit(model, attrs, alpha, topk, alphas, levels, directions, orthogonal)
     opts.validate(model)
     todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing", "edited")
     device, precision = opts.resolved()
@@ -538,16 +535,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
         good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter)
         if not good:
             continue
-        if alphas is None:
-            outs = pipeline.decode_levels(model.autoencoder, z, move(z), route, x_T, opts.steps, precision,
-                                          reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()[:, None]
-        else:
-            z_all = torch.cat([move(z, a) for a in alphas])
-            x_all = x_T.repeat(len(alphas), 1, 1, 1)
-            dec = pipeline.decode_levels(model.autoencoder, z.repeat(len(alphas), 1), z_all, route, x_all, opts.steps,
-                                         precision, reporter.steps(f"decoding sweep ({opts.steps} steps)"),
-                                         opts.sampler).cpu()
-            outs = dec.reshape(len(alphas), len(good), *dec.shape[1:]).transpose(0, 1)
+        outs = decode_edit(model, plan, z, x_T, opts, reporter)
         for k, item in enumerate(good):
             try:
                 panels = list(outs[k])
@@ -559,8 +547,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
                     panels = [pixels] + panels
                 image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
                 imageio.save_image(image, targets[item.index], exclusive=not opts.overwrite)
-                reporter.ok(str(item.path), str(targets[item.index]), edits=labels, topk=topk, levels=levels,
-                            orthogonal_to=list(orthogonal) or None)
+                reporter.ok(str(item.path), str(targets[item.index]), **edit_info(plan, orthogonal))
             except DiffeditError as err:
                 reporter.fail(str(item.path), str(err))
             reporter.advance()

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import diffusion, pipeline
+from ..data.part_masks import load_weight_maps, parse_part_weights
 from ..errors import DiffeditError, InputError
 from ..io.images import to_model_range
 from ..io.models import add_to_index, load_model, save_component
@@ -69,7 +70,7 @@ def autoencoder_arch(preset: str, arch: str = "diffae") -> AutoencoderConfig:
     try:
         return autoencoder_config(arch, **AUTOENCODER_PRESETS[preset])
     except ValueError as err:
-        raise DiffeditError(f"--arch: {err}") from None
+        raise DiffeditError(f"arch: {err}", param="arch") from None
 
 
 LATENT_PRESETS: Dict[str, dict] = {
@@ -195,6 +196,9 @@ class AutoencoderTrainConfig:
     lr_schedule: str = "constant"  # constant | cosine (to 10 % of lr at the last step), after the warmup
     init_from: Optional[str] = None  # start from this model's autoencoder (its architecture; preset ignored)
     channels_last: bool = False  # channels_last memory format for the network
+    part_weights: str = ""  # "mouth=8,eyes=8": per-pixel loss weight inside those (dilated) part masks, 1 elsewhere
+    part_dilate: int = 1  # grow the weighted masks by this many pixels
+    masks: Optional[str] = None  # the part-mask folder (default: masks/ beside the data folder)
 
 
 StepLog = Callable[[dict], None]
@@ -232,6 +236,24 @@ def sample_timesteps(n: int, num_steps: int, spec: str, step: int, generator: to
     return torch.randint(low, num_steps, (n,), generator=generator)
 
 
+def training_weight_maps(cfg: "AutoencoderTrainConfig", size: int, n: int) -> Optional[torch.Tensor]:
+    """The run's per-pixel loss weights, float16 (n, 1, size, size) in data order, or None without --part-weights."""
+    weights = parse_part_weights(cfg.part_weights)
+    if not weights:
+        return None
+    files = image_files(Path(cfg.data))[:n]
+    masks = Path(cfg.masks) if cfg.masks else Path(cfg.data).parent / "masks"
+    return load_weight_maps(files, masks, weights, size, cfg.part_dilate)
+
+
+def weighted_mse(out: torch.Tensor, target: torch.Tensor, pixel_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-sample mean squared error (N,); with ``pixel_weights`` (N, 1, H, W) a weighted mean over the pixels."""
+    err = (out - target).pow(2)
+    if pixel_weights is None:
+        return err.mean(dim=(1, 2, 3))
+    return (err * pixel_weights).sum(dim=(1, 2, 3)) / (pixel_weights.sum(dim=(1, 2, 3)) * err.shape[1])
+
+
 def learning_rate(cfg: "AutoencoderTrainConfig", step: int) -> float:
     """The learning rate of (0-based) ``step``: linear warmup, then constant or cosine down to 10 % at cfg.steps."""
     if cfg.warmup and step < cfg.warmup:
@@ -249,6 +271,9 @@ def check_train_config(cfg: "AutoencoderTrainConfig") -> diffusion.Parameterizat
     if not math.isfinite(cfg.offset_noise) or cfg.offset_noise < 0:
         raise DiffeditError(f"offset noise must be a finite number >= 0, got {cfg.offset_noise}")
     _parse_spec(cfg.timesteps, TIMESTEP_SAMPLERS, "timestep sampling")
+    parse_part_weights(cfg.part_weights)
+    if cfg.part_dilate < 0:
+        raise DiffeditError(f"part dilation must be >= 0 pixels, got {cfg.part_dilate}")
     try:
         process = diffusion.Parameterization(beta_schedule=cfg.schedule, prediction=cfg.prediction,
                                              zero_terminal_snr=cfg.zero_terminal_snr,
@@ -321,6 +346,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     if dist.world > 1:
         train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
     data = load_image_folder(Path(cfg.data), arch.image_size, cfg.data_limit)
+    pixel_weights = training_weight_maps(cfg, arch.image_size, len(data))
     alphas_cumprod = process.alphas_cumprod().float().to(device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
@@ -352,6 +378,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + dist.rank)
         idx = torch.randint(0, len(data), (per_rank,), generator=gen)
         x0 = to_model_range(data[idx]).to(device)
+        pixel_w = None if pixel_weights is None else pixel_weights[idx].float().to(device)
         t = sample_timesteps(per_rank, arch.diffusion_steps, cfg.timesteps, step, gen).to(device)
         noise = torch.randn(x0.shape, generator=gen)
         if cfg.offset_noise:
@@ -365,7 +392,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
             group["lr"] = learning_rate(cfg, step)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             out = train_model(x_t.contiguous(memory_format=memory_format), t, x0.contiguous(memory_format=memory_format))
-            loss = (weights * (out.float() - target).pow(2).mean(dim=(1, 2, 3))).mean()
+            loss = (weights * weighted_mse(out.float(), target, pixel_w)).mean()
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -395,7 +422,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
 def _recipe(cfg: AutoencoderTrainConfig) -> dict:
     """The training recipe recorded in the autoencoder's config.json (model cards quote it)."""
     keys = ("preset", "arch", "data", "batch_size", "lr", "lr_schedule", "warmup", "ema_decay", "precision", "seed",
-            "prediction", "schedule", "zero_terminal_snr", "loss_weight", "timesteps", "offset_noise", "init_from")
+            "prediction", "schedule", "zero_terminal_snr", "loss_weight", "timesteps", "offset_noise", "init_from", "part_weights", "part_dilate")
     return {k: getattr(cfg, k) for k in keys}
 
 

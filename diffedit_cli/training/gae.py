@@ -75,13 +75,13 @@ def parse_slices(spec: Optional[str], groups: Sequence[str], slice_size: int) ->
         try:
             value = int(size) if eq else slice_size
         except ValueError:
-            raise InputError(f"--slices '{part}': expected NAME=SIZE") from None
+            raise InputError(f"slices '{part}': expected NAME=SIZE", param="slices") from None
         if value < 1:
-            raise InputError(f"--slices '{part}': size must be >= 1")
+            raise InputError(f"slices '{part}': size must be >= 1", param="slices")
         out.append((name.strip(), value))
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
-        raise InputError(f"--slices '{spec}' names a slice twice")
+        raise InputError(f"slices '{spec}' names a slice twice", param="slices")
     return out
 
 
