@@ -42,7 +42,7 @@ ModelOpt = Annotated[Optional[str], typer.Option(
     "Default: the shipped 'toyfaces' model.", show_default=False)]
 OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/) or, for one input, a file name.", show_default=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
-PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32, fp16 or bf16 (default: fp16 on CUDA, fp32 on CPU).", show_default=False)]
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32, fp16 or bf16 (default: fp16 on CUDA; on a CPU bf16 where it is native (AVX512-BF16 / AMX), else fp32; $DIFFEDIT_CPU_PRECISION overrides). fp32 reproduces the official numbers.", show_default=False)]
 BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
 MAX_SEED = 2 ** 62  # torch generators take 64-bit seeds; image i of a run uses seed + i
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for random x_T; image i uses seed + i, so batching never changes results.")]

@@ -10,6 +10,7 @@ per-block z_sem projections are computed once per batch, not once per step.
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -44,13 +45,30 @@ def pick_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def pick_precision(precision: Optional[str], device: torch.device) -> str:
-    """Default: fp16 on CUDA, fp32 on CPU."""
-    if precision in (None, "auto"):
-        return "fp16" if device.type == "cuda" else "fp32"
-    if precision not in PRECISIONS:
-        from .errors import DiffeditError
+CPU_PRECISION_ENV = "DIFFEDIT_CPU_PRECISION"  # fp32 | bf16: overrides the CPU default below
 
+
+def native_bf16_cpu() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast is faster than fp32."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pick_precision(precision: Optional[str], device: torch.device) -> str:
+    """``None``/``"auto"``: fp16 on CUDA; on a CPU bf16 where it is native (:func:`native_bf16_cpu`), else fp32
+    (``$DIFFEDIT_CPU_PRECISION`` = fp32 | bf16 overrides the CPU choice). Measured cost of bf16: docs/speed.md."""
+    from .errors import DiffeditError
+
+    if precision in (None, "auto"):
+        if device.type == "cuda":
+            return "fp16"
+        chosen = os.environ.get(CPU_PRECISION_ENV, "").strip().lower()
+        if chosen and chosen not in ("fp32", "bf16"):
+            raise DiffeditError(f"${CPU_PRECISION_ENV} must be fp32 or bf16, got '{chosen}'")
+        return chosen or ("bf16" if native_bf16_cpu() else "fp32")
+    if precision not in PRECISIONS:
         raise DiffeditError(f"precision must be one of fp32, fp16, bf16 (got '{precision}')", param="precision")
     return precision
 

@@ -16,6 +16,9 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 # No test reaches the internet: downloads outside the Hub (LPIPS's AlexNet, facexlib's weights) are off unless
 # a test turns them back on against a loopback server (tests/file_server.py). Subprocesses inherit this.
 os.environ["DIFFEDIT_OFFLINE"] = "1"
+# Numerical tests compare against fp32 references on every machine: the CPU default (bf16 where the CPU has it
+# natively) is pinned to fp32 here; test_batching.py tests the default itself with this variable removed.
+os.environ["DIFFEDIT_CPU_PRECISION"] = "fp32"
 
 
 def need_reference() -> Path:

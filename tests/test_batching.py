@@ -95,3 +95,22 @@ def test_bf16_decode_of_the_default_model_stays_above_35_db():
     fp32, bf16 = (pipeline.decode(ae, z, x_T, 10, precision) for precision in ("fp32", "bf16"))
     mse = float(((fp32.clamp(-1, 1) - bf16.clamp(-1, 1)) / 2).pow(2).mean())
     assert 10 * math.log10(1 / mse) >= 35
+
+
+def test_cpu_default_precision_is_bf16_only_where_it_is_native(monkeypatch, tmp_path, capsys):
+    from diffedit_cli import pipeline
+    from diffedit_cli.cli import main
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(pipeline.CPU_PRECISION_ENV, raising=False)
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(pipeline, "native_bf16_cpu", lambda: native)
+        assert pipeline.pick_precision(None, cpu) == pipeline.pick_precision("auto", cpu) == expected
+        assert pipeline.pick_precision("fp32", cpu) == "fp32"  # an explicit choice always wins
+    monkeypatch.setenv(pipeline.CPU_PRECISION_ENV, "fp32")
+    monkeypatch.setattr(pipeline, "native_bf16_cpu", lambda: True)
+    assert pipeline.pick_precision(None, cpu) == "fp32"
+    monkeypatch.setenv(pipeline.CPU_PRECISION_ENV, "fp8")
+    assert main(["decode", "x.safetensors", "--device", "cpu"]) == 2
+    assert "DIFFEDIT_CPU_PRECISION must be fp32 or bf16" in capsys.readouterr().err
+    assert pipeline.pick_precision(None, torch.device("cuda")) == "fp16"
