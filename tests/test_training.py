@@ -247,3 +247,20 @@ def test_part_weights_train_resume_and_need_masks(tmp_path, capsys):
         assert main(base + ["--out", str(tmp_path / "r"), *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and err.startswith("error:") and "\n" not in err, err
+
+
+def test_resumed_config_keeps_the_recipe_and_takes_the_run_controls():
+    from diffedit_cli.errors import DiffeditError, flag_message
+    from diffedit_cli.training.gae import GAETrainConfig
+
+    saved = AutoencoderTrainConfig(data="d", run="r", lr=6e-4, prediction="v", steps=100, keep_every=0).to_dict()
+    saved["a_field_of_a_newer_version"] = 1
+    new = AutoencoderTrainConfig(data="d", run="r", lr=1e-4, steps=300, keep_every=50, device="cpu")
+    resumed = new.resumed(saved)
+    assert (resumed.lr, resumed.prediction) == (6e-4, "v")  # the recipe is the saved run's
+    assert (resumed.steps, resumed.keep_every, resumed.device) == (300, 50, "cpu")  # the invocation's controls
+    assert AutoencoderTrainConfig.from_dict(json.loads(json.dumps(resumed.to_dict()))) == resumed
+
+    with pytest.raises(DiffeditError) as err:
+        GAETrainConfig(model="m", groups=0).check_positive("steps", "groups")
+    assert flag_message(err.value) == "--groups must be >= 1"

@@ -374,6 +374,51 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
 
 # -- editing ---------------------------------------------------------------------------------------------------
 
+def with_mean_row(rows: List[dict]) -> List[dict]:
+    """``rows`` (one per attribute) plus a row ``"attribute": "mean"`` averaging each other column over the rows
+    where it is not None (None where it is None everywhere)."""
+    mean_row = {"attribute": "mean"}
+    for column in rows[0]:
+        if column != "attribute":
+            values = [row[column] for row in rows if row[column] is not None]
+            mean_row[column] = sum(values) / len(values) if values else None
+    return rows + [mean_row]
+
+
+@torch.inference_mode()
+def encode_and_judge(autoencoder, oracle, images: torch.Tensor, inv_steps: int, batch_size: int, precision,
+                     progress=None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """z_sem (N, D), x_T (N, 3, S, S) from an ``inv_steps`` DDIM inversion and the oracle's logits (N, A) of
+    ``images`` (N, 3, S, S) in [-1, 1]; all on the CPU. ``progress``: a Reporter advanced per image."""
+    device = next(autoencoder.parameters()).device
+    z_sem, x_T, logits = [], [], []
+    for batch in chunks(len(images), batch_size):
+        x = images[batch].to(device)
+        codes = pipeline.encode_semantic(autoencoder, x, precision)
+        z_sem.append(codes.cpu())
+        x_T.append(pipeline.invert(autoencoder, x, codes, inv_steps, precision).cpu())
+        logits.append(oracle(x).float().cpu())
+        if progress is not None:
+            progress.advance(batch.stop - batch.start)
+    return torch.cat(z_sem), torch.cat(x_T), torch.cat(logits)
+
+
+def edits_toward_targets(z_sem: torch.Tensor, classifier, names: Sequence[str], targets: torch.Tensor,
+                         alphas: Sequence[float], topk, mask) -> torch.Tensor:
+    """Every face's z_sem (N, D) moved by each alpha toward its target value of each attribute (``targets``
+    (N, A) bool: True moves along +direction): (A * len(alphas) * N, D) on the CPU, ordered (attribute, alpha, face)."""
+    classifier_device = next(classifier.parameters()).device
+    codes = z_sem.to(classifier_device)
+    out = []
+    for name, toward_true in zip(names, targets.T):
+        index = classifier.attributes.index(name)
+        for alpha in alphas:
+            up = edit_z_sem(codes, classifier, {index: alpha}, topk, mask)
+            down = edit_z_sem(codes, classifier, {index: -alpha}, topk, mask)
+            out.append(torch.where(toward_true[:, None].to(classifier_device), up, down).cpu())
+    return torch.cat(out)
+
+
 @torch.inference_mode()
 def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[float] = (0.3, 0.5),
                  topk: Optional[int] = None, steps: int = 20, inv_steps: int = 20, batch_size: int = 32,
@@ -406,7 +451,6 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
     if not names:
         raise InputError("the model's classifier and the oracle share no toy-face attribute to evaluate")
     autoencoder = model.autoencoder
-    device = next(autoencoder.parameters()).device
     faces = load_faces(data_dir, n, model.image_size)
     face_params = load_face_params(data_dir, faces.files)
     count, n_attrs, n_alphas = len(faces.files), len(names), len(alphas)
@@ -414,33 +458,16 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
 
     if progress is not None:
         progress.start("editing", count + count * n_attrs * n_alphas)
-    z_sem, x_T, input_logits = [], [], []
-    for batch in chunks(count, batch_size):
-        images = faces.images[batch].to(device)
-        codes = pipeline.encode_semantic(autoencoder, images, precision)
-        z_sem.append(codes.cpu())
-        x_T.append(pipeline.invert(autoencoder, images, codes, inv_steps, precision).cpu())
-        input_logits.append(oracle(images).float().cpu())
-        if progress is not None:
-            progress.advance(batch.stop - batch.start)
-    z_sem, x_T, input_logits = torch.cat(z_sem), torch.cat(x_T), torch.cat(input_logits)
+    z_sem, x_T, input_logits = encode_and_judge(autoencoder, oracle, faces.images, inv_steps, batch_size, precision,
+                                                progress)
     targets = input_logits[:, target_columns] <= 0  # (N, A): the opposite of what the oracle sees
 
     regions = torch.stack([torch.stack([edit_region(face_params[i], name, bool(targets[i, j]), model.image_size)
                                         for j, name in enumerate(names)]) for i in range(count)])  # (N, A, S, S)
 
     # edit jobs ordered (attribute, alpha, face): job = (j * n_alphas + k) * count + i
-    classifier_device = next(classifier.parameters()).device
-    codes = z_sem.to(classifier_device)
     mask, route = level_edit_route(autoencoder, levels)
-    edited_codes = []
-    for name, toward_true in zip(names, targets.T):
-        index = classifier.attributes.index(name)
-        for alpha in alphas:
-            up = edit_z_sem(codes, classifier, {index: alpha}, topk, mask)
-            down = edit_z_sem(codes, classifier, {index: -alpha}, topk, mask)
-            edited_codes.append(torch.where(toward_true[:, None].to(classifier_device), up, down).cpu())
-    edited_codes = torch.cat(edited_codes)
+    edited_codes = edits_toward_targets(z_sem, classifier, names, targets, alphas, topk, mask)
     face_of_job = torch.arange(count).repeat(n_attrs * n_alphas)
     attr_of_job = torch.arange(n_attrs).repeat_interleave(n_alphas * count)
 
@@ -473,12 +500,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
         row["dependency"] = finite_or_none(dependency[j].mean().item())
         row["MSE outside"] = finite_or_none(torch.nanmean(outside_mse[j]).item())
         rows.append(row)
-    mean_row = {"attribute": "mean"}
-    for column in rows[0]:
-        if column != "attribute":
-            values = [row[column] for row in rows if row[column] is not None]
-            mean_row[column] = sum(values) / len(values) if values else None
-    return rows + [mean_row]
+    return with_mean_row(rows)
 
 
 # -- tables ----------------------------------------------------------------------------------------------------

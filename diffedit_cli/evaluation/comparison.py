@@ -27,7 +27,7 @@ from ..data import toyfaces
 from ..editing.attributes import edit_z_sem, level_edit_route
 from ..errors import InputError
 from .benchmarks import (EDIT_PARTS, LPIPS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
-    load_face_params, load_faces, load_lpips, masked_mse, to_unit)
+    load_face_params, load_faces, load_lpips, masked_mse, to_unit, with_mean_row)
 from ..io.models import DiffAEModel
 
 TAB2_ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5)
@@ -91,11 +91,7 @@ def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[fl
         rows.append({"attribute": name,
                      "MSE outside": finite_or_none(torch.nanmean(torch.cat(mse_values)).item()),
                      "LPIPS outside": torch.cat(lpips_values).mean().item() if lpips_values else None})
-    mean = {"attribute": "mean"}
-    for column in ("MSE outside", "LPIPS outside"):
-        values = [row[column] for row in rows if row[column] is not None]
-        mean[column] = sum(values) / len(values) if values else None
-    return rows + [mean]
+    return with_mean_row(rows)
 
 
 def model_label(model: DiffAEModel) -> str:

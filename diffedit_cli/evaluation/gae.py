@@ -19,7 +19,7 @@ Face seeds: probe faces ``face_seed(probe_seed, .)`` (default 777), swap pairs `
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 import torch

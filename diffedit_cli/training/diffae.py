@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -43,6 +43,7 @@ from ..networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier, ClassifierConfig
 from ..networks.hdae import AnyAutoencoderConfig, autoencoder_config, build_autoencoder
 from ..networks.latent_mlp import LatentMLP, LatentMLPConfig
+from .config import TrainConfig
 
 # Scaled-down architectures (the official ones are in convert.PRESETS).
 AUTOENCODER_PRESETS: Dict[str, dict] = {
@@ -168,7 +169,9 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 # -- autoencoder -----------------------------------------------------------
 
 @dataclass
-class AutoencoderTrainConfig:
+class AutoencoderTrainConfig(TrainConfig):
+    RUN_CONTROLS = ("steps", "device", "save_every", "sample_every", "keep_every")
+
     data: str
     run: str
     preset: str = "toy64"
@@ -296,33 +299,48 @@ def _initial_autoencoder(cfg: "AutoencoderTrainConfig", process: diffusion.Param
     return dataclasses.replace(arch, **dataclasses.asdict(process)), weights
 
 
-def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
-                      stop_after: Optional[int] = None) -> Path:
-    """Train (or resume) a Diff-AE autoencoder; returns the run folder.
+@dataclass
+class AutoencoderRun:
+    """The state of one autoencoder training run (what its checkpoint saves), set up by :func:`setup_autoencoder_run`."""
 
-    ``log`` gets a dict per step (step, loss, images_per_s). ``stop_after``
-    ends this invocation after that many steps (chunked training on a CPU).
-    """
+    cfg: AutoencoderTrainConfig
+    arch: AnyAutoencoderConfig
+    process: diffusion.Parameterization
+    device: torch.device
+    dist: Dist
+    model: nn.Module
+    ema: nn.Module
+    opt: torch.optim.Optimizer
+    step: int
+    resumed: bool
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.cfg.run)
+
+    @property
+    def state_path(self) -> Path:
+        return self.folder / "train_state" / "autoencoder.pt"
+
+
+def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False) -> AutoencoderRun:
+    """A new run (from the preset or ``init_from``), or the saved run of ``cfg.run`` with this call's run controls."""
     from ..pipeline import pick_device
 
     device = pick_device(cfg.device)
     dist = init_distributed(device)
     if device.type == "cuda" and dist.world > 1:
         device = torch.device("cuda", dist.local_rank)
-    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
-    run = Path(cfg.run)
-    state_path = run / "train_state" / "autoencoder.pt"
+    state_path = Path(cfg.run) / "train_state" / "autoencoder.pt"
     if state_path.exists() and not resume:
-        raise DiffeditError(f"'{run}' already holds a training run; pass --resume to continue it")
+        raise DiffeditError(f"'{cfg.run}' already holds a training run; pass --resume to continue it")
     if resume and not state_path.exists():
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
     if cfg.preset not in AUTOENCODER_PRESETS:
         raise DiffeditError(f"unknown preset '{cfg.preset}' (choose from {', '.join(AUTOENCODER_PRESETS)})")
     state = load_train_state(state_path) if resume else None
     if state is not None:
-        saved = state["config"]
-        cfg = AutoencoderTrainConfig(**{**saved, "steps": cfg.steps, "device": cfg.device, "save_every": cfg.save_every,
-                                        "sample_every": cfg.sample_every, "keep_every": cfg.keep_every})
+        cfg = cfg.resumed(state["config"])
     process = check_train_config(cfg)
     if state is not None and "arch" in state:
         arch, init_weights = AnyAutoencoderConfig.from_dict(state["arch"]), None
@@ -332,8 +350,7 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     model = build_autoencoder(arch).to(device)
     if init_weights is not None:
         model.load_state_dict(init_weights)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = model.to(memory_format=torch.channels_last if cfg.channels_last else torch.contiguous_format)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
@@ -342,80 +359,108 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
-    train_model: nn.Module = DenoiseStep(model)
+    return AutoencoderRun(cfg, arch, process, device, dist, model, ema, opt, step, resumed=state is not None)
+
+
+def noised_batch(r: AutoencoderRun, data: torch.Tensor, pixel_weights: Optional[torch.Tensor],
+                 alphas_cumprod: torch.Tensor, size: int) -> Dict[str, Optional[torch.Tensor]]:
+    """The training batch of step ``r.step`` (a fixed function of seed, step and rank, so a resume repeats it):
+    x0 and x_t (B, 3, S, S) in [-1, 1] / noised, t (B,), the prediction target, per-sample loss weights (B,)
+    and the per-pixel weights (B, 1, S, S) or None."""
+    cfg = r.cfg
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + r.step * 97 + r.dist.rank)
+    idx = torch.randint(0, len(data), (size,), generator=gen)
+    x0 = to_model_range(data[idx]).to(r.device)
+    pixel_w = None if pixel_weights is None else pixel_weights[idx].float().to(r.device)
+    t = sample_timesteps(size, r.arch.diffusion_steps, cfg.timesteps, r.step, gen).to(r.device)
+    noise = torch.randn(x0.shape, generator=gen)
+    if cfg.offset_noise:
+        noise = noise + cfg.offset_noise * torch.randn(*x0.shape[:2], 1, 1, generator=gen)
+    noise = noise.to(r.device)
+    a = alphas_cumprod[t]
+    return {"x0": x0, "x_t": diffusion.q_sample(x0, noise, a), "t": t,
+            "target": diffusion.prediction_target(x0, noise, a, r.process.prediction),
+            "weights": diffusion.loss_weights(a, r.process.prediction, cfg.loss_weight).to(r.device),
+            "pixel_weights": pixel_w}
+
+
+def save_autoencoder_checkpoint(r: AutoencoderRun) -> None:
+    """The resumable state, the EMA weights as the run's ``autoencoder/`` and, every ``keep_every`` steps, a snapshot."""
+    in_sync = ranks_in_sync(r.model, r.dist)
+    if not r.dist.main:
+        return
+    cfg, step = r.cfg, r.step
+    save_train_state(r.state_path, {"config": cfg.to_dict(), "arch": r.arch.to_dict(), "step": step,
+                                    "model": r.model.state_dict(), "ema": r.ema.state_dict(),
+                                    "optimizer": r.opt.state_dict(), "world_size": r.dist.world, "ranks_in_sync": in_sync})
+    record = {"training": {**_recipe(cfg), "steps": step}}
+    save_component(r.ema, r.folder / "autoencoder", "autoencoder", extra=record)
+    add_to_index(r.folder, r.folder.name, "autoencoder")
+    if cfg.keep_every and step and step % cfg.keep_every == 0:
+        save_component(r.ema, r.folder / SNAPSHOT_DIR / f"autoencoder_{step:07d}", "autoencoder", extra=record)
+
+
+def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
+                      stop_after: Optional[int] = None) -> Path:
+    """Train (or resume) a Diff-AE autoencoder; returns the run folder.
+
+    ``log`` gets a dict per step (step, loss, images_per_s). ``stop_after``
+    ends this invocation after that many steps (chunked training on a CPU).
+    """
+    r = setup_autoencoder_run(cfg, resume)
+    cfg, device, dist, run = r.cfg, r.device, r.dist, r.folder
+    precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    train_model: nn.Module = DenoiseStep(r.model)
     if dist.world > 1:
         train_model = nn.parallel.DistributedDataParallel(train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    data = load_image_folder(Path(cfg.data), arch.image_size, cfg.data_limit)
-    pixel_weights = training_weight_maps(cfg, arch.image_size, len(data))
-    alphas_cumprod = process.alphas_cumprod().float().to(device)
+    data = load_image_folder(Path(cfg.data), r.arch.image_size, cfg.data_limit)
+    pixel_weights = training_weight_maps(cfg, r.arch.image_size, len(data))
+    alphas_cumprod = r.process.alphas_cumprod().float().to(device)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16" and device.type == "cuda")
     amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
     per_rank = max(1, cfg.batch_size // dist.world)
     fixed = to_model_range(data[:8]).to(device)  # sample-grid inputs
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
-        if state is None:
+        if not r.resumed:
             (run / "train_log.jsonl").unlink(missing_ok=True)  # a new run, a new record
-        (run / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+        (run / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
-    def checkpoint():
-        in_sync = ranks_in_sync(model, dist)
-        if not dist.main:
-            return
-        save_train_state(state_path, {"config": asdict(cfg), "arch": arch.to_dict(), "step": step, "model": model.state_dict(),
-                                      "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                                      "world_size": dist.world, "ranks_in_sync": in_sync})
-        save_component(ema, run / "autoencoder", "autoencoder", extra={"training": {**_recipe(cfg), "steps": step}})
-        add_to_index(run, run.name, "autoencoder")
-        if cfg.keep_every and step and step % cfg.keep_every == 0:
-            save_component(ema, run / SNAPSHOT_DIR / f"autoencoder_{step:07d}", "autoencoder",
-                           extra={"training": {**_recipe(cfg), "steps": step}})
-
-    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    model.train()
+    end = cfg.steps if stop_after is None else min(cfg.steps, r.step + stop_after)
+    r.model.train()
     tick = time.perf_counter()
-    while step < end:
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + dist.rank)
-        idx = torch.randint(0, len(data), (per_rank,), generator=gen)
-        x0 = to_model_range(data[idx]).to(device)
-        pixel_w = None if pixel_weights is None else pixel_weights[idx].float().to(device)
-        t = sample_timesteps(per_rank, arch.diffusion_steps, cfg.timesteps, step, gen).to(device)
-        noise = torch.randn(x0.shape, generator=gen)
-        if cfg.offset_noise:
-            noise = noise + cfg.offset_noise * torch.randn(*x0.shape[:2], 1, 1, generator=gen)
-        noise = noise.to(device)
-        a = alphas_cumprod[t]
-        x_t = diffusion.q_sample(x0, noise, a)
-        target = diffusion.prediction_target(x0, noise, a, process.prediction)
-        weights = diffusion.loss_weights(a, process.prediction, cfg.loss_weight).to(device)
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, step)
+    while r.step < end:
+        batch = noised_batch(r, data, pixel_weights, alphas_cumprod, per_rank)
+        for group in r.opt.param_groups:
+            group["lr"] = learning_rate(cfg, r.step)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = train_model(x_t.contiguous(memory_format=memory_format), t, x0.contiguous(memory_format=memory_format))
-            loss = (weights * weighted_mse(out.float(), target, pixel_w)).mean()
-        opt.zero_grad(set_to_none=True)
+            out = train_model(batch["x_t"].contiguous(memory_format=memory_format), batch["t"],
+                              batch["x0"].contiguous(memory_format=memory_format))
+            loss = (batch["weights"] * weighted_mse(out.float(), batch["target"], batch["pixel_weights"])).mean()
+        r.opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.unscale_(opt)
+        scaler.unscale_(r.opt)
         if cfg.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(opt)
+            nn.utils.clip_grad_norm_(r.model.parameters(), cfg.grad_clip)
+        scaler.step(r.opt)
         scaler.update()
-        update_ema(ema, model, cfg.ema_decay)
-        step += 1
+        update_ema(r.ema, r.model, cfg.ema_decay)
+        r.step += 1
         now = time.perf_counter()
-        info = {"step": step, "steps": cfg.steps, "loss": loss.item(),
+        info = {"step": r.step, "steps": cfg.steps, "loss": loss.item(),
                 "images_per_s": per_rank * dist.world / max(now - tick, 1e-9)}
         if log is not None and dist.main:
             log(info)
         if dist.main:
-            append_train_log(run / "train_log.jsonl", info, last=step == end)
+            append_train_log(run / "train_log.jsonl", info, last=r.step == end)
         tick = now
-        if step % cfg.save_every == 0 or step == end or (cfg.keep_every and step % cfg.keep_every == 0):
-            checkpoint()
-        if dist.main and cfg.sample_every and (step % cfg.sample_every == 0 or step == cfg.steps):
-            write_sample_grid(ema, fixed, run / "samples" / f"autoencoder_{step:07d}.png", device)
-    if step == 0:
-        checkpoint()
+        if r.step % cfg.save_every == 0 or r.step == end or (cfg.keep_every and r.step % cfg.keep_every == 0):
+            save_autoencoder_checkpoint(r)
+        if dist.main and cfg.sample_every and (r.step % cfg.sample_every == 0 or r.step == cfg.steps):
+            write_sample_grid(r.ema, fixed, run / "samples" / f"autoencoder_{r.step:07d}.png", device)
+    if r.step == 0:
+        save_autoencoder_checkpoint(r)
     return run
 
 
@@ -486,7 +531,7 @@ def dataset_codes(run: Path, data: Path, image_size: int, autoencoder: DiffAEAut
 # -- latent DDIM -----------------------------------------------------------
 
 @dataclass
-class LatentTrainConfig:
+class LatentTrainConfig(TrainConfig):
     run: str
     data: str
     preset: str = "toy"
@@ -538,7 +583,7 @@ def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
         if log is not None:
             log(info)
         append_train_log(run / "train_log_latent.jsonl", info, last=step == cfg.steps)
-    save_component(ema, run / "latent", "latent", extra={"training": {**asdict(cfg), "codes": len(z)}})
+    save_component(ema, run / "latent", "latent", extra={"training": {**cfg.to_dict(), "codes": len(z)}})
     add_to_index(run, run.name, "latent")
     return run
 
@@ -546,7 +591,7 @@ def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
 # -- attribute classifier --------------------------------------------------
 
 @dataclass
-class ClassifierTrainConfig:
+class ClassifierTrainConfig(TrainConfig):
     run: str
     data: str
     labels: str
@@ -607,6 +652,6 @@ def train_classifier(cfg: ClassifierTrainConfig, log: Optional[StepLog] = None) 
         acc = ((clf(z[-n_val:]) > 0).float() == y[-n_val:]).float().mean(0)
     accuracy = {n: round(float(a), 4) for n, a in zip(names, acc)}
     save_component(clf.eval(), run / "classifier", "classifier",
-                   extra={"training": {**asdict(cfg), "codes": len(z)}, "heldout_accuracy": accuracy})
+                   extra={"training": {**cfg.to_dict(), "codes": len(z)}, "heldout_accuracy": accuracy})
     add_to_index(run, run.name, "classifier")
     return accuracy

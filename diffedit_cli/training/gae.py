@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -39,12 +39,15 @@ from ..errors import DiffeditError, InputError
 from ..io.models import INDEX_FILE, add_to_index, file_fingerprint, load_component, resolve_model, save_component
 from ..networks.gae import GAEConfig, GroupAutoencoder, swap_slices
 from .diffae import append_train_log, load_train_state, save_train_state
+from .config import TrainConfig
 
 StepLog = Callable[[dict], None]
 
 
 @dataclass
-class GAETrainConfig:
+class GAETrainConfig(TrainConfig):
+    RUN_CONTROLS = ("model", "steps", "device", "save_every")
+
     model: str                          # local model folder with an autoencoder; gae/ is written into it
     data: Optional[str] = None          # image folder of a real dataset (None: generated toy faces)
     labels: Optional[str] = None        # its attribute table (CelebA format)
@@ -206,12 +209,8 @@ def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] 
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
     state = load_train_state(state_path) if resume else None
     if state is not None:
-        saved = dict(state["config"])
-        saved.update(model=cfg.model, steps=cfg.steps, device=cfg.device, save_every=cfg.save_every)
-        cfg = GAETrainConfig(**saved)
-    for name, value in (("--groups", cfg.groups), ("--steps", cfg.steps), ("--batch-size", cfg.batch_size)):
-        if value < 1:
-            raise DiffeditError(f"{name} must be >= 1")
+        cfg = cfg.resumed(state["config"])
+    cfg.check_positive("groups", "steps", "batch_size")
     autoencoder = load_component(folder / "autoencoder", "autoencoder", str(device))
     data = group_codes(cfg, folder, autoencoder, code_progress)
     del autoencoder
@@ -253,9 +252,9 @@ def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] 
         return out
 
     def checkpoint(val: Dict[str, float]) -> None:
-        save_train_state(state_path, {"config": asdict(cfg), "step": step, "model": gae.state_dict(),
+        save_train_state(state_path, {"config": cfg.to_dict(), "step": step, "model": gae.state_dict(),
                                       "optimizer": opt.state_dict()})
-        training = {**{k: v for k, v in asdict(cfg).items() if k not in ("model", "device")}, "steps_done": step,
+        training = {**{k: v for k, v in cfg.to_dict().items() if k not in ("model", "device")}, "steps_done": step,
                     "train_groups": len(train_codes), "val_groups": n_val, "data_groups": data.groups,
                     "autoencoder_fingerprint": file_fingerprint(folder / "autoencoder" / "model.safetensors")}
         save_component(gae, folder / "gae", "gae", extra={"training": training, "val_losses": val})

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -39,12 +39,15 @@ from ..io.images import to_model_range
 from .gae import combine, gae_losses, model_folder
 from ..io.models import load_component, save_component, write_index
 from .diffae import append_train_log, image_files, load_image_folder, load_train_state, save_train_state
+from .config import TrainConfig
 
 StepLog = Callable[[dict], None]
 
 
 @dataclass
-class JointTrainConfig:
+class JointTrainConfig(TrainConfig):
+    RUN_CONTROLS = ("out", "steps", "device", "save_every")
+
     model: str                          # source model folder with autoencoder/ and a trained gae/
     out: str                            # new model folder written by the fine-tuning
     data: Optional[str] = None          # image folder of a real dataset (None: generated toy faces)
@@ -133,11 +136,8 @@ def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[St
         raise DiffeditError(f"'{out}' exists and is not empty; choose a new --out (or --resume its run)")
     state = load_train_state(state_path) if resume else None
     if state is not None:
-        cfg = JointTrainConfig(**{**state["config"], "out": cfg.out, "steps": cfg.steps, "device": cfg.device,
-                                  "save_every": cfg.save_every})
-    for name, value in (("--steps", cfg.steps), ("--batch-size", cfg.batch_size), ("--groups", cfg.groups)):
-        if value < 1:
-            raise DiffeditError(f"{name} must be >= 1")
+        cfg = cfg.resumed(state["config"])
+    cfg.check_positive("steps", "batch_size", "groups")
     source = model_folder(cfg.model)
     if not (source / "gae" / "model.safetensors").is_file():
         raise DiffeditError(f"'{source}' has no trained GAE; run 'diffedit train gae --model {cfg.model}' first")
@@ -162,9 +162,9 @@ def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[St
     alphas_cumprod = diffusion.Parameterization.of(autoencoder.config).alphas_cumprod().float().to(device)
 
     def checkpoint(last: Dict[str, float]) -> None:
-        save_train_state(state_path, {"config": asdict(cfg), "step": step, "autoencoder": autoencoder.state_dict(),
+        save_train_state(state_path, {"config": cfg.to_dict(), "step": step, "autoencoder": autoencoder.state_dict(),
                                       "gae": gae.state_dict(), "optimizer": opt.state_dict()})
-        training = {**{k: v for k, v in asdict(cfg).items() if k not in ("device", "out")}, "steps_done": step,
+        training = {**{k: v for k, v in cfg.to_dict().items() if k not in ("device", "out")}, "steps_done": step,
                     "joint_fine_tuning": "DiffuseGAE eq. 12", "last_losses": last}
         save_component(autoencoder, out / "autoencoder", "autoencoder", extra={"training": training})
         save_component(gae, out / "gae", "gae", extra={"training": training})
