@@ -22,9 +22,12 @@ for i, tile in enumerate(tiles):
     sheet.paste(tile, ((i % 4) * w, (i // 4) * h))
 sheet.save(sys.argv[2])
 PY
-# alpha sweeps
-python -m diffedit_cli edit examples/face2.png --model "$MODEL" --attr Smiling --alpha-sweep -0.5:0.5:5 --compare --out "$OUT/sweep_smiling.png" --overwrite --quiet
-python -m diffedit_cli edit examples/face.png --model "$MODEL" --attr Eyeglasses --alpha-sweep -0.5:0.5:5 --compare --out "$OUT/sweep_eyeglasses.png" --overwrite --quiet
+# the quick start's comparison (input | edit)
+python -m diffedit_cli edit examples/face.png --model "$MODEL" --attr Smiling --alpha 0.3 --compare --out "$OUT/quickstart_smiling.png" --overwrite --quiet
+# alpha sweeps: input | alpha -0.5 .. 0.5
+for attr in Eyeglasses Wearing_Hat Black_Hair Smiling; do
+  python -m diffedit_cli edit examples/face.png --model "$MODEL" --attr "$attr" --alpha-sweep -0.5:0.5:5 --compare --out "$OUT/sweep_$(echo "$attr" | tr 'A-Z' 'a-z').png" --overwrite --quiet
+done
 # interpolation
 python -m diffedit_cli interpolate examples/face.png examples/face2.png --model "$MODEL" --frames 8 --out "$TMP/interp" --quiet
 cp "$TMP/interp/grid.png" "$OUT/interpolation.png"
@@ -34,4 +37,13 @@ python -m diffedit_cli sample --n 16 --model "$MODEL" --seed 1 --out "$TMP/sampl
 cp "$TMP/samples/grid.png" "$OUT/samples.png"
 python -m diffedit_cli sample --n 8 --where Smiling --model "$MODEL" --seed 2 --out "$TMP/smiling" --quiet
 cp "$TMP/smiling/grid.png" "$OUT/samples_smiling.png"
+# style mixing: B's semantic code at levels 3-4 (the coarse UNet blocks), A's elsewhere; rows A, columns B
+mkdir -p "$TMP/rows" "$TMP/cols"
+cp "$TMP"/faces/images/00000[0-2].png "$TMP/rows/"
+cp "$TMP"/faces/images/00000[3-5].png "$TMP/cols/"
+python -m diffedit_cli style-mix "$TMP/rows" "$TMP/cols" --model "$MODEL" --levels 3-4 --out "$TMP/mix" --quiet
+cp "$TMP/mix/grid.png" "$OUT/style_mix.png"
+# GAE swaps: A | B | A with B's slice
+python -m diffedit_cli swap examples/face.png examples/face2.png --model "$MODEL" --attr accessories --compare --out "$OUT/swap_accessories.png" --overwrite --quiet
+python -m diffedit_cli swap examples/face.png examples/face2.png --model "$MODEL" --attr hair --compare --out "$OUT/swap_hair.png" --overwrite --quiet
 echo "pictures written to $OUT"

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,19 +26,25 @@ def test_hdae_parameter_count_script_runs():
     assert "HDAE(U)" in proc.stdout
 
 
-def test_xt_colour_diagnostic_runs_on_the_default_model(tmp_path):
+@pytest.mark.parametrize("model", ["toyfaces", "toyfaces-hdae"])
+def test_xt_colour_diagnostic_runs_on_the_default_model(tmp_path, model):
     from diffedit_cli.data.toyfaces import write_dataset
+    from diffedit_cli.io.models import load_model
 
     write_dataset(tmp_path / "faces", 4, seed=11, size=64, masks=False)
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "xt_colour.py"), "--data", str(tmp_path / "faces"),
-                           "--n", "4", "--t", "999", "500", "--decode-steps", "2"], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "xt_colour.py"), "--model", model, "--data",
+                           str(tmp_path / "faces"), "--n", "4", "--t", "999", "500", "--decode-steps", "2"],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.strip()[:3] in ("999", "500")]
     assert [int(r[0]) for r in rows] == [999, 500]
     assert all(float(r[3]) >= 0 and float(r[4]) >= 0 for r in rows)
-    # the first x0 estimate amplifies eps errors by 1/sqrt(alpha_bar): far larger at t=999 than at t=500
-    assert float(rows[0][3]) > float(rows[1][3])
+    if load_model(model, components=()).autoencoder.config.prediction == "eps":
+        # the first x0 estimate amplifies eps errors by 1/sqrt(alpha_bar): far larger at t=999 than at t=500
+        assert float(rows[0][3]) > float(rows[1][3])
+    else:
+        # v prediction with a zero terminal SNR: x0 at t=999 comes from z_sem, no amplification of x_T's mean
+        assert float(rows[0][3]) < 0.1
     kept = [float(line.rsplit(":", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("oracle labels kept")]
     assert len(kept) == 2 and all(0 <= k <= 1 for k in kept)
 

@@ -64,8 +64,8 @@ def test_an_old_config_without_the_fields_is_eps_linear():
     assert diffusion.Parameterization.of(cfg) == diffusion.Parameterization()
     with pytest.raises(ValueError):
         AutoencoderConfig.from_dict({**old, "prediction": "v", "zero_terminal_snr": True, "timestep_spacing": "sideways"})
-    # the shipped default model's config.json predates the fields
-    shipped = load_model("toyfaces", components=()).autoencoder.config
+    # the shipped HDAE(U) model's config.json predates the fields
+    shipped = load_model("toyfaces-hdae", components=()).autoencoder.config
     assert diffusion.Parameterization.of(shipped) == diffusion.Parameterization()
 
 
@@ -197,7 +197,8 @@ def test_cosine_learning_rate_with_warmup():
 
 
 def test_committed_v_checkpoint_takes_its_colour_from_z_sem(tmp_path):
-    """checkpoints/toyfaces-v (v + zero terminal SNR) against the shipped eps model: x_T's share of the colour."""
+    """checkpoints/toyfaces-v and the default model (v + zero terminal SNR) against the shipped eps model
+    (toyfaces-hdae, official recipe): x_T's share of the colour."""
     from pathlib import Path
 
     from diffedit_cli.evaluation.semantics import eval_semantics
@@ -208,8 +209,11 @@ def test_committed_v_checkpoint_takes_its_colour_from_z_sem(tmp_path):
     checkpoint = load_model(str(root / "checkpoints" / "toyfaces-v"), components=())
     assert diffusion.Parameterization.of(checkpoint.autoencoder.config) == diffusion.Parameterization(
         prediction="v", zero_terminal_snr=True, timestep_spacing="linspace")
+    default = load_model("toyfaces", components=())
+    assert diffusion.Parameterization.of(default.autoencoder.config) == diffusion.Parameterization.of(
+        checkpoint.autoencoder.config)
     shares = {}
-    for name, model in (("v", checkpoint), ("shipped", load_model("toyfaces", components=()))):
+    for name, model in (("v", checkpoint), ("default", default), ("eps", load_model("toyfaces-hdae", components=()))):
         result = eval_semantics(model, tmp_path / "faces", n=6, probe_n=12, steps=5)
         shares[name] = result["summary"]["x_T colour share"]
-    assert shares["v"] < 0.05 < 0.2 < shares["shipped"], shares
+    assert max(shares["v"], shares["default"]) < 0.05 < 0.2 < shares["eps"], shares
