@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
@@ -203,6 +203,23 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     else:
         out = (torch.sin((1 - w) * theta) * af + torch.sin(w * theta) * bf) / torch.sin(theta)
     return out.float().reshape(len(w), *a.shape)
+
+
+@torch.inference_mode()
+def encode_and_invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, inv_steps: int, precision: str = "fp32",
+                      batch_size: int = 32, progress: StepProgress = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """images (N, 3, S, S) in [-1, 1], ``batch_size`` at a time -> z_sem (N, D) and x_T (N, 3, S, S) from an
+    ``inv_steps`` DDIM inversion, both float32 on the CPU. ``progress``: (images done, N)."""
+    device = next(autoencoder.parameters()).device
+    z_sem, x_T = [], []
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size].to(device)
+        codes = encode_semantic(autoencoder, batch, precision)
+        z_sem.append(codes.cpu())
+        x_T.append(invert(autoencoder, batch, codes, inv_steps, precision).cpu())
+        if progress:
+            progress(min(start + batch_size, len(images)), len(images))
+    return torch.cat(z_sem), torch.cat(x_T)
 
 
 @torch.inference_mode()

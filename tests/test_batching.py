@@ -42,6 +42,25 @@ def test_uneven_batches_equal_one_batch(tiny_model, ref_tensors):
         assert (zs - z).abs().max() <= 1e-5 and (xs - x_T).abs().max() <= 1e-3, split
 
 
+def test_encode_and_invert_in_batches_reports_progress(tiny_model, ref_tensors):
+    """pipeline.encode_and_invert over batches of 3 + 1 equals one batch up to rounding; progress counts images."""
+    from diffedit_cli.jobs.runner import Reporter
+
+    ae = tiny_model.autoencoder
+    x0 = ref_tensors["tiny_autoenc"]["x0"]
+    z = pipeline.encode_semantic(ae, x0)
+    x_T = pipeline.invert(ae, x0, z, steps=5)
+    with Reporter(quiet=False) as reporter:
+        reporter.start("encoding", len(x0))
+        seen = []
+        advance = reporter.advancing()
+        zs, xs = pipeline.encode_and_invert(ae, x0, 5, batch_size=3,
+                                            progress=lambda done, total: (seen.append((done, total)), advance(done, total)))
+        assert seen == [(3, len(x0)), (len(x0), len(x0))]
+        assert reporter._progress.tasks[0].completed == len(x0)
+    assert (zs - z).abs().max() <= 1e-5 and (xs - x_T).abs().max() <= 1e-3
+
+
 def test_random_xT_is_per_image():
     a = pipeline.random_x_T([0, 1, 2, 3], 16, seed=7)
     b = torch.cat([pipeline.random_x_T([i], 16, seed=7) for i in range(4)])

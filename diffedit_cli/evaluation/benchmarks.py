@@ -385,24 +385,6 @@ def with_mean_row(rows: List[dict]) -> List[dict]:
     return rows + [mean_row]
 
 
-@torch.inference_mode()
-def encode_and_judge(autoencoder, oracle, images: torch.Tensor, inv_steps: int, batch_size: int, precision,
-                     progress=None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """z_sem (N, D), x_T (N, 3, S, S) from an ``inv_steps`` DDIM inversion and the oracle's logits (N, A) of
-    ``images`` (N, 3, S, S) in [-1, 1]; all on the CPU. ``progress``: a Reporter advanced per image."""
-    device = next(autoencoder.parameters()).device
-    z_sem, x_T, logits = [], [], []
-    for batch in chunks(len(images), batch_size):
-        x = images[batch].to(device)
-        codes = pipeline.encode_semantic(autoencoder, x, precision)
-        z_sem.append(codes.cpu())
-        x_T.append(pipeline.invert(autoencoder, x, codes, inv_steps, precision).cpu())
-        logits.append(oracle(x).float().cpu())
-        if progress is not None:
-            progress.advance(batch.stop - batch.start)
-    return torch.cat(z_sem), torch.cat(x_T), torch.cat(logits)
-
-
 def edits_toward_targets(z_sem: torch.Tensor, classifier, names: Sequence[str], targets: torch.Tensor,
                          alphas: Sequence[float], topk, mask) -> torch.Tensor:
     """Every face's z_sem (N, D) moved by each alpha toward its target value of each attribute (``targets``
@@ -458,8 +440,11 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
 
     if progress is not None:
         progress.start("editing", count + count * n_attrs * n_alphas)
-    z_sem, x_T, input_logits = encode_and_judge(autoencoder, oracle, faces.images, inv_steps, batch_size, precision,
-                                                progress)
+    z_sem, x_T = pipeline.encode_and_invert(autoencoder, faces.images, inv_steps, precision, batch_size,
+                                            progress.advancing() if progress is not None else None)
+    oracle_device = next(oracle.parameters()).device
+    input_logits = torch.cat([oracle(faces.images[batch].to(oracle_device)).float().cpu()
+                              for batch in chunks(count, batch_size)])
     targets = input_logits[:, target_columns] <= 0  # (N, A): the opposite of what the oracle sees
 
     regions = torch.stack([torch.stack([edit_region(face_params[i], name, bool(targets[i, j]), model.image_size)

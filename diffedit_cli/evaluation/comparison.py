@@ -59,15 +59,8 @@ def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[fl
     mask, route = level_edit_route(autoencoder, levels)
     if progress is not None:
         progress.start("fidelity", count * (1 + len(names) * len(alphas)))
-    z_sem, x_T = [], []
-    for batch in chunks(count, batch_size):
-        images = faces.images[batch].to(device)
-        codes = pipeline.encode_semantic(autoencoder, images, precision)
-        z_sem.append(codes.cpu())
-        x_T.append(pipeline.invert(autoencoder, images, codes, inv_steps, precision).cpu())
-        if progress is not None:
-            progress.advance(batch.stop - batch.start)
-    z_sem, x_T = torch.cat(z_sem), torch.cat(x_T)
+    z_sem, x_T = pipeline.encode_and_invert(autoencoder, faces.images, inv_steps, precision, batch_size,
+                                            progress.advancing() if progress is not None else None)
     clf_device = next(classifier.parameters()).device
     rows = []
     for name in names:

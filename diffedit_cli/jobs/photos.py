@@ -386,7 +386,6 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
     parser = FaceParser(options.weights, options.device) if parsing_weights_present(options.weights) else None
     notes = [] if parser else ["MSE outside needs the facexlib parsing weights (parsing_bisenet.pth); not computed"]
     ae = model.autoencoder
-    device = next(ae.parameters()).device
     photos, faces = [], []
     for item in items:
         photo = load_photo(item.path)
@@ -398,13 +397,7 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
     if progress is not None:
         progress.start("evaluating", len(faces) * len(names) * len(alphas))
     crops = torch.stack([f.tensor for f in faces])
-    z, x_T = [], []
-    for chunk in batched(list(range(len(faces))), batch_size):
-        batch = crops[chunk[0]:chunk[-1] + 1].to(device)
-        codes = pipeline.encode_semantic(ae, batch, precision)
-        z.append(codes.cpu())
-        x_T.append(pipeline.invert(ae, batch, codes, inv_steps, precision).cpu())
-    z, x_T = torch.cat(z), torch.cat(x_T)
+    z, x_T = pipeline.encode_and_invert(ae, crops, inv_steps, precision, batch_size)
     with torch.no_grad():
         logits = classifier(z.to(next(classifier.parameters()).device)).cpu()
     originals = [identity.descriptor(photo.rgb8, face.face.box) for photo, face in zip(photos, faces)]

@@ -75,6 +75,15 @@ class Reporter:
         if self._progress is not None and self._items is not None:
             self._progress.advance(self._items, n)
 
+    def advancing(self):
+        """A callable(done, total) that advances the item bar (see :meth:`start`) by what is newly done."""
+        reported = [0]
+
+        def update(done: int, total: int) -> None:
+            self.advance(done - reported[0])
+            reported[0] = done
+        return update
+
     def steps(self, description: str):
         """A callable(done, total) driving a transient DDIM-step bar."""
         if self._progress is None:

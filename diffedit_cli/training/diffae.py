@@ -320,7 +320,12 @@ class AutoencoderRun:
 
     @property
     def state_path(self) -> Path:
-        return self.folder / "train_state" / "autoencoder.pt"
+        return autoencoder_state_path(self.folder)
+
+
+def autoencoder_state_path(run) -> Path:
+    """The resumable state of the autoencoder run in folder ``run``."""
+    return Path(run) / "train_state" / "autoencoder.pt"
 
 
 def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False) -> AutoencoderRun:
@@ -331,7 +336,7 @@ def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False) -> 
     dist = init_distributed(device)
     if device.type == "cuda" and dist.world > 1:
         device = torch.device("cuda", dist.local_rank)
-    state_path = Path(cfg.run) / "train_state" / "autoencoder.pt"
+    state_path = autoencoder_state_path(cfg.run)
     if state_path.exists() and not resume:
         raise DiffeditError(f"'{cfg.run}' already holds a training run; pass --resume to continue it")
     if resume and not state_path.exists():
