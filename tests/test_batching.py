@@ -133,3 +133,42 @@ def test_cpu_default_precision_is_bf16_only_where_it_is_native(monkeypatch, tmp_
     assert main(["decode", "x.safetensors", "--device", "cpu"]) == 2
     assert "DIFFEDIT_CPU_PRECISION must be fp32 or bf16" in capsys.readouterr().err
     assert pipeline.pick_precision(None, torch.device("cuda")) == "fp16"
+
+
+def test_job_loop_batches_slots_across_inputs_and_writes_each_input_once():
+    """run_units: slots of consecutive inputs share batches of at most batch_size; an input is written once
+    all its slots have results (per slot, or through its finish), in input order; a failure is reported for
+    its input and the loop goes on; every input, slots or not, advances the bar once."""
+    from pathlib import Path
+
+    from diffedit_cli.errors import InputError
+    from diffedit_cli.jobs.runner import Reporter, Slot, Unit, run_units
+
+    def slots(name, n):
+        return [Slot(name, Path(f"{name}_{k}.png"), info={"k": k}) for k in range(n)]
+
+    finished = []
+    units = [Unit("a", slots("a", 1)), Unit("empty", []), Unit("b", slots("b", 3)),
+             Unit("c", slots("c", 2), finish=lambda results: finished.append(("c", results))),
+             Unit("d", slots("d", 1))]
+    batches, written = [], []
+
+    def compute(batch):
+        batches.append([(s.source, s.info["k"]) for s in batch])
+        return [f"{s.source}{s.info['k']}" for s in batch]
+
+    def write(slot, result):
+        if result == "b1":
+            raise InputError("cannot write b_1")
+        written.append(result)
+
+    reporter = Reporter(quiet=True)
+    advanced = []
+    reporter.advance = lambda n=1: advanced.append(n)
+    run_units(units, 2, compute, write, reporter)
+    assert batches == [[("a", 0), ("b", 0)], [("b", 1), ("b", 2)], [("c", 0), ("c", 1)], [("d", 0)]]
+    assert written == ["a0", "b0", "b2", "d0"]
+    assert finished == [("c", ["c0", "c1"])]
+    assert len(advanced) == 5
+    assert reporter.done == 4  # the outputs written per slot; c's finish reports its own
+    assert [source for source, _ in reporter.failures] == ["b"]

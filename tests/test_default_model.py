@@ -67,10 +67,7 @@ def test_edit_sweep_topk_and_unknown_attribute(tmp_path, capsys):
     assert "Eyeglasses" in capsys.readouterr().out
 
 
-# Known miss of the shipped model (its model card: random-x_T decodes keep 86 % of the attributes, and samples
-# of the latent DDIM at 10 steps chosen by the classifier show the choice in 1 of these 4). strict: once the
-# model is good enough this test passes, the xfail then fails CI and must be removed.
-@pytest.mark.xfail(strict=True, reason="shipped toyfaces model: attributes chosen in z_sem are not yet reliably visible after random-x_T decoding (weights/toyfaces/README.md)")
+# A regression guard of the shipped model: what the classifier picks in z_sem shows after random-x_T decoding.
 def test_sample_where(tmp_path, default_model):
     assert main(["sample", "--n", "4", "--where", "Eyeglasses", "--steps", "10", "--latent-steps", "10",
                  "--out", str(tmp_path / "s"), "--quiet"]) == 0

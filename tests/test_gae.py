@@ -279,12 +279,7 @@ def _pairs_differing_in(group: str, count: int, seed: int = 4321):
     return pairs
 
 
-# The hair swap is a known miss of the shipped model (weights/toyfaces/README.md, "GAE"). strict: a pass fails CI,
-# then remove the xfail.
-HAIR_SWAP_MISS = pytest.mark.xfail(strict=True, reason="shipped toyfaces model: the GAE's hair swap is not yet reliable ('diffedit eval gae' in weights/toyfaces/README.md)")
-
-
-@pytest.mark.parametrize("group", [pytest.param("hair", marks=HAIR_SWAP_MISS), "accessories"])
+@pytest.mark.parametrize("group", ["hair", "accessories"])
 def test_shipped_gae_swaps_a_group(group):
     """On the default model: B's group shows in the swap (oracle), A's other attributes stay (>= 3 of 4 pairs)."""
     from diffedit_cli import pipeline

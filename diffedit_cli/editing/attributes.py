@@ -20,7 +20,7 @@ direction to some levels: it is zeroed elsewhere and renormalised (before
 from __future__ import annotations
 
 import difflib
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F

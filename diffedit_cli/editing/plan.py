@@ -2,7 +2,7 @@
 
 :func:`plan_edit` turns attribute names, direction-file entries, an alpha or an alpha sweep, ``topk``,
 levels and ``orthogonal`` names into an :class:`EditPlan`; its ``move(z)`` maps semantic codes (N, D) to
-edited codes (N, D) on the CPU, and ``route`` says which levels of an HDAE code the decoder takes from the
+edited codes (N, D) on the same device, and ``route`` says which levels of an HDAE code the decoder takes from the
 edited code (:func:`diffedit_cli.editing.attributes.level_edit_route`). Files and photos share it.
 """
 
@@ -21,7 +21,7 @@ from .attributes import attribute_direction, check_alpha, classifier_edit, edit_
 
 @dataclass
 class EditPlan:
-    """``move(z, strength=None)``: z (N, D) -> edited z (N, D), CPU; ``strength`` replaces the (single) edit's
+    """``move(z, strength=None)``: z (N, D) -> edited z (N, D) on z's device; ``strength`` replaces the (single) edit's
     alpha, keeping its sign (sweeps). ``alphas``: the sweep, or None; ``labels``: {edit name: alpha}."""
 
     move: Callable[..., torch.Tensor]
@@ -77,7 +77,7 @@ def plan_edit(model: DiffAEModel, attrs: Sequence[str] = (), alpha: float = 0.3,
         def move(z: torch.Tensor, strength: Optional[float] = None) -> torch.Tensor:
             chosen = edit_list if strength is None else \
                 [replace(edit_list[0], alpha=(1.0 if edit_list[0].alpha >= 0 else -1.0) * strength)]
-            return apply_edits(z.cpu(), chosen, against, topk, mask)
+            return apply_edits(z.cpu(), chosen, against, topk, mask).to(z.device)
         move(torch.zeros(1, model.autoencoder.config.style_channels))  # checks topk and the projections up front
     else:
         device = next(classifier.parameters()).device
@@ -87,7 +87,7 @@ def plan_edit(model: DiffAEModel, attrs: Sequence[str] = (), alpha: float = 0.3,
             if strength is not None:
                 (index, sign), = edits.items()
                 chosen = {index: (1.0 if sign >= 0 else -1.0) * strength}
-            return edit_z_sem(z.to(device), classifier, chosen, topk, mask).cpu()
+            return edit_z_sem(z.to(device), classifier, chosen, topk, mask).to(z.device)
         if topk is not None:
             attribute_direction(classifier, next(iter(edits)), topk, mask)  # checks the range up front
     if alphas is not None and len(labels) != 1:

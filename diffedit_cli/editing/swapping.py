@@ -39,8 +39,8 @@ def model_gae(model: DiffAEModel) -> GroupAutoencoder:
 @torch.no_grad()
 def swap_codes(gae: GroupAutoencoder, z_a: torch.Tensor, z_b: torch.Tensor, slices: Sequence[str],
                residual: bool = False) -> torch.Tensor:
-    """z_sem of A (N, D) with the ``slices`` of B (N, D) or (D,) -> z_sem (N, D)."""
-    device = gae.z_mean.device
+    """z_sem of A (N, D) with the ``slices`` of B (N, D) or (D,) -> z_sem (N, D), on A's device."""
+    device, back = gae.z_mean.device, z_a.device
     z_a = z_a.to(device).float()
     d_a = gae.encode(z_a)
     d_b = gae.encode(z_b.to(device).float().reshape(-1, z_a.shape[-1]))
@@ -48,7 +48,7 @@ def swap_codes(gae: GroupAutoencoder, z_a: torch.Tensor, z_b: torch.Tensor, slic
     out = gae.decode(swap_slices(d_a, d_b, [ranges[gae.resolve_slice(s)] for s in slices]))
     if residual:
         out = z_a + out - gae.decode(d_a)
-    return out.cpu()
+    return out.to(back)
 
 
 @torch.no_grad()

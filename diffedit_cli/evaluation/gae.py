@@ -19,7 +19,7 @@ Face seeds: probe faces ``face_seed(probe_seed, .)`` (default 777), swap pairs `
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -134,6 +134,33 @@ def _oracle_labels(oracle, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _swap_row(group: str, faces_a, faces_b, truth_a: torch.Tensor, images_a: torch.Tensor, images: torch.Tensor,
+              oracle, names: Sequence[str], size: int) -> Tuple[dict, Tuple[int, int, int, int]]:
+    """One slice's row: pairs whose own attributes differ, success (the oracle reads B's own attributes
+    on the swap), preservation (it reads A's others), distances to the counterfactual face; and the counts
+    (pairs differing, successes, others kept, others) that the summary adds up."""
+    counter = [toyfaces.share_group(a, b, group) for a, b in zip(faces_a, faces_b)]
+    truth = torch.tensor([[toyfaces.attributes(f)[a] for a in names] for f in counter])
+    target_images = to_model_range(render_faces(counter, size))
+    predicted = _oracle_labels(oracle, images)
+    own = [k for k, a in enumerate(names) if a in toyfaces.GROUPS[group].attributes]
+    other = [k for k in range(len(names)) if k not in own]
+    row = {"slice": group, "pairs_differ": None, "success": None, "preserved": None}
+    n_differ = n_hits = 0
+    if own:
+        differ = (truth_a[:, own] != truth[:, own]).any(1)
+        hit = (predicted[:, own] == truth[:, own]).all(1)
+        row["pairs_differ"] = int(differ.sum())
+        row["success"] = float(hit[differ].float().mean()) if differ.any() else None
+        n_differ, n_hits = int(differ.sum()), int(hit[differ].sum())
+    kept = (predicted[:, other] == truth[:, other])
+    row["preserved"] = float(kept.float().mean())
+    row["mse_vs_counterfactual"] = float(mse(to_unit(images), to_unit(target_images)).mean())
+    row["ssim_vs_counterfactual"] = float(ssim(to_unit(images), to_unit(target_images)).mean())
+    row["mse_A_vs_counterfactual"] = float(mse(to_unit(images_a), to_unit(target_images)).mean())
+    return row, (n_differ, n_hits, int(kept.sum()), kept.numel())
+
+
 def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, steps: int = 20, inv_steps: int = 20,
                    batch_size: int = 16, precision: str = "fp32", residual: bool = False, progress=None) -> dict:
     """Swap success / preservation per slice and reconstruction through the GAE on ``n`` pairs (A, B).
@@ -161,14 +188,9 @@ def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, steps: int 
         if progress:
             progress(done, total)
 
-    z_a, z_b, x_T = [], [], []
-    for part in chunks(n, batch_size):
-        za = pipeline.encode_semantic(ae, images_a[part], precision)
-        z_a.append(za.cpu())
-        z_b.append(pipeline.encode_semantic(ae, images_b[part], precision).cpu())
-        x_T.append(pipeline.invert(ae, images_a[part], za, inv_steps, precision).cpu())
-        tick(part.stop - part.start)
-    z_a, z_b, x_T = torch.cat(z_a), torch.cat(z_b), torch.cat(x_T)
+    z_a, x_T = pipeline.encode_and_invert(ae, images_a, inv_steps, precision, batch_size)
+    z_b = torch.cat([pipeline.encode_semantic(ae, images_b[part], precision).cpu() for part in chunks(n, batch_size)])
+    tick(n)
 
     def decode_all(z: torch.Tensor) -> torch.Tensor:
         outs = []
@@ -187,35 +209,12 @@ def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, steps: int 
         recon_rows.append({"reconstruction": label, "mse": float(mse(to_unit(images), to_unit(images_a)).mean()),
                            "ssim": float(ssim(to_unit(images), to_unit(images_a)).mean()),
                            "oracle_agreement": float(agree)})
-    swap_rows = []
-    totals = {"differ": 0, "success": 0, "kept": 0, "others": 0}
-    for group in slices:
-        counter = [toyfaces.share_group(a, b, group) for a, b in zip(faces_a, faces_b)]
-        truth = torch.tensor([[toyfaces.attributes(f)[a] for a in names] for f in counter])
-        target_images = to_model_range(render_faces(counter, size))
-        z_new = swap_codes(gae, z_a, z_b, [group], residual)
-        images = decode_all(z_new)
-        predicted = _oracle_labels(oracle, images)
-        own = [k for k, a in enumerate(names) if a in toyfaces.GROUPS[group].attributes]
-        other = [k for k in range(len(names)) if k not in own]
-        row = {"slice": group, "pairs_differ": None, "success": None, "preserved": None}
-        if own:
-            differ = (truth_a[:, own] != truth[:, own]).any(1)
-            hit = (predicted[:, own] == truth[:, own]).all(1)
-            row["pairs_differ"] = int(differ.sum())
-            row["success"] = float(hit[differ].float().mean()) if differ.any() else None
-            totals["differ"] += int(differ.sum())
-            totals["success"] += int(hit[differ].sum())
-        kept = (predicted[:, other] == truth[:, other])
-        row["preserved"] = float(kept.float().mean())
-        totals["kept"] += int(kept.sum())
-        totals["others"] += kept.numel()
-        row["mse_vs_counterfactual"] = float(mse(to_unit(images), to_unit(target_images)).mean())
-        row["ssim_vs_counterfactual"] = float(ssim(to_unit(images), to_unit(target_images)).mean())
-        row["mse_A_vs_counterfactual"] = float(mse(to_unit(images_a), to_unit(target_images)).mean())
-        swap_rows.append(row)
-    summary = {"pairs": n, "swap_success": totals["success"] / totals["differ"] if totals["differ"] else None,
-               "preserved": totals["kept"] / totals["others"] if totals["others"] else None,
+    swaps = [_swap_row(group, faces_a, faces_b, truth_a, images_a,
+                       decode_all(swap_codes(gae, z_a, z_b, [group], residual)), oracle, names, size) for group in slices]
+    swap_rows = [row for row, _ in swaps]
+    differ, hits, kept, others = (sum(counts[k] for _, counts in swaps) for k in range(4))
+    summary = {"pairs": n, "swap_success": hits / differ if differ else None,
+               "preserved": kept / others if others else None,
                "steps": steps, "inv_steps": inv_steps, "residual": residual}
     return {"recon": recon_rows, "swap": swap_rows, "summary": summary}
 

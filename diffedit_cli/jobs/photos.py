@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -23,10 +23,9 @@ from .. import pipeline
 from ..errors import DiffeditError, InputError
 from ..io.files import atomic_write
 from ..editing.plan import plan_edit
-from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, batched, check_interpolation, collect_inputs,
-    decode_edit, edit_info, encode_codes, interpolate_codes, interpolation_folder, out_is_file, plan_output,
-    write_interpolation)
-from ..io.latents import LatentCode, latent_metadata, save_latent
+from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, Slot, Unit, batched, check_interpolation,
+    collect_inputs, edit_info, edit_units, encode_codes, encode_units, interpolate_codes, interpolation_folder,
+    out_is_file, plan_output, write_interpolation)
 from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
 from ..faces.detection import Face, check_face_spec, make_detector, select_faces
 from ..faces.photos import Photo, load_photo, save_photo
@@ -204,6 +203,34 @@ def preprocessing(detector: str) -> str:
     return f"exif_transpose,rgb_alpha_over_white,ffhq_align(detector={detector})"
 
 
+def photo_units(todo: Sequence[Tuple[Item, Path]], model, options: FaceOptions, opts: RunOptions, reporter: Reporter,
+                whole_photo: Optional[Callable[[Item, Path, Photo, List[AlignedFace]], Callable]] = None) -> Iterable[Unit]:
+    """Photos as units of one slot per selected face: its aligned crop, written to ``<stem>_<NN>``.
+
+    With ``whole_photo(item, target, photo, faces) -> finish`` a photo has one output (pasted back) at its
+    own target, made by ``finish`` from all its faces' results; that target is what an existing output
+    blocks instead of each face's. A photo that cannot be read or holds no face is reported, without slots.
+    """
+    inputs = {item.path.resolve() for item, _ in todo}
+    detector = options.get_detector().name
+    for item, target in todo:
+        source = str(item.path)
+        if whole_photo is not None and blocked(target, opts, source, reporter, inputs):
+            yield Unit(source, [])
+            continue
+        found = _faces_of(item, model.image_size, options, reporter)
+        if found is None:
+            yield Unit(source, [])
+            continue
+        photo, faces = found
+        if whole_photo is None:
+            faces = [f for f in faces if not blocked(face_target(target, f.number), opts, source, reporter, inputs)]
+        slots = [Slot(source, face_target(target, f.number), item.index, pixels=f.tensor, info={"face": f.number},
+                      extra={"face": f.metadata(detector, source)}) for f in faces]
+        finish = whole_photo(item, target, photo, faces) if whole_photo is not None and faces else None
+        yield Unit(source, slots, finish)
+
+
 def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOptions, options: FaceOptions,
                   reporter: Reporter) -> int:
     """Encode every detected face to ``<stem>_<NN>.safetensors``; the alignment goes into the metadata
@@ -212,24 +239,8 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
     check_face_spec(options.face)
     options.get_detector()
     todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces", "faces encoded")
-    inputs = {item.path.resolve() for item, _ in todo}
-    for item, target in todo:
-        found = _faces_of(item, model.image_size, options, reporter)
-        if found is not None:
-            photo, faces = found
-            faces = [f for f in faces if not blocked(face_target(target, f.number), opts, str(item.path), reporter, inputs)]
-            for chunk in batched(faces, opts.batch_size):
-                z, x_T = encode_codes(model, torch.stack([f.tensor for f in chunk]), opts, reporter)
-                for k, face in enumerate(chunk):
-                    path = face_target(target, face.number)
-                    meta = latent_metadata(model, opts.inv_steps, str(item.path), preprocessing(options.get_detector().name),
-                                           extra={"face": face.metadata(options.get_detector().name, str(item.path))})
-                    try:
-                        save_latent(path, LatentCode(z[k], x_T[k], meta), exclusive=not opts.overwrite)
-                        reporter.ok(str(item.path), str(path), face=face.number)
-                    except DiffeditError as err:
-                        reporter.fail(str(item.path), str(err))
-        reporter.advance()
+    encode_units(model, photo_units(todo, model, options, opts, reporter), opts, reporter,
+                 preprocessing(options.get_detector().name))
     return reporter.summary("faces encoded")
 
 
@@ -263,48 +274,22 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
     check_face_spec(options.face)
     options.get_detector()
     todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited")
-    inputs = {item.path.resolve() for item, _ in todo}
     info = {**edit_info(plan, orthogonal), "detector": options.get_detector().name}
-    for item, target in todo:
-        if paste_back and blocked(target, opts, str(item.path), reporter, inputs):
-            reporter.advance()
-            continue
-        found = _faces_of(item, model.image_size, options, reporter)
-        if found is None:
-            reporter.advance()
-            continue
-        photo, faces = found
-        if not paste_back:
-            faces = [f for f in faces if not blocked(face_target(target, f.number), opts, str(item.path), reporter, inputs)]
-        if not faces:
-            reporter.advance()
-            continue
-        crops = torch.stack([f.tensor for f in faces])
-        edited = []  # (faces, columns, 3, S, S)
-        for chunk in batched(list(range(len(faces))), opts.batch_size):
-            z, x_T = encode_codes(model, crops[chunk[0]:chunk[-1] + 1], opts, reporter)
-            edited.append(decode_edit(model, plan, z, x_T, opts, reporter))
-        edited = torch.cat(edited)
-        try:
-            if paste_back:
-                masks = blend_masks(crops, options)
-                pasted = [_paste(photo, edited[:, c], faces, masks) for c in range(plan.columns)]
-                result = pasted[0][0] if len(pasted) == 1 else _side_by_side([p for p, _ in pasted])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                save_photo(result, target, exclusive=not opts.overwrite)
-                reporter.ok(str(item.path), str(target), faces=[f.number for f in faces],
-                            changed_pixels=int(pasted[0][1].sum()), mask="parsing" if masks is not None else "ellipse", **info)
-            else:
-                for k, face in enumerate(faces):
-                    path = face_target(target, face.number)
-                    panels = ([crops[k]] if compare else []) + list(edited[k])
-                    image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    imageio.save_image(image, path, exclusive=not opts.overwrite)
-                    reporter.ok(str(item.path), str(path), face=face.number, **info)
-        except DiffeditError as err:
-            reporter.fail(str(item.path), str(err))
-        reporter.advance()
+
+    def pasted_back(item: Item, target: Path, photo: Photo, faces: List[AlignedFace]):
+        def finish(results):
+            edited = torch.stack([outs for outs, _, _ in results])  # (faces, columns, 3, S, S)
+            masks = blend_masks(torch.stack([f.tensor for f in faces]), options)
+            pasted = [_paste(photo, edited[:, c], faces, masks) for c in range(plan.columns)]
+            result = pasted[0][0] if len(pasted) == 1 else _side_by_side([p for p, _ in pasted])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_photo(result, target, exclusive=not opts.overwrite)
+            reporter.ok(str(item.path), str(target), faces=[f.number for f in faces],
+                        changed_pixels=int(pasted[0][1].sum()), mask="parsing" if masks is not None else "ellipse", **info)
+        return finish
+
+    units = photo_units(todo, model, options, opts, reporter, pasted_back if paste_back else None)
+    edit_units(model, units, plan, opts, reporter, compare, info)
     return reporter.summary("photos edited" if paste_back else "faces edited")
 
 
@@ -350,6 +335,19 @@ def interpolate_photos(model, a: str, b: str, out: Optional[str], frames: int, o
 
 # -- evaluation on real photos -------------------------------------------------------------------------------
 
+def _all_faces(items: Sequence[Item], size: int, options: FaceOptions) -> Tuple[List[Photo], List[AlignedFace]]:
+    """Every selected face of the photos, aligned at ``size``, with the photo of each; none at all is an error."""
+    photos, faces = [], []
+    for item in items:
+        photo = load_photo(item.path)
+        for face in align_photo(photo, size, options):
+            photos.append(photo)
+            faces.append(face)
+    if not faces:
+        raise InputError("no face found in the given photos")
+    return photos, faces
+
+
 @torch.inference_mode()
 def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: Sequence[float] = (0.3, 0.5),
                      topk: Optional[int] = None, steps: int = 20, inv_steps: int = 20, batch_size: int = 8,
@@ -386,14 +384,7 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
     parser = FaceParser(options.weights, options.device) if parsing_weights_present(options.weights) else None
     notes = [] if parser else ["MSE outside needs the facexlib parsing weights (parsing_bisenet.pth); not computed"]
     ae = model.autoencoder
-    photos, faces = [], []
-    for item in items:
-        photo = load_photo(item.path)
-        for face in align_photo(photo, model.image_size, options):
-            photos.append(photo)
-            faces.append(face)
-    if not faces:
-        raise InputError("no face found in the given photos")
+    photos, faces = _all_faces(items, model.image_size, options)
     if progress is not None:
         progress.start("evaluating", len(faces) * len(names) * len(alphas))
     crops = torch.stack([f.tensor for f in faces])

@@ -13,9 +13,9 @@ import glob
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -266,18 +266,6 @@ class RunOptions:
         return device, pipeline.pick_precision(self.precision, device)
 
 
-def _load_image_batch(paths: Sequence[Path], size: int, reporter: Reporter, items: Sequence[Item]):
-    good, tensors = [], []
-    for item in items:
-        try:
-            tensors.append(imageio.load_image(item.path, size))
-            good.append(item)
-        except DiffeditError as err:
-            reporter.fail(str(item.path), str(err))
-            reporter.advance()
-    return good, (torch.stack(tensors) if tensors else None)
-
-
 def _existing(target: Path, opts: RunOptions, item: Item, reporter: Reporter) -> bool:
     """True if the item must not be processed because its output exists."""
     if not target.exists() or opts.overwrite:
@@ -291,16 +279,19 @@ def _existing(target: Path, opts: RunOptions, item: Item, reporter: Reporter) ->
 
 
 def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, reporter: Optional[Reporter] = None,
-                 with_xT: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """images (N, 3, S, S) -> (z_sem (N, D), x_T (N, 3, S, S) or None) on the CPU."""
-    device, precision = opts.resolved()
+                 with_xT: bool = True, on_device: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """images (N, 3, S, S) -> (z_sem (N, D), x_T (N, 3, S, S) or None), on the CPU or (``on_device``) where
+    the autoencoder is."""
+    _, precision = opts.resolved()
     ae = model.autoencoder
     z = pipeline.encode_semantic(ae, images, precision)
     x_T = None
     if with_xT:
         progress = reporter.steps(f"inverting ({opts.inv_steps} steps)") if reporter else None
-        x_T = pipeline.invert(ae, images, z, opts.inv_steps, precision, progress).cpu()
-    return z.cpu(), x_T
+        x_T = pipeline.invert(ae, images, z, opts.inv_steps, precision, progress)
+    if on_device:
+        return z, x_T
+    return z.cpu(), (x_T.cpu() if x_T is not None else None)
 
 
 def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str, file_suffixes: Iterable[str],
@@ -340,63 +331,172 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
     return [job for job in todo if job[1].parent not in read_only]
 
 
+# -- the batch loop ----------------------------------------------------------
+
+@dataclass
+class Slot:
+    """One image or latent code of an input, to run through the model, and where its result goes.
+
+    ``pixels`` (3, S, S) in [-1, 1], or ``z`` (D,) and ``x_T`` (3, S, S) / None read from a latent file;
+    ``index``: the input's position (seeds a random x_T); ``info``: what its report line adds (a face
+    number); ``extra``: what a latent file written from it stores besides the codes (a face's alignment).
+    """
+
+    source: str
+    target: Optional[Path]
+    index: int = 0
+    pixels: Optional[torch.Tensor] = None
+    z: Optional[torch.Tensor] = None
+    x_T: Optional[torch.Tensor] = None
+    info: dict = field(default_factory=dict)
+    extra: Optional[dict] = None
+
+
+@dataclass
+class Unit:
+    """What one input yields: its slots (none when it failed or all its outputs are skipped) and, when its
+    output is made of all of them (a photo with its faces pasted back), ``finish(results)``, which writes
+    and reports that output."""
+
+    source: str
+    slots: List[Slot]
+    finish: Optional[Callable[[List[Any]], None]] = None
+
+
+def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Slot]], List[Any]],
+              write: Callable[[Slot, Any], None], reporter: Reporter, info: Optional[dict] = None) -> None:
+    """The batch loop of every file job.
+
+    Slots of consecutive units are batched together (up to ``batch_size``); ``compute(slots)`` runs the
+    model on a batch and returns one result per slot; once all slots of a unit have their results the
+    unit is written: ``write(slot, result)`` per slot (reported with ``slot.info`` and ``info``), or the
+    unit's ``finish``. A failure is reported for its input and the run goes on; every unit advances the
+    progress bar once.
+    """
+    queue: List[Tuple[Unit, int]] = []
+    waiting: List[Tuple[Unit, List[Any]]] = []
+
+    def finish(unit: Unit, results: List[Any]) -> None:
+        if unit.finish is not None:
+            try:
+                unit.finish(results)
+            except DiffeditError as err:
+                reporter.fail(unit.source, str(err))
+        else:
+            for slot, result in zip(unit.slots, results):
+                try:
+                    write(slot, result)
+                    reporter.ok(slot.source, str(slot.target), **slot.info, **(info or {}))
+                except DiffeditError as err:
+                    reporter.fail(slot.source, str(err))
+        reporter.advance()
+
+    def flush() -> None:
+        outs = compute([unit.slots[k] for unit, k in queue])
+        done = {}
+        for (unit, k), out in zip(queue, outs):
+            done[(id(unit), k)] = out
+        queue.clear()
+        for unit, results in waiting:
+            for k in range(len(unit.slots)):
+                if (id(unit), k) in done:
+                    results[k] = done[(id(unit), k)]
+        while waiting and all(r is not _PENDING for r in waiting[0][1]):
+            finish(*waiting.pop(0))
+
+    for unit in units:
+        if not unit.slots:
+            reporter.advance()
+            continue
+        waiting.append((unit, [_PENDING] * len(unit.slots)))
+        for k in range(len(unit.slots)):
+            queue.append((unit, k))
+            if len(queue) >= max(1, batch_size):
+                flush()
+    if queue:
+        flush()
+
+
+_PENDING = object()
+
+
+def file_units(todo: Sequence[Tuple[Item, Optional[Path]]], model: DiffAEModel, reporter: Reporter,
+               need_xT: bool = True) -> Iterable[Unit]:
+    """Input files as units of one slot: an image's pixels, or a latent file's codes (checked against the
+    model; ``need_xT``: it must hold an x_T). An unreadable input is reported and yields no slot."""
+    for item, target in todo:
+        source = str(item.path)
+        try:
+            if is_latent_path(item.path):
+                code = load_latent(item.path)
+                check_latent_model(code, model, item.path)
+                if need_xT and code.x_T is None:
+                    raise InputError(f"'{item.path}' holds no x_T; encode with inversion or use --random-xt")
+                slot = Slot(source, target, item.index, z=code.z_sem, x_T=code.x_T)
+            else:
+                slot = Slot(source, target, item.index, pixels=imageio.load_image(item.path, model.image_size))
+        except DiffeditError as err:
+            reporter.fail(source, str(err))
+            yield Unit(source, [])
+            continue
+        yield Unit(source, [slot])
+
+
+def slot_codes(model: DiffAEModel, slots: Sequence[Slot], opts: RunOptions, reporter: Optional[Reporter] = None,
+               need_xT: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(z_sem (N, D), x_T (N, 3, S, S) or None) of slots, where the autoencoder is (a batch's codes stay on
+    its device from encoding to decoding): latent codes as read, images encoded (and, with ``need_xT``,
+    inverted) in one batch."""
+    device = next(model.autoencoder.parameters()).device
+    images = [k for k, s in enumerate(slots) if s.pixels is not None]
+    z = [s.z.to(device) if s.z is not None else None for s in slots]
+    x_T = [s.x_T.to(device) if s.x_T is not None else None for s in slots]
+    if images:
+        z_img, x_img = encode_codes(model, torch.stack([slots[k].pixels for k in images]), opts, reporter, need_xT,
+                                    on_device=True)
+        for j, k in enumerate(images):
+            z[k] = z_img[j]
+            x_T[k] = x_img[j] if x_img is not None else None
+    return torch.stack(z), (torch.stack(x_T) if need_xT else None)
+
+
+def load_codes(model: DiffAEModel, items: Sequence[Item], opts: RunOptions, reporter: Reporter,
+               need_xT: bool = True) -> Tuple[List[Item], Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """(readable items, z_sem, x_T) of images / latent files; unreadable ones are reported (and advance)."""
+    good, slots = [], []
+    for item, unit in zip(items, file_units([(i, None) for i in items], model, reporter, need_xT)):
+        if unit.slots:
+            good.append(item)
+            slots.extend(unit.slots)
+        else:
+            reporter.advance()
+    if not slots:
+        return [], None, None
+    z, x_T = slot_codes(model, slots, opts, reporter, need_xT)
+    return good, z.cpu(), (x_T.cpu() if x_T is not None else None)
+
+
+def encode_units(model: DiffAEModel, units: Iterable[Unit], opts: RunOptions, reporter: Reporter,
+                 preprocessing: str) -> None:
+    """Write each slot's z_sem and inverted x_T to its latent file (``slot.extra`` into the metadata)."""
+    def compute(slots):
+        z, x_T = encode_codes(model, torch.stack([s.pixels for s in slots]), opts, reporter)
+        return list(zip(z, x_T))
+
+    def write(slot, codes):
+        meta = latent_metadata(model, opts.inv_steps, slot.source, preprocessing, extra=slot.extra)
+        save_latent(slot.target, LatentCode(codes[0], codes[1], meta), exclusive=not opts.overwrite)
+
+    run_units(units, opts.batch_size, compute, write, reporter)
+
+
 def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions,
                  reporter: Reporter) -> int:
     """Encode images to latent files (z_sem + inverted x_T). Returns the exit code."""
     opts.validate(model, decode=False)
     todo = plan_jobs(specs, "images", out, ".safetensors", {".safetensors"}, opts, reporter, "encoding", "encoded")
-    for chunk in batched(todo, opts.batch_size):
-        good, batch = _load_image_batch([c[0].path for c in chunk], model.image_size, reporter, [c[0] for c in chunk])
-        if batch is None:
-            continue
-        targets = {c[0].index: c[1] for c in chunk}
-        z, x_T = encode_codes(model, batch, opts, reporter)
-        for k, item in enumerate(good):
-            meta = latent_metadata(model, opts.inv_steps, str(item.path), imageio.PREPROCESSING)
-            try:
-                save_latent(targets[item.index], LatentCode(z[k], x_T[k], meta), exclusive=not opts.overwrite)
-                reporter.ok(str(item.path), str(targets[item.index]))
-            except DiffeditError as err:
-                reporter.fail(str(item.path), str(err))
-            reporter.advance()
+    encode_units(model, file_units(todo, model, reporter), opts, reporter, imageio.PREPROCESSING)
     return reporter.summary("encoded")
-
-
-def load_codes(model: DiffAEModel, items: Sequence[Item], opts: RunOptions, reporter: Reporter,
-               need_xT: bool = True) -> Tuple[List[Item], Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """Latent files are read (and checked against the model); images are encoded on the fly."""
-    good: List[Item] = []
-    zs: List[torch.Tensor] = []
-    xs: List[Optional[torch.Tensor]] = []
-    image_items = []
-    for item in items:
-        if is_latent_path(item.path):
-            try:
-                code = load_latent(item.path)
-                check_latent_model(code, model, item.path)
-                if need_xT and code.x_T is None:
-                    raise InputError(f"'{item.path}' holds no x_T; encode with inversion or use --random-xt")
-            except DiffeditError as err:
-                reporter.fail(str(item.path), str(err))
-                reporter.advance()
-                continue
-            good.append(item)
-            zs.append(code.z_sem)
-            xs.append(code.x_T)
-        else:
-            image_items.append(item)
-    if image_items:
-        ok, batch = _load_image_batch([i.path for i in image_items], model.image_size, reporter, image_items)
-        if batch is not None:
-            z, x_T = encode_codes(model, batch, opts, reporter, with_xT=need_xT)
-            for k, item in enumerate(ok):
-                good.append(item)
-                zs.append(z[k])
-                xs.append(x_T[k] if x_T is not None else None)
-    if not good:
-        return [], None, None
-    x_stack = torch.stack(xs) if need_xT else None
-    return good, torch.stack(zs), x_stack
 
 
 def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
@@ -404,23 +504,19 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
     """Decode latent files (or images, encoded on the fly) to images."""
     opts.validate(model)
     todo = plan_jobs(specs, "any", out, ext, imageio.IMAGE_EXTENSIONS, opts, reporter, "decoding", "decoded")
-    device, precision = opts.resolved()
-    for chunk in batched(todo, opts.batch_size):
-        targets = {c[0].index: c[1] for c in chunk}
-        good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter, need_xT=not random_xT)
-        if not good:
-            continue
+    _, precision = opts.resolved()
+
+    def compute(slots):
+        z, x_T = slot_codes(model, slots, opts, reporter, need_xT=not random_xT)
         if random_xT:
-            x_T = pipeline.random_x_T([i.index for i in good], model.image_size, opts.seed)
-        imgs = pipeline.decode(model.autoencoder, z, x_T, opts.steps, precision,
-                               reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()
-        for k, item in enumerate(good):
-            try:
-                imageio.save_image(imgs[k], targets[item.index], exclusive=not opts.overwrite)
-                reporter.ok(str(item.path), str(targets[item.index]))
-            except DiffeditError as err:
-                reporter.fail(str(item.path), str(err))
-            reporter.advance()
+            x_T = pipeline.random_x_T([s.index for s in slots], model.image_size, opts.seed)
+        return list(pipeline.decode(model.autoencoder, z, x_T, opts.steps, precision,
+                                    reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu())
+
+    def write(slot, image):
+        imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
+
+    run_units(file_units(todo, model, reporter, need_xT=not random_xT), opts.batch_size, compute, write, reporter)
     return reporter.summary("decoded")
 
 
@@ -500,12 +596,6 @@ def write_interpolation(imgs: torch.Tensor, out_dir: Path, source: str, reporter
 
 # -- editing ---------------------------------------------------------------
 
-def _input_pixels(item: Item, model: DiffAEModel) -> Optional[torch.Tensor]:
-    if is_latent_path(item.path):
-        return None
-    return imageio.load_image(item.path, model.image_size)
-
-
 def decode_edit(model: DiffAEModel, plan: EditPlan, z: torch.Tensor, x_T: torch.Tensor, opts: RunOptions,
                 reporter: Reporter) -> torch.Tensor:
     """Decode ``plan``'s edits of codes z (N, D) with their x_T (N, 3, S, S): (N, columns, 3, S, S) in [-1, 1], CPU."""
@@ -524,6 +614,34 @@ def edit_info(plan: EditPlan, orthogonal: Sequence[str] = ()) -> dict:
                 orthogonal_to=list(orthogonal) or None)
 
 
+def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: RunOptions, reporter: Reporter,
+               compare: bool = False, info: Optional[dict] = None) -> None:
+    """Decode ``plan``'s edits of every slot. A unit without ``finish`` writes one image per slot: the edit,
+    or a row of them (a sweep), after the input with ``compare`` (a latent file's input: its reconstruction).
+    A unit with ``finish`` gets per slot the decodes (columns, 3, S, S) in [-1, 1]."""
+    _, precision = opts.resolved()
+
+    def compute(slots):
+        z, x_T = slot_codes(model, slots, opts, reporter)
+        outs = decode_edit(model, plan, z, x_T, opts, reporter)
+        return [(outs[k], z[k], x_T[k]) for k in range(len(slots))]
+
+    def write(slot, result):
+        outs, z, x_T = result
+        panels = list(outs)
+        if compare:
+            before = slot.pixels
+            if before is None:
+                before = pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision,
+                                         sampler=opts.sampler).cpu()[0]
+            panels = [before] + panels
+        image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
+        slot.target.parent.mkdir(parents=True, exist_ok=True)
+        imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
+
+    run_units(units, opts.batch_size, compute, write, reporter, info)
+
+
 def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
                attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None,
                alphas: Optional[Sequence[float]] = None, compare: bool = False,
@@ -538,28 +656,7 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
     plan = plan_edit(model, attrs, alpha, topk, alphas, levels, directions, orthogonal)
     opts.validate(model)
     todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing", "edited")
-    device, precision = opts.resolved()
-    for chunk in batched(todo, opts.batch_size):
-        targets = {c[0].index: c[1] for c in chunk}
-        good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter)
-        if not good:
-            continue
-        outs = decode_edit(model, plan, z, x_T, opts, reporter)
-        for k, item in enumerate(good):
-            try:
-                panels = list(outs[k])
-                if compare:
-                    pixels = _input_pixels(item, model)
-                    if pixels is None:  # latent input: show its reconstruction as "before"
-                        pixels = pipeline.decode(model.autoencoder, z[k:k + 1], x_T[k:k + 1], opts.steps, precision,
-                                                 sampler=opts.sampler).cpu()[0]
-                    panels = [pixels] + panels
-                image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
-                imageio.save_image(image, targets[item.index], exclusive=not opts.overwrite)
-                reporter.ok(str(item.path), str(targets[item.index]), **edit_info(plan, orthogonal))
-            except DiffeditError as err:
-                reporter.fail(str(item.path), str(err))
-            reporter.advance()
+    edit_units(model, file_units(todo, model, reporter), plan, opts, reporter, compare, edit_info(plan, orthogonal))
     return reporter.summary("edited")
 
 

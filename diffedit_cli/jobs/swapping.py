@@ -8,16 +8,17 @@ recombine, with random x_T.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
 from .. import pipeline
 from ..editing.swapping import model_gae, recombine_codes, swap_codes
-from ..errors import DiffeditError, InputError
+from ..errors import InputError
 from ..io import images as imageio
 from ..io.models import DiffAEModel
-from .runner import DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, load_codes, plan_jobs
+from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, collect_inputs, file_units, load_codes, plan_jobs,
+    run_units, slot_codes)
 
 
 def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, reporter: Reporter, need_xT: bool):
@@ -34,10 +35,11 @@ def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, report
     return items[0], z[0], (x_T[0] if x_T is not None else None)
 
 
-def _pixels(model: DiffAEModel, item: Item, z: torch.Tensor, x_T: Optional[torch.Tensor], opts: RunOptions,
+def _pixels(model: DiffAEModel, item: Optional[Item], z: torch.Tensor, x_T: Optional[torch.Tensor], opts: RunOptions,
             precision: str) -> torch.Tensor:
-    """The input image for --compare; a latent file is shown as its decode (random x_T if it has none)."""
-    if not str(item.path).endswith(".safetensors"):
+    """The input image for --compare; a latent file (or codes without an ``item``) is shown as its decode
+    (random x_T if it has none)."""
+    if item is not None and not str(item.path).endswith(".safetensors"):
         return imageio.load_image(item.path, model.image_size)
     if x_T is None:
         x_T = pipeline.random_x_T([0], model.image_size, opts.seed)[0]
@@ -58,28 +60,25 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
     device, precision = opts.resolved()
     donor_item, z_donor, x_donor = _one_code(model, donor, "donor B", opts, reporter, need_xT=False)
     todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping", "swapped")
-    donor_pixels = None
-    for chunk in batched(todo, opts.batch_size):
-        targets = {c[0].index: c[1] for c in chunk}
-        good, z, x_T = load_codes(model, [c[0] for c in chunk], opts, reporter)
-        if not good:
-            continue
-        z_new = swap_codes(gae, z, z_donor, slices, residual)
-        outs = pipeline.decode(model.autoencoder, z_new, x_T, opts.steps, precision,
-                               reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()
-        for k, item in enumerate(good):
-            try:
-                image = outs[k]
-                if compare:
-                    if donor_pixels is None:
-                        donor_pixels = _pixels(model, donor_item, z_donor, x_donor, opts, precision)
-                    panels = [_pixels(model, item, z[k], x_T[k], opts, precision), donor_pixels, image]
-                    image = imageio.make_grid(torch.stack(panels), ncol=len(panels))
-                imageio.save_image(image, targets[item.index], exclusive=not opts.overwrite)
-                reporter.ok(str(item.path), str(targets[item.index]), donor=str(donor_item.path), slices=slices)
-            except DiffeditError as err:
-                reporter.fail(str(item.path), str(err))
-            reporter.advance()
+    donor_pixels = []
+
+    def compute(slots):
+        z, x_T = slot_codes(model, slots, opts, reporter)
+        outs = pipeline.decode(model.autoencoder, swap_codes(gae, z, z_donor, slices, residual), x_T, opts.steps,
+                               precision, reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()
+        return [(outs[k], z[k], x_T[k]) for k in range(len(slots))]
+
+    def write(slot, result):
+        image, z, x_T = result
+        if compare:
+            if not donor_pixels:
+                donor_pixels.append(_pixels(model, donor_item, z_donor, x_donor, opts, precision))
+            before = slot.pixels if slot.pixels is not None else _pixels(model, None, z, x_T, opts, precision)
+            image = imageio.make_grid(torch.stack([before, donor_pixels[0], image]), ncol=3)
+        imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
+
+    run_units(file_units(todo, model, reporter), opts.batch_size, compute, write, reporter,
+              dict(donor=str(donor_item.path), slices=slices))
     return reporter.summary("swapped")
 
 

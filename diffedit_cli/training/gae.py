@@ -191,16 +191,29 @@ def toyface_group_codes(autoencoder, n_groups: int, seed: int, groups: Sequence[
     return grouping.GroupCodes(z.reshape(n_groups, per, z.shape[-1]), list(groups))
 
 
-def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] = None,
-              stop_after: Optional[int] = None, code_progress=None) -> Dict[str, float]:
-    """Train (or resume) the GAE of ``cfg.model``; returns the final validation losses {r, ss, ur, total}.
+@dataclass
+class GAERun:
+    """A GAE run, set up: the network and optimiser on the device, the normalised train / validation codes
+    (groups, 1 + C, D), the group members the swap loss uses, the step reached and where the run is kept."""
 
-    ``log`` gets a dict per step (step, steps, loss, r, ss, ur, groups_per_s); ``stop_after`` ends this
-    invocation after that many steps (resume later).
-    """
-    from ..pipeline import pick_device
+    cfg: GAETrainConfig
+    folder: Path
+    gae: GroupAutoencoder
+    opt: torch.optim.Optimizer
+    members: List[Tuple[int, str]]
+    train_norm: torch.Tensor
+    val_norm: Optional[torch.Tensor]
+    data_groups: List[str]
+    step: int = 0
 
-    device = pick_device(cfg.device)
+    @property
+    def state_path(self) -> Path:
+        return self.folder / "train_state" / "gae.pt"
+
+
+def setup_gae_run(cfg: GAETrainConfig, resume: bool = False, code_progress=None) -> GAERun:
+    """Check the run folder, encode (or read the cached) group codes, build or restore the GAE and its optimiser."""
+    device = pipeline.pick_device(cfg.device)
     folder = model_folder(cfg.model)
     state_path = folder / "train_state" / "gae.pt"
     if state_path.exists() and not resume:
@@ -236,51 +249,66 @@ def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] 
         step = int(state["step"])
     else:
         (folder / "train_log_gae.jsonl").unlink(missing_ok=True)  # a new run, a new record
-    train_norm = gae.normalize(train_codes.to(device))
-    val_norm = gae.normalize(val_codes.to(device)) if n_val else None
     (folder / "train_state").mkdir(parents=True, exist_ok=True)
+    return GAERun(cfg, folder, gae, opt, members, gae.normalize(train_codes.to(device)),
+                  gae.normalize(val_codes.to(device)) if n_val else None, list(data.groups), step)
 
-    def validate() -> Dict[str, float]:
-        if val_norm is None:
-            return {}
-        gae.eval()
-        with torch.no_grad():
-            losses = gae_losses(gae, val_norm, members, torch.Generator().manual_seed(cfg.seed + 12345))
-        gae.train()
-        out = {k: round(float(v), 5) for k, v in losses.items()}
-        out["total"] = round(float(combine(losses, cfg.lambda_ss, cfg.lambda_ur)), 5)
-        return out
 
-    def checkpoint(val: Dict[str, float]) -> None:
-        save_train_state(state_path, {"config": cfg.to_dict(), "step": step, "model": gae.state_dict(),
-                                      "optimizer": opt.state_dict()})
-        training = {**{k: v for k, v in cfg.to_dict().items() if k not in ("model", "device")}, "steps_done": step,
-                    "train_groups": len(train_codes), "val_groups": n_val, "data_groups": data.groups,
-                    "autoencoder_fingerprint": file_fingerprint(folder / "autoencoder" / "model.safetensors")}
-        save_component(gae, folder / "gae", "gae", extra={"training": training, "val_losses": val})
-        add_to_index(folder, folder.name, "gae")
+def validate_gae(r: GAERun) -> Dict[str, float]:
+    """The losses on the validation groups (fixed mixing), rounded, with their weighted ``total``."""
+    if r.val_norm is None:
+        return {}
+    r.gae.eval()
+    with torch.no_grad():
+        losses = gae_losses(r.gae, r.val_norm, r.members, torch.Generator().manual_seed(r.cfg.seed + 12345))
+    r.gae.train()
+    out = {k: round(float(v), 5) for k, v in losses.items()}
+    out["total"] = round(float(combine(losses, r.cfg.lambda_ss, r.cfg.lambda_ur)), 5)
+    return out
 
-    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    gae.train()
+
+def save_gae_checkpoint(r: GAERun, val: Dict[str, float]) -> None:
+    """The resumable state and the model folder's ``gae/`` component (with its recipe and validation losses)."""
+    save_train_state(r.state_path, {"config": r.cfg.to_dict(), "step": r.step, "model": r.gae.state_dict(),
+                                    "optimizer": r.opt.state_dict()})
+    training = {**{k: v for k, v in r.cfg.to_dict().items() if k not in ("model", "device")}, "steps_done": r.step,
+                "train_groups": len(r.train_norm), "val_groups": 0 if r.val_norm is None else len(r.val_norm),
+                "data_groups": r.data_groups,
+                "autoencoder_fingerprint": file_fingerprint(r.folder / "autoencoder" / "model.safetensors")}
+    save_component(r.gae, r.folder / "gae", "gae", extra={"training": training, "val_losses": val})
+    add_to_index(r.folder, r.folder.name, "gae")
+
+
+def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] = None,
+              stop_after: Optional[int] = None, code_progress=None) -> Dict[str, float]:
+    """Train (or resume) the GAE of ``cfg.model``; returns the final validation losses {r, ss, ur, total}.
+
+    ``log`` gets a dict per step (step, steps, loss, r, ss, ur, groups_per_s); ``stop_after`` ends this
+    invocation after that many steps (resume later).
+    """
+    r = setup_gae_run(cfg, resume, code_progress)
+    cfg = r.cfg
+    end = cfg.steps if stop_after is None else min(cfg.steps, r.step + stop_after)
+    r.gae.train()
     tick = time.perf_counter()
-    while step < end:
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + 11)
-        idx = torch.randint(0, len(train_norm), (cfg.batch_size,), generator=gen)
-        losses = gae_losses(gae, train_norm[idx.to(device)], members, gen)
+    while r.step < end:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + r.step * 97 + 11)
+        idx = torch.randint(0, len(r.train_norm), (cfg.batch_size,), generator=gen)
+        losses = gae_losses(r.gae, r.train_norm[idx.to(r.train_norm.device)], r.members, gen)
         loss = combine(losses, cfg.lambda_ss, cfg.lambda_ur)
-        opt.zero_grad(set_to_none=True)
+        r.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        step += 1
+        r.opt.step()
+        r.step += 1
         now = time.perf_counter()
-        info = {"step": step, "steps": cfg.steps, "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
+        info = {"step": r.step, "steps": cfg.steps, "loss": loss.item(), **{k: v.item() for k, v in losses.items()},
                 "images_per_s": cfg.batch_size / max(now - tick, 1e-9)}
         tick = now
         if log is not None:
             log(info)
-        append_train_log(folder / "train_log_gae.jsonl", info, last=step == end)
-        if step % cfg.save_every == 0 and step != end:
-            checkpoint(validate())
-    val = validate()
-    checkpoint(val)
+        append_train_log(r.folder / "train_log_gae.jsonl", info, last=r.step == end)
+        if r.step % cfg.save_every == 0 and r.step != end:
+            save_gae_checkpoint(r, validate_gae(r))
+    val = validate_gae(r)
+    save_gae_checkpoint(r, val)
     return val

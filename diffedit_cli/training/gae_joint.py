@@ -122,9 +122,30 @@ def joint_losses(autoencoder, gae, images_u8: torch.Tensor, members, alphas_cump
     return losses
 
 
-def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
-                   stop_after: Optional[int] = None) -> Path:
-    """Fine-tune ``cfg.model``'s autoencoder and GAE jointly into ``cfg.out`` (or resume); returns ``cfg.out``."""
+@dataclass
+class JointRun:
+    """A joint fine-tuning run, set up: the autoencoder and GAE (trainable, on the device), their optimiser,
+    the group images, the members the swap loss uses, the schedule's alpha-bar, the step reached."""
+
+    cfg: JointTrainConfig
+    source: Path
+    out: Path
+    autoencoder: torch.nn.Module
+    gae: torch.nn.Module
+    opt: torch.optim.Optimizer
+    data: GroupImages
+    members: list
+    alphas_cumprod: torch.Tensor
+    step: int = 0
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "train_state" / "joint.pt"
+
+
+def setup_joint_run(cfg: JointTrainConfig, resume: bool = False) -> JointRun:
+    """Check ``cfg.out`` and the source model (a trained GAE on codes of its autoencoder), load both trainable,
+    restore a resumed run's state."""
     from ..pipeline import pick_device
 
     device = pick_device(cfg.device)
@@ -151,8 +172,7 @@ def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[St
                             f"{code_dim}-d ones")
     data = GroupImages(cfg, gae.slice_names, autoencoder.config.image_size)
     members = grouping.group_spec_for(gae.slice_names, data.names)
-    params = list(autoencoder.parameters()) + list(gae.parameters())
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=0.0)
+    opt = torch.optim.Adam(list(autoencoder.parameters()) + list(gae.parameters()), lr=cfg.lr, weight_decay=0.0)
     step = 0
     if state is not None:
         autoencoder.load_state_dict(state["autoencoder"])
@@ -160,50 +180,61 @@ def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[St
         opt.load_state_dict(state["optimizer"])
         step = int(state["step"])
     alphas_cumprod = diffusion.Parameterization.of(autoencoder.config).alphas_cumprod().float().to(device)
+    return JointRun(cfg, source, out, autoencoder, gae, opt, data, members, alphas_cumprod, step)
 
-    def checkpoint(last: Dict[str, float]) -> None:
-        save_train_state(state_path, {"config": cfg.to_dict(), "step": step, "autoencoder": autoencoder.state_dict(),
-                                      "gae": gae.state_dict(), "optimizer": opt.state_dict()})
-        training = {**{k: v for k, v in cfg.to_dict().items() if k not in ("device", "out")}, "steps_done": step,
-                    "joint_fine_tuning": "DiffuseGAE eq. 12", "last_losses": last}
-        save_component(autoencoder, out / "autoencoder", "autoencoder", extra={"training": training})
-        save_component(gae, out / "gae", "gae", extra={"training": training})
-        components = {"autoencoder", "gae"}
-        if (source / "oracle").is_dir() and not (out / "oracle").exists():
-            shutil.copytree(source / "oracle", out / "oracle")
-        if (out / "oracle").is_dir():
-            components.add("oracle")
-        write_index(out, out.name, components, {"trained_with": "diffedit train gae-joint",
-                                                "fine_tuned_from": str(cfg.model)})
 
-    if state is None:
-        checkpoint({})  # a new run is resumable (and its folder taken) from its first step on
-    end = cfg.steps if stop_after is None else min(cfg.steps, step + stop_after)
-    autoencoder.train()
-    gae.train()
+def save_joint_checkpoint(r: JointRun, last: Dict[str, float]) -> None:
+    """The resumable state and ``cfg.out`` as a model folder: autoencoder, GAE and the source's oracle."""
+    cfg, out = r.cfg, r.out
+    save_train_state(r.state_path, {"config": cfg.to_dict(), "step": r.step, "autoencoder": r.autoencoder.state_dict(),
+                                    "gae": r.gae.state_dict(), "optimizer": r.opt.state_dict()})
+    training = {**{k: v for k, v in cfg.to_dict().items() if k not in ("device", "out")}, "steps_done": r.step,
+                "joint_fine_tuning": "DiffuseGAE eq. 12", "last_losses": last}
+    save_component(r.autoencoder, out / "autoencoder", "autoencoder", extra={"training": training})
+    save_component(r.gae, out / "gae", "gae", extra={"training": training})
+    components = {"autoencoder", "gae"}
+    if (r.source / "oracle").is_dir() and not (out / "oracle").exists():
+        shutil.copytree(r.source / "oracle", out / "oracle")
+    if (out / "oracle").is_dir():
+        components.add("oracle")
+    write_index(out, out.name, components, {"trained_with": "diffedit train gae-joint",
+                                            "fine_tuned_from": str(cfg.model)})
+
+
+def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
+                   stop_after: Optional[int] = None) -> Path:
+    """Fine-tune ``cfg.model``'s autoencoder and GAE jointly into ``cfg.out`` (or resume); returns ``cfg.out``."""
+    r = setup_joint_run(cfg, resume)
+    cfg = r.cfg
+    if not resume:
+        save_joint_checkpoint(r, {})  # a new run is resumable (and its folder taken) from its first step on
+    end = cfg.steps if stop_after is None else min(cfg.steps, r.step + stop_after)
+    r.autoencoder.train()
+    r.gae.train()
     tick = time.perf_counter()
     last: Dict[str, float] = {}
-    while step < end:
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + 23)
-        idx = torch.randint(0, data.count, (cfg.batch_size,), generator=gen)
-        images = data.batch(idx)
-        losses = joint_losses(autoencoder, gae, images, members, alphas_cumprod, gen, cfg.lambda_ss, cfg.lambda_ur)
+    while r.step < end:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + r.step * 97 + 23)
+        idx = torch.randint(0, r.data.count, (cfg.batch_size,), generator=gen)
+        images = r.data.batch(idx)
+        losses = joint_losses(r.autoencoder, r.gae, images, r.members, r.alphas_cumprod, gen, cfg.lambda_ss,
+                              cfg.lambda_ur)
         loss = losses["simple"] + cfg.gamma * losses["dis"]
-        opt.zero_grad(set_to_none=True)
+        r.opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
-        step += 1
+        r.opt.step()
+        r.step += 1
         now = time.perf_counter()
         last = {k: round(float(v.detach()), 6) for k, v in losses.items()}
-        info = {"step": step, "steps": cfg.steps, "loss": loss.item(), **last,
+        info = {"step": r.step, "steps": cfg.steps, "loss": loss.item(), **last,
                 "images_per_s": images.shape[0] * images.shape[1] / max(now - tick, 1e-9)}
         tick = now
         if log is not None:
             log(info)
-        append_train_log(out / "train_log_joint.jsonl", info, last=step == end)
-        if step % cfg.save_every == 0 and step != end:
-            checkpoint(last)
-    autoencoder.eval()
-    gae.eval()
-    checkpoint(last)
-    return out
+        append_train_log(r.out / "train_log_joint.jsonl", info, last=r.step == end)
+        if r.step % cfg.save_every == 0 and r.step != end:
+            save_joint_checkpoint(r, last)
+    r.autoencoder.eval()
+    r.gae.eval()
+    save_joint_checkpoint(r, last)
+    return r.out
