@@ -363,6 +363,9 @@ class Unit:
     finish: Optional[Callable[[List[Any]], None]] = None
 
 
+_PENDING = object()  # a slot's result before its batch has run
+
+
 def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Slot]], List[Any]],
               write: Callable[[Slot, Any], None], reporter: Reporter, info: Optional[dict] = None) -> None:
     """The batch loop of every file job.
@@ -373,8 +376,8 @@ def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Sl
     unit's ``finish``. A failure is reported for its input and the run goes on; every unit advances the
     progress bar once.
     """
-    queue: List[Tuple[Unit, int]] = []
-    waiting: List[Tuple[Unit, List[Any]]] = []
+    queue: List[Tuple[Slot, List[Any], int]] = []  # (slot, its unit's results, its place there)
+    waiting: List[Tuple[Unit, List[Any]]] = []  # units in input order, with their results so far
 
     def finish(unit: Unit, results: List[Any]) -> None:
         if unit.finish is not None:
@@ -392,15 +395,9 @@ def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Sl
         reporter.advance()
 
     def flush() -> None:
-        outs = compute([unit.slots[k] for unit, k in queue])
-        done = {}
-        for (unit, k), out in zip(queue, outs):
-            done[(id(unit), k)] = out
+        for (_, results, k), out in zip(queue, compute([slot for slot, _, _ in queue])):
+            results[k] = out
         queue.clear()
-        for unit, results in waiting:
-            for k in range(len(unit.slots)):
-                if (id(unit), k) in done:
-                    results[k] = done[(id(unit), k)]
         while waiting and all(r is not _PENDING for r in waiting[0][1]):
             finish(*waiting.pop(0))
 
@@ -408,16 +405,15 @@ def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Sl
         if not unit.slots:
             reporter.advance()
             continue
-        waiting.append((unit, [_PENDING] * len(unit.slots)))
-        for k in range(len(unit.slots)):
-            queue.append((unit, k))
+        results = [_PENDING] * len(unit.slots)
+        waiting.append((unit, results))
+        for k, slot in enumerate(unit.slots):
+            queue.append((slot, results, k))
             if len(queue) >= max(1, batch_size):
                 flush()
     if queue:
         flush()
 
-
-_PENDING = object()
 
 
 def file_units(todo: Sequence[Tuple[Item, Optional[Path]]], model: DiffAEModel, reporter: Reporter,
