@@ -49,22 +49,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--components", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="of the autoencoder (auto: the CLI's CPU default, bf16 where native, else fp32)")
     args = parser.parse_args()
     started = time.perf_counter()
 
     model = load_model(args.model, components=("classifier", "oracle"))
-    ae, classifier, oracle = model.autoencoder, model.classifier, model.component("oracle")
+    precision = pipeline.pick_precision(args.precision, torch.device("cpu"))
+    ae = pipeline.prepare(model.autoencoder.eval(), torch.device("cpu"))
+    classifier, oracle = model.classifier, model.component("oracle")
     names = [a for a in classifier.attributes if a in oracle.attributes]
     mean, std, _ = dirs.model_normalisation(model)
 
     pool = load_faces(args.examples, args.n_examples, model.image_size)
     label_names, labels = read_labels(Path(args.examples), pool.files)
-    z_pool = torch.cat([pipeline.encode_semantic(ae, x) for x in pool.images.split(args.batch_size)])
+    z_pool = torch.cat([pipeline.encode_semantic(ae, x, precision) for x in pool.images.split(args.batch_size)])
     zn_pool = dirs.normalise(z_pool, mean, std)
 
     faces = load_faces(args.heldout, args.n, model.image_size)
-    z = torch.cat([pipeline.encode_semantic(ae, x) for x in faces.images.split(args.batch_size)])
-    x_T = torch.cat([pipeline.invert(ae, x, zz, args.steps) for x, zz in
+    z = torch.cat([pipeline.encode_semantic(ae, x, precision) for x in faces.images.split(args.batch_size)])
+    x_T = torch.cat([pipeline.invert(ae, x, zz, args.steps, precision=precision) for x, zz in
                      zip(faces.images.split(args.batch_size), z.split(args.batch_size))])
     with torch.no_grad():
         seen = torch.cat([oracle(x).float() for x in faces.images.split(args.batch_size)])
@@ -76,7 +80,7 @@ def main() -> None:
         up = dirs.apply_edits(z, [edit_for(name, args.alpha)], against)
         down = dirs.apply_edits(z, [edit_for(name, -args.alpha)], against)
         codes = torch.where(toward[:, None], up, down)
-        out = torch.cat([pipeline.decode(ae, c, x, args.steps) for c, x in
+        out = torch.cat([pipeline.decode(ae, c, x, args.steps, precision=precision) for c, x in
                          zip(codes.split(args.batch_size), x_T.split(args.batch_size))])
         with torch.no_grad():
             after = torch.cat([oracle(o).float() for o in out.split(args.batch_size)])
@@ -90,7 +94,7 @@ def main() -> None:
         return classifier_edit(classifier, classifier.attributes.index(name), alpha)
 
     print(f"# {model.model_id}: {len(faces.files)} held-out faces from {args.heldout}, alpha {args.alpha}, "
-          f"{args.steps} steps; examples: {len(pool.files)} faces from {args.examples}")
+          f"{args.steps} DDIM steps, {precision}; examples: {len(pool.files)} faces from {args.examples}")
     print("## flip@alpha / dependency per attribute and direction source")
     header = ["classifier"] + [f"{k} per side" for k in args.shots]
     print(f"{'attribute':20} " + " ".join(f"{h:>17}" for h in header))

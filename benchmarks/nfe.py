@@ -36,10 +36,14 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", type=int, default=[5, 10, 20, 50])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="auto: the CLI's CPU default (bf16 where native, else fp32)")
     args = parser.parse_args()
 
     model = load_model(args.model, components=())
-    ae = model.autoencoder.eval()
+    device = torch.device("cpu")
+    precision = pipeline.pick_precision(args.precision, device)
+    ae = pipeline.prepare(model.autoencoder.eval(), device)
     paths = sorted(p for p in Path(args.data).rglob("*") if is_image_path(p))[: args.n]
     x0 = torch.stack([load_image(p, model.image_size) for p in paths])
     parts = list(x0.split(args.batch_size))
@@ -48,14 +52,15 @@ def main() -> None:
         return float(((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).mean())
 
     started = time.perf_counter()
-    zs = [pipeline.encode_semantic(ae, x) for x in parts]
-    print(f"# {model.model_id}: {len(paths)} images from {args.data}, {model.image_size} px; MSE / PSNR (dB) vs input")
+    zs = [pipeline.encode_semantic(ae, x, precision) for x in parts]
+    print(f"# {model.model_id}: {len(paths)} images from {args.data}, {model.image_size} px, {precision}, "
+          f"channels_last; MSE / PSNR (dB) vs input")
     print(f"{'inv steps':>9} {'sampler':>9} {'steps':>5} {'MSE':>9} {'PSNR':>6}")
     for inv in args.inv_steps:
-        xs = [pipeline.invert(ae, x, zz, inv) for x, zz in zip(parts, zs)]
+        xs = [pipeline.invert(ae, x, zz, inv, precision=precision) for x, zz in zip(parts, zs)]
         for sampler in args.samplers:
             for steps in args.steps:
-                rec = torch.cat([pipeline.decode(ae, zz, xx, steps, sampler=sampler) for zz, xx in zip(zs, xs)])
+                rec = torch.cat([pipeline.decode(ae, zz, xx, steps, precision=precision, sampler=sampler) for zz, xx in zip(zs, xs)])
                 err = mse(rec, x0)
                 print(f"{inv:9d} {sampler:>9} {steps:5d} {err:9.2e} {psnr(err):6.2f}", flush=True)
     print(f"# {time.perf_counter() - started:.0f} s")

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from . import __version__
+from . import __version__, defaults
 from .errors import DiffeditError, flag_message
 
 app = typer.Typer(
@@ -56,8 +56,8 @@ def _check_alpha(value: float) -> float:
         return check_alpha(value, "--alpha")
     except DiffeditError as err:
         raise typer.BadParameter(str(err).split(": ", 1)[1]) from None
-StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Decoding steps = network calls (official editing notebook: 100 DDIM steps; --sampler dpmpp-2m --steps 20 is 5x faster, docs/speed.md).")]
-SamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder: ddim (official) or dpmpp-2m (DPM-Solver++ 2M: as good in fewer --steps; see docs/speed.md).")]
+StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Decoding steps = network calls (the official editing notebook: --sampler ddim --steps 100; measured trade-off: docs/speed.md).")]
+SamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder: dpmpp-2m (DPM-Solver++ 2M: better than DDIM at equal --steps) or ddim (official).")]
 InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="DDIM inversion steps for x_T (official: 250).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per output on stdout.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume an interrupted run).")]
@@ -94,8 +94,8 @@ def _face_options(align: bool, aligned: bool, face: str, detector: str, face_wei
 # -- end of real photos options ------------------------------------------------------------------------------
 
 
-def _opts(device, precision, batch_size, seed, steps=100, inv_steps=250, skip_existing=False, overwrite=False,
-          sampler="ddim"):
+def _opts(device, precision, batch_size, seed, steps=defaults.STEPS, inv_steps=defaults.INV_STEPS, skip_existing=False,
+          overwrite=False, sampler=defaults.SAMPLER):
     from .jobs.runner import RunOptions
 
     return RunOptions(device=device, precision=precision, batch_size=batch_size, seed=seed, steps=steps,
@@ -151,7 +151,7 @@ def _reporter(json_lines: bool, quiet: bool):
 @app.command()
 def encode(
     inputs: Annotated[List[str], typer.Argument(help="Images, folders, globs or '-' (paths on stdin).", show_default=False)],
-    out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = 250, batch_size: BatchOpt = 8,
+    out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = defaults.INV_STEPS, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, skip_existing: SkipOpt = False,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
@@ -189,7 +189,7 @@ def encode(
 @app.command()
 def decode(
     inputs: Annotated[List[str], typer.Argument(help="Latent files or images (encoded on the fly), folders, globs, '-'.", show_default=False)],
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Ignore the stored x_T and draw it from --seed.")] = False,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -215,7 +215,7 @@ def interpolate(
     b: Annotated[str, typer.Argument(help="Second image or latent file.", show_default=False)],
     frames: Annotated[int, typer.Option("--frames", "-n", min=2, help="Number of frames including A and B.")] = 10,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/interp_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250, batch_size: BatchOpt = 8,
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, levels: LevelsOpt = None,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "largest", detector: DetectorOpt = "auto",
@@ -258,7 +258,7 @@ def edit(
     alpha_sweep: Annotated[Optional[str], typer.Option("--alpha-sweep", help="START:STOP:COUNT, e.g. -0.5:0.5:5: one row of decodes per input.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Put the input on the left of the output.")] = False,
     list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     levels: LevelsOpt = None,
@@ -325,7 +325,7 @@ def sample(
     n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 16,
     where: Annotated[Optional[List[str]], typer.Option("--where", help="Keep only samples the classifier labels with this attribute (No_X: without); repeatable.", show_default=False)] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/samples).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim",
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER,
     latent_steps: Annotated[int, typer.Option("--latent-steps", min=1, max=1000, help="Latent DDIM steps.")] = 100,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -354,7 +354,7 @@ def style_mix_cmd(
     levels: Annotated[str, typer.Option("--levels", help="Levels taken from B, 1 = finest ... L = coarsest: e.g. 3-4, 1,3.", show_default=False)],
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Draw x_T from --seed instead of inverting A.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/stylemix_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS, seed: SeedOpt = 0,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -515,7 +515,7 @@ def directions_show(
     alpha: Annotated[float, typer.Option("--alpha", callback=_check_alpha, help="Sweep from -alpha to +alpha.")] = 0.5,
     columns: Annotated[int, typer.Option("--columns", min=2, help="Strengths per face.")] = 5,
     faces: Annotated[int, typer.Option("--faces", min=1, help="Faces per row.")] = 2,
-    model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 50,
+    model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = 50,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
 ):
@@ -580,6 +580,15 @@ def data_toyfaces(
     typer.echo(f"{n} faces -> {out}")
 
 
+def _given(ctx: typer.Context, **renamed: str) -> set:
+    """The parameters set on the command line (not left at their defaults), under their config names."""
+    def given(name: str) -> bool:  # by the source's name: Typer may vendor its own click
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {renamed.get(name, name) for name in ctx.params if given(name)}
+
+
 def _train_progress(total: int, quiet: bool, what: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -595,6 +604,7 @@ def _train_progress(total: int, quiet: bool, what: str):
 
 @train_app.command("autoencoder")
 def train_autoencoder_cmd(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Option("--data", help="Folder of training images (e.g. from 'diffedit data toyfaces').", show_default=False)],
     run: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, samples, train_log.jsonl; also a model folder for --model.", show_default=False)],
     preset: Annotated[str, typer.Option("--preset", help="Architecture: toy64 (~3M params, CPU-trainable) or tiny32 (tests).")] = "toy64",
@@ -658,7 +668,7 @@ def train_autoencoder_cmd(
                                  masks=str(masks) if masks else None)
     progress, log = _train_progress(steps, quiet or int(os.environ.get("RANK", "0")) != 0, "autoencoder")
     with progress:
-        train_autoencoder(cfg, resume=resume, log=log, stop_after=chunk)
+        train_autoencoder(cfg, resume=resume, log=log, stop_after=chunk, given=_given(ctx))
     typer.echo(f"autoencoder checkpoint -> {run}")
 
 
@@ -1008,7 +1018,7 @@ def swap(
     attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="GAE slice to take from B (e.g. hair, mouth, background); repeatable.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Write A | B | result side by side.")] = False,
     residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -1043,7 +1053,7 @@ def recombine(
     residual: Annotated[bool, typer.Option("--residual", help="Add back the base's GAE reconstruction error.")] = False,
     list_slices: Annotated[bool, typer.Option("--list-slices", help="List the GAE's slice names and exit.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output image (default: diffedit-out/recombine_BASE.png).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = 100, sampler: SamplerOpt = "ddim", inv_steps: InvStepsOpt = 250, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS, seed: SeedOpt = 0,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -1087,6 +1097,7 @@ ChunkOpt = Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop th
 
 @train_app.command("gae")
 def train_gae_cmd(
+    ctx: typer.Context,
     run: Annotated[str, typer.Option("--model", "-m", help="Local model folder (or shipped model name) with the autoencoder; gae/ is written into it.", show_default=False)],
     data: GroupDataOpt = None,
     labels: GroupLabelsOpt = None,
@@ -1126,7 +1137,7 @@ def train_gae_cmd(
     progress, log = _train_progress(steps, quiet, "GAE")
     code_task = progress.add_task("encoding group faces", total=groups, loss=float("nan"), ips=0.0)
     with progress:
-        val = train_gae(cfg, resume=resume, log=log, stop_after=chunk,
+        val = train_gae(cfg, resume=resume, log=log, stop_after=chunk, given=_given(ctx, run="model"),
                         code_progress=lambda done, total: progress.update(code_task, completed=done, total=total))
     typer.echo("validation losses: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
     typer.echo(f"GAE -> {run}/gae")
@@ -1134,6 +1145,7 @@ def train_gae_cmd(
 
 @train_app.command("gae-joint")
 def train_gae_joint_cmd(
+    ctx: typer.Context,
     run: Annotated[str, typer.Option("--model", "-m", help="Source model folder (or shipped model name) with an autoencoder and a trained GAE.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="New model folder for the fine-tuned autoencoder + GAE (the source is never changed).", show_default=False)],
     data: GroupDataOpt = None,
@@ -1170,7 +1182,7 @@ def train_gae_joint_cmd(
                            lambda_ss=lambda_ss, lambda_ur=lambda_ur, save_every=save_every, seed=seed, device=device)
     progress, log = _train_progress(steps, quiet, "autoencoder + GAE")
     with progress:
-        finetune_joint(cfg, resume=resume, log=log, stop_after=chunk)
+        finetune_joint(cfg, resume=resume, log=log, stop_after=chunk, given=_given(ctx, run="model"))
     typer.echo(f"autoencoder + GAE -> {out} (retrain latent and classifier on it: diffedit train latent --model {out} ...)")
 
 

@@ -46,4 +46,9 @@ cp "$TMP/mix/grid.png" "$OUT/style_mix.png"
 # GAE swaps: A | B | A with B's slice
 python -m diffedit_cli swap examples/face.png examples/face2.png --model "$MODEL" --attr accessories --compare --out "$OUT/swap_accessories.png" --overwrite --quiet
 python -m diffedit_cli swap examples/face.png examples/face2.png --model "$MODEL" --attr hair --compare --out "$OUT/swap_hair.png" --overwrite --quiet
+# PCA directions: the 6 leading components of 1000 faces' codes, swept on two faces
+python -m diffedit_cli data toyfaces --n 1000 --seed 11 --out "$TMP/pool" --no-masks --quiet
+python -m diffedit_cli directions pca "$TMP/pool/images" --model "$MODEL" --components 6 --out "$TMP/pca.safetensors" --quiet
+python -m diffedit_cli directions show "$TMP/pca.safetensors" --inputs "$TMP/faces/images/000000.png" \
+    --inputs "$TMP/faces/images/000003.png" --model "$MODEL" --alpha 0.5 --out "$OUT/directions_overview.png" --overwrite --quiet
 echo "pictures written to $OUT"

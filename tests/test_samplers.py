@@ -111,8 +111,9 @@ def test_unknown_sampler_is_one_line(two_faces, capsys):
     assert err.count("\n") == 1 and err.startswith("error: --sampler 'euler'") and "dpmpp-2m" in err
 
 
-def test_dpmpp_decode_of_an_inverted_face_stays_close_to_ddim_at_many_steps(two_faces):
-    """On the shipped model: DPM-Solver++ at 20 steps lands near DDIM at 200 steps from the same x_T."""
+def test_dpmpp_decode_on_the_shipped_model_is_nearer_ddim_at_many_steps(two_faces):
+    """On the shipped model, from x_T drawn from the prior (the ODE's own start): DPM-Solver++ at 20 steps lands
+    nearer DDIM at 200 steps than DDIM at 20 does. (From a DDIM-inverted x_T it does not: docs/speed.md.)"""
     from diffedit_cli import pipeline
     from diffedit_cli.io.images import load_image
     from diffedit_cli.io.models import load_model
@@ -120,7 +121,7 @@ def test_dpmpp_decode_of_an_inverted_face_stays_close_to_ddim_at_many_steps(two_
     ae = load_model(None, components=()).autoencoder
     x0 = load_image(two_faces / "0.png", 64)[None]
     z = pipeline.encode_semantic(ae, x0)
-    x_T = pipeline.invert(ae, x0, z, 20)
+    x_T = pipeline.random_x_T([0], 64, seed=3)
     fine = pipeline.decode(ae, z, x_T, 200)
     fast = pipeline.decode(ae, z, x_T, 20, sampler="dpmpp-2m")
     coarse = pipeline.decode(ae, z, x_T, 20)

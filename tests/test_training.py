@@ -249,6 +249,22 @@ def test_part_weights_train_resume_and_need_masks(tmp_path, capsys):
         assert message in err and err.startswith("error:") and "\n" not in err, err
 
 
+def test_cli_resume_keeps_the_run_controls_not_given_again(faces, tmp_path):
+    run = tmp_path / "run"
+    base = ["train", "autoencoder", "--data", str(faces / "images"), "--out", str(run), "--preset", "tiny32",
+            "--batch-size", "4", "--device", "cpu", "--precision", "fp32", "--sample-every", "0", "--quiet"]
+    assert main(base + ["--steps", "4", "--save-every", "1", "--keep-every", "1", "--chunk", "1"]) == 0
+    # --resume alone: the run's own --save-every / --keep-every, not the command's defaults
+    assert main(base + ["--steps", "3", "--resume", "--chunk", "1"]) == 0
+    saved = json.loads((run / "train_config.json").read_text())
+    assert (saved["steps"], saved["save_every"], saved["keep_every"]) == (3, 1, 1)
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["autoencoder_0000001", "autoencoder_0000002"]
+    # a control given again replaces the run's
+    assert main(base + ["--steps", "3", "--resume", "--keep-every", "0"]) == 0
+    assert json.loads((run / "train_config.json").read_text())["keep_every"] == 0
+    assert len(list((run / "snapshots").iterdir())) == 2
+
+
 def test_resumed_config_keeps_the_recipe_and_takes_the_run_controls():
     from diffedit_cli.errors import DiffeditError, flag_message
     from diffedit_cli.training.gae import GAETrainConfig
@@ -259,6 +275,8 @@ def test_resumed_config_keeps_the_recipe_and_takes_the_run_controls():
     resumed = new.resumed(saved)
     assert (resumed.lr, resumed.prediction) == (6e-4, "v")  # the recipe is the saved run's
     assert (resumed.steps, resumed.keep_every, resumed.device) == (300, 50, "cpu")  # the invocation's controls
+    partly = new.resumed(saved, given={"steps"})  # only the controls given again replace the saved ones
+    assert (partly.steps, partly.keep_every, partly.device) == (300, 0, "auto")
     assert AutoencoderTrainConfig.from_dict(json.loads(json.dumps(resumed.to_dict()))) == resumed
 
     with pytest.raises(DiffeditError) as err:

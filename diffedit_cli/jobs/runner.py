@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 import torch
 
 from ..io import images as imageio
-from .. import pipeline
+from .. import defaults, pipeline
 from ..editing.plan import EditPlan, plan_edit
 from ..errors import DiffeditError, InputError
 from ..io.latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
@@ -239,11 +239,11 @@ class RunOptions:
     precision: Optional[str] = None
     batch_size: int = 8
     seed: int = 0
-    steps: int = 100
-    inv_steps: int = 250
+    steps: int = defaults.STEPS
+    inv_steps: int = defaults.INV_STEPS
     skip_existing: bool = False
     overwrite: bool = False
-    sampler: str = "ddim"
+    sampler: str = defaults.SAMPLER
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
         """Check step counts and the sampler against the model's schedule before any work starts."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Tuple, TypeVar
+from typing import ClassVar, Iterable, Optional, Tuple, TypeVar
 
 from ..errors import DiffeditError
 from ..networks.config import JsonConfig
@@ -20,9 +20,15 @@ class TrainConfig(JsonConfig):
 
     RUN_CONTROLS: ClassVar[Tuple[str, ...]] = ("steps", "device", "save_every")
 
-    def resumed(self: T, saved: dict) -> T:
-        """The saved run's config with this invocation's run controls."""
-        return type(self).from_dict({**saved, **{name: getattr(self, name) for name in self.RUN_CONTROLS}})
+    def resumed(self: T, saved: dict, given: Optional[Iterable[str]] = None) -> T:
+        """The saved run's config with this invocation's run controls.
+
+        ``given``: the controls this invocation set explicitly (the command line's flags); the others keep the
+        saved run's values, so ``--resume`` alone continues with the run's own ``--keep-every`` and the like.
+        ``None``: every control from this invocation.
+        """
+        names = [n for n in self.RUN_CONTROLS if given is None or n in set(given) or n not in saved]
+        return type(self).from_dict({**saved, **{name: getattr(self, name) for name in names}})
 
     def check_positive(self, *names: str) -> None:
         """Raise a :class:`DiffeditError` naming the first of ``names`` whose value is below 1."""

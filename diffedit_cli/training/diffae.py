@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -328,7 +328,8 @@ def autoencoder_state_path(run) -> Path:
     return Path(run) / "train_state" / "autoencoder.pt"
 
 
-def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False) -> AutoencoderRun:
+def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False,
+                          given: Optional[Iterable[str]] = None) -> AutoencoderRun:
     """A new run (from the preset or ``init_from``), or the saved run of ``cfg.run`` with this call's run controls."""
     from ..pipeline import pick_device
 
@@ -345,7 +346,7 @@ def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False) -> 
         raise DiffeditError(f"unknown preset '{cfg.preset}' (choose from {', '.join(AUTOENCODER_PRESETS)})")
     state = load_train_state(state_path) if resume else None
     if state is not None:
-        cfg = cfg.resumed(state["config"])
+        cfg = cfg.resumed(state["config"], given)
     process = check_train_config(cfg)
     if state is not None and "arch" in state:
         arch, init_weights = AnyAutoencoderConfig.from_dict(state["arch"]), None
@@ -406,13 +407,14 @@ def save_autoencoder_checkpoint(r: AutoencoderRun) -> None:
 
 
 def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
-                      stop_after: Optional[int] = None) -> Path:
+                      stop_after: Optional[int] = None, given: Optional[Iterable[str]] = None) -> Path:
     """Train (or resume) a Diff-AE autoencoder; returns the run folder.
 
     ``log`` gets a dict per step (step, loss, images_per_s). ``stop_after``
-    ends this invocation after that many steps (chunked training on a CPU).
+    ends this invocation after that many steps (chunked training on a CPU). ``given``: the run controls
+    a resume takes from ``cfg`` (:meth:`TrainConfig.resumed`; default all).
     """
-    r = setup_autoencoder_run(cfg, resume)
+    r = setup_autoencoder_run(cfg, resume, given)
     cfg, device, dist, run = r.cfg, r.device, r.dist, r.folder
     precision = cfg.precision if cfg.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format

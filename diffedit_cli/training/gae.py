@@ -27,7 +27,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -211,7 +211,8 @@ class GAERun:
         return self.folder / "train_state" / "gae.pt"
 
 
-def setup_gae_run(cfg: GAETrainConfig, resume: bool = False, code_progress=None) -> GAERun:
+def setup_gae_run(cfg: GAETrainConfig, resume: bool = False, code_progress=None,
+                  given: Optional[Iterable[str]] = None) -> GAERun:
     """Check the run folder, encode (or read the cached) group codes, build or restore the GAE and its optimiser."""
     device = pipeline.pick_device(cfg.device)
     folder = model_folder(cfg.model)
@@ -222,7 +223,7 @@ def setup_gae_run(cfg: GAETrainConfig, resume: bool = False, code_progress=None)
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
     state = load_train_state(state_path) if resume else None
     if state is not None:
-        cfg = cfg.resumed(state["config"])
+        cfg = cfg.resumed(state["config"], given)
     cfg.check_positive("groups", "steps", "batch_size")
     autoencoder = load_component(folder / "autoencoder", "autoencoder", str(device))
     data = group_codes(cfg, folder, autoencoder, code_progress)
@@ -280,13 +281,13 @@ def save_gae_checkpoint(r: GAERun, val: Dict[str, float]) -> None:
 
 
 def train_gae(cfg: GAETrainConfig, resume: bool = False, log: Optional[StepLog] = None,
-              stop_after: Optional[int] = None, code_progress=None) -> Dict[str, float]:
+              stop_after: Optional[int] = None, code_progress=None, given: Optional[Iterable[str]] = None) -> Dict[str, float]:
     """Train (or resume) the GAE of ``cfg.model``; returns the final validation losses {r, ss, ur, total}.
 
     ``log`` gets a dict per step (step, steps, loss, r, ss, ur, groups_per_s); ``stop_after`` ends this
-    invocation after that many steps (resume later).
+    invocation after that many steps (resume later); ``given``: the run controls a resume takes from ``cfg``.
     """
-    r = setup_gae_run(cfg, resume, code_progress)
+    r = setup_gae_run(cfg, resume, code_progress, given)
     cfg = r.cfg
     end = cfg.steps if stop_after is None else min(cfg.steps, r.step + stop_after)
     r.gae.train()

@@ -26,7 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -143,7 +143,7 @@ class JointRun:
         return self.out / "train_state" / "joint.pt"
 
 
-def setup_joint_run(cfg: JointTrainConfig, resume: bool = False) -> JointRun:
+def setup_joint_run(cfg: JointTrainConfig, resume: bool = False, given: Optional[Iterable[str]] = None) -> JointRun:
     """Check ``cfg.out`` and the source model (a trained GAE on codes of its autoencoder), load both trainable,
     restore a resumed run's state."""
     from ..pipeline import pick_device
@@ -157,7 +157,7 @@ def setup_joint_run(cfg: JointTrainConfig, resume: bool = False) -> JointRun:
         raise DiffeditError(f"'{out}' exists and is not empty; choose a new --out (or --resume its run)")
     state = load_train_state(state_path) if resume else None
     if state is not None:
-        cfg = cfg.resumed(state["config"])
+        cfg = cfg.resumed(state["config"], given)
     cfg.check_positive("steps", "batch_size", "groups")
     source = model_folder(cfg.model)
     if not (source / "gae" / "model.safetensors").is_file():
@@ -202,9 +202,12 @@ def save_joint_checkpoint(r: JointRun, last: Dict[str, float]) -> None:
 
 
 def finetune_joint(cfg: JointTrainConfig, resume: bool = False, log: Optional[StepLog] = None,
-                   stop_after: Optional[int] = None) -> Path:
-    """Fine-tune ``cfg.model``'s autoencoder and GAE jointly into ``cfg.out`` (or resume); returns ``cfg.out``."""
-    r = setup_joint_run(cfg, resume)
+                   stop_after: Optional[int] = None, given: Optional[Iterable[str]] = None) -> Path:
+    """Fine-tune ``cfg.model``'s autoencoder and GAE jointly into ``cfg.out`` (or resume); returns ``cfg.out``.
+
+    ``given``: the run controls a resume takes from ``cfg`` (default all).
+    """
+    r = setup_joint_run(cfg, resume, given)
     cfg = r.cfg
     if not resume:
         save_joint_checkpoint(r, {})  # a new run is resumable (and its folder taken) from its first step on
