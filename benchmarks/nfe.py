@@ -1,8 +1,9 @@
-"""Reconstruction quality vs network calls: DDIM inversion steps x decoder (DDIM, DPM-Solver++ 2M) steps.
+"""Reconstruction quality vs network calls: DDIM inversion steps x decoder (DDIM, DPM-Solver++ 2M) steps,
+for each timestep spacing (uniform: the model's own; quadratic: dense at low noise), used by inversion and decoder alike.
 
-For each inversion step count, the images are encoded (z_sem + DDIM-inverted x_T) once, then decoded by each
-sampler at each step count; prints MSE and PSNR (images in [0, 1]) against the inputs. The official setting
-is 250 inversion + 100 DDIM steps.
+For each spacing and inversion step count, the images are encoded (z_sem + DDIM-inverted x_T) once, then decoded
+by each sampler at each step count; prints MSE and PSNR (images in [0, 1]) against the inputs. The official
+setting is uniform spacing, 250 inversion + 100 DDIM steps.
 
     python benchmarks/nfe.py --data runs/data/heldout/images --n 32
     python benchmarks/nfe.py --model runs/toyfaces-v --inv-steps 10 20 50 --steps 5 10 20 50
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from diffedit_cli import pipeline
-from diffedit_cli.diffusion import SAMPLERS
+from diffedit_cli.diffusion import SAMPLERS, SAMPLING_SPACINGS
 from diffedit_cli.io.images import is_image_path, load_image
 from diffedit_cli.io.models import load_model
 
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--inv-steps", nargs="+", type=int, default=[10, 20, 50, 100, 250])
     parser.add_argument("--steps", nargs="+", type=int, default=[5, 10, 20, 50])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    parser.add_argument("--spacings", nargs="+", default=list(SAMPLING_SPACINGS), choices=list(SAMPLING_SPACINGS))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="auto: the CLI's CPU default (bf16 where native, else fp32)")
@@ -55,14 +57,16 @@ def main() -> None:
     zs = [pipeline.encode_semantic(ae, x, precision) for x in parts]
     print(f"# {model.model_id}: {len(paths)} images from {args.data}, {model.image_size} px, {precision}, "
           f"channels_last; MSE / PSNR (dB) vs input")
-    print(f"{'inv steps':>9} {'sampler':>9} {'steps':>5} {'MSE':>9} {'PSNR':>6}")
-    for inv in args.inv_steps:
-        xs = [pipeline.invert(ae, x, zz, inv, precision=precision) for x, zz in zip(parts, zs)]
-        for sampler in args.samplers:
-            for steps in args.steps:
-                rec = torch.cat([pipeline.decode(ae, zz, xx, steps, precision=precision, sampler=sampler) for zz, xx in zip(zs, xs)])
-                err = mse(rec, x0)
-                print(f"{inv:9d} {sampler:>9} {steps:5d} {err:9.2e} {psnr(err):6.2f}", flush=True)
+    print(f"{'spacing':>9} {'inv steps':>9} {'sampler':>9} {'steps':>5} {'MSE':>9} {'PSNR':>6}")
+    for spacing in args.spacings:
+        for inv in args.inv_steps:
+            xs = [pipeline.invert(ae, x, zz, inv, precision=precision, spacing=spacing) for x, zz in zip(parts, zs)]
+            for sampler in args.samplers:
+                for steps in args.steps:
+                    rec = torch.cat([pipeline.decode(ae, zz, xx, steps, precision=precision, sampler=sampler,
+                                                     spacing=spacing) for zz, xx in zip(zs, xs)])
+                    err = mse(rec, x0)
+                    print(f"{spacing:>9} {inv:9d} {sampler:>9} {steps:5d} {err:9.2e} {psnr(err):6.2f}", flush=True)
     print(f"# {time.perf_counter() - started:.0f} s")
 
 

@@ -56,9 +56,10 @@ def _check_alpha(value: float) -> float:
         return check_alpha(value, "--alpha")
     except DiffeditError as err:
         raise typer.BadParameter(str(err).split(": ", 1)[1]) from None
-StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Decoding steps = network calls (the official editing notebook: --sampler ddim --steps 100; measured trade-off: docs/speed.md).")]
+StepsOpt = Annotated[int, typer.Option("--steps", min=1, max=1000, help="Decoding steps = network calls (the official editing notebook: --sampler ddim --spacing uniform --steps 100; measured trade-off: docs/speed.md).")]
 SamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder: dpmpp-2m (DPM-Solver++ 2M: better than DDIM at equal --steps) or ddim (official).")]
-InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="DDIM inversion steps for x_T (official: 250).")]
+SpacingOpt = Annotated[str, typer.Option("--spacing", help="Timesteps of decoding and inversion: quadratic (dense at low noise: better at few --steps, docs/speed.md) or uniform (the model's own; official).")]
+InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="DDIM inversion steps for x_T (official: 250 with --spacing uniform).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per output on stdout.")]
 SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume an interrupted run).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
@@ -95,11 +96,12 @@ def _face_options(align: bool, aligned: bool, face: str, detector: str, face_wei
 
 
 def _opts(device, precision, batch_size, seed, steps=defaults.STEPS, inv_steps=defaults.INV_STEPS, skip_existing=False,
-          overwrite=False, sampler=defaults.SAMPLER):
+          overwrite=False, sampler=defaults.SAMPLER, spacing=defaults.SPACING):
     from .jobs.runner import RunOptions
 
     return RunOptions(device=device, precision=precision, batch_size=batch_size, seed=seed, steps=steps,
-                      inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite, sampler=sampler)
+                      inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite, sampler=sampler,
+                      spacing=spacing)
 
 
 def _load(model: Optional[str], device: str, components=("latent", "classifier")):
@@ -151,7 +153,8 @@ def _reporter(json_lines: bool, quiet: bool):
 @app.command()
 def encode(
     inputs: Annotated[List[str], typer.Argument(help="Images, folders, globs or '-' (paths on stdin).", show_default=False)],
-    out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = defaults.INV_STEPS, batch_size: BatchOpt = 8,
+    out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = defaults.INV_STEPS,
+    spacing: SpacingOpt = defaults.SPACING, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, skip_existing: SkipOpt = False,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
@@ -175,7 +178,8 @@ def encode(
 
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     loaded = _load(model, device, components=())
-    run_opts = _opts(device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite)
+    run_opts = _opts(device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite,
+                     spacing=spacing)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .jobs.photos import encode_photos
@@ -189,7 +193,7 @@ def encode(
 @app.command()
 def decode(
     inputs: Annotated[List[str], typer.Argument(help="Latent files or images (encoded on the fly), folders, globs, '-'.", show_default=False)],
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Ignore the stored x_T and draw it from --seed.")] = False,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -205,7 +209,7 @@ def decode(
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
         code = decode_files(loaded, inputs, out, _opts(device, precision, batch_size, seed, steps, inv_steps,
-                                                        skip_existing, overwrite, sampler), rep, random_xT=random_xt)
+                                                        skip_existing, overwrite, sampler, spacing=spacing), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -215,7 +219,7 @@ def interpolate(
     b: Annotated[str, typer.Argument(help="Second image or latent file.", show_default=False)],
     frames: Annotated[int, typer.Option("--frames", "-n", min=2, help="Number of frames including A and B.")] = 10,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/interp_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS, batch_size: BatchOpt = 8,
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, levels: LevelsOpt = None,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "largest", detector: DetectorOpt = "auto",
@@ -238,7 +242,7 @@ def interpolate(
 
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     loaded = _load(model, device, components=())
-    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler)
+    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .jobs.photos import interpolate_photos
@@ -258,7 +262,7 @@ def edit(
     alpha_sweep: Annotated[Optional[str], typer.Option("--alpha-sweep", help="START:STOP:COUNT, e.g. -0.5:0.5:5: one row of decodes per input.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Put the input on the left of the output.")] = False,
     list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     levels: LevelsOpt = None,
@@ -307,7 +311,7 @@ def edit(
         raise DiffeditError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
     if alphas is not None and len(attr) + len(direction) != 1:
         raise DiffeditError("--alpha-sweep takes exactly one --attr or --direction")
-    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler)
+    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .jobs.photos import edit_photos
@@ -325,7 +329,7 @@ def sample(
     n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 16,
     where: Annotated[Optional[List[str]], typer.Option("--where", help="Keep only samples the classifier labels with this attribute (No_X: without); repeatable.", show_default=False)] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/samples).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER,
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING,
     latent_steps: Annotated[int, typer.Option("--latent-steps", min=1, max=1000, help="Latent DDIM steps.")] = 100,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -341,7 +345,7 @@ def sample(
 
     loaded = _load(model, device, components=("latent", "classifier"))
     with _reporter(json_lines, quiet) as rep:
-        code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, overwrite=overwrite, sampler=sampler), rep,
+        code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, overwrite=overwrite, sampler=sampler, spacing=spacing), rep,
                              where or [], latent_steps)
     raise typer.Exit(code)
 
@@ -354,7 +358,7 @@ def style_mix_cmd(
     levels: Annotated[str, typer.Option("--levels", help="Levels taken from B, 1 = finest ... L = coarsest: e.g. 3-4, 1,3.", show_default=False)],
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Draw x_T from --seed instead of inverting A.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/stylemix_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS, seed: SeedOpt = 0,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -375,7 +379,7 @@ def style_mix_cmd(
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
         code = style_mix(loaded, [a], [b], _levels(levels, loaded), out, _opts(device, precision, batch_size, seed, steps, inv_steps,
-                                                               overwrite=overwrite, sampler=sampler), rep, random_xT=random_xt)
+                                                               overwrite=overwrite, sampler=sampler, spacing=spacing), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -515,7 +519,7 @@ def directions_show(
     alpha: Annotated[float, typer.Option("--alpha", callback=_check_alpha, help="Sweep from -alpha to +alpha.")] = 0.5,
     columns: Annotated[int, typer.Option("--columns", min=2, help="Strengths per face.")] = 5,
     faces: Annotated[int, typer.Option("--faces", min=1, help="Faces per row.")] = 2,
-    model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = 50,
+    model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = 50,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
 ):
@@ -528,7 +532,7 @@ def directions_show(
     loaded = _load(model, device, components=())
     with _reporter(False, quiet) as rep:
         show_grid(loaded, file, inputs, out, alpha, columns, faces,
-                  _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler), rep, names)
+                  _opts(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing), rep, names)
     typer.echo(f"overview -> {out}")
 
 
@@ -1018,7 +1022,7 @@ def swap(
     attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="GAE slice to take from B (e.g. hair, mouth, background); repeatable.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Write A | B | result side by side.")] = False,
     residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -1039,7 +1043,7 @@ def swap(
     loaded = _load(model, device, components=("gae",))
     with _reporter(json_lines, quiet) as rep:
         code = swap_files(loaded, [a], b, attr or [], out,
-                          _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler), rep,
+                          _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing), rep,
                           compare=compare, residual=residual)
     raise typer.Exit(code)
 
@@ -1053,7 +1057,7 @@ def recombine(
     residual: Annotated[bool, typer.Option("--residual", help="Add back the base's GAE reconstruction error.")] = False,
     list_slices: Annotated[bool, typer.Option("--list-slices", help="List the GAE's slice names and exit.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output image (default: diffedit-out/recombine_BASE.png).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, inv_steps: InvStepsOpt = defaults.INV_STEPS, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS, seed: SeedOpt = 0,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -1081,7 +1085,7 @@ def recombine(
     parts = parse_part_args(ctx.args)
     with _reporter(json_lines, quiet) as rep:
         code = recombine_files(loaded, base, parts, out,
-                               _opts(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite, sampler=sampler), rep,
+                               _opts(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing), rep,
                                random_xT=random_xt, compare=compare, residual=residual)
     raise typer.Exit(code)
 

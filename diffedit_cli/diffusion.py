@@ -23,6 +23,11 @@ Models trained by diffedit may also use (recorded in their config.json):
 * ``linspace`` timestep spacing: round(linspace(0, T-1, N)), which starts
   decoding at the last timestep (needed with a zero terminal SNR).
 
+A sampler may ask for ``quadratic`` spacing instead of the model's own (uniform)
+one: timesteps dense at low noise, where a few-step solver's error in the
+image's details comes from (the "quadratic" sequence of Song et al. 2021, §D.2;
+DPM-Solver's ``time_quadratic``). Measured in docs/speed.md.
+
 A model function has the signature ``out = model_fn(x, t)`` with x (N, ...)
 and t (N,) int64, ``out`` being eps or v as the schedule's ``prediction``
 says; it may run in reduced precision, the update itself is float32.
@@ -43,7 +48,8 @@ StepCallback = Optional[Callable[[int, torch.Tensor, torch.Tensor], None]]
 
 
 PREDICTIONS = ("eps", "v")
-SPACINGS = ("official", "linspace")
+SPACINGS = ("official", "linspace")          # a model's own spacing (its config.json)
+SAMPLING_SPACINGS = ("uniform", "quadratic")  # what a sampler may ask for; uniform = the model's own
 
 
 def make_betas(schedule: str, num_steps: int = 1000, zero_terminal_snr: bool = False) -> torch.Tensor:
@@ -88,16 +94,19 @@ def respaced_timesteps(num_train_steps: int, num_steps: int, spacing: str = "off
     """(N,) int64 original timesteps, ascending.
 
     ``official``: the ``ddimN`` spacing, range(0, T, s) for the smallest stride s giving N steps;
-    ``linspace``: round(linspace(0, T-1, N)) (first and last timestep included; N = 1 gives [T-1]).
+    ``linspace``: round(linspace(0, T-1, N)) (first and last timestep included; N = 1 gives [T-1]);
+    ``quadratic``: :func:`quadratic_timesteps`.
     """
     if not 1 <= num_steps <= num_train_steps:
         raise ValueError(f"the number of DDIM steps must be in 1..{num_train_steps}, got {num_steps}")
+    if spacing == "quadratic":
+        return quadratic_timesteps(num_train_steps, num_steps)
     if spacing == "linspace":
         if num_steps == 1:
             return torch.tensor([num_train_steps - 1], dtype=torch.int64)
         return torch.from_numpy(np.round(np.linspace(0, num_train_steps - 1, num_steps)).astype(np.int64))
     if spacing != "official":
-        raise ValueError(f"unknown timestep spacing {spacing!r} (use one of {', '.join(SPACINGS)})")
+        raise ValueError(f"unknown timestep spacing {spacing!r} (use one of {', '.join(SPACINGS + ('quadratic',))})")
     if num_steps == num_train_steps:
         return torch.arange(num_train_steps, dtype=torch.int64)
     for stride in range(1, num_train_steps):
@@ -108,6 +117,15 @@ def respaced_timesteps(num_train_steps: int, num_steps: int, spacing: str = "off
     raise ValueError(
         f"{num_steps} DDIM steps cannot be spaced evenly over {num_train_steps}; try one of {sorted(near)}"
     )
+
+
+def quadratic_timesteps(num_train_steps: int, num_steps: int) -> torch.Tensor:
+    """(N,) int64 ascending from 0 to T-1: round((k / (N-1))^2 (T-1)) for k = 0..N-1, raised to at least k
+    where the squares crowd together below one timestep apart (so the N steps stay distinct)."""
+    if num_steps == 1:
+        return torch.tensor([num_train_steps - 1], dtype=torch.int64)
+    square = np.round(np.linspace(0.0, 1.0, num_steps) ** 2 * (num_train_steps - 1)).astype(np.int64)
+    return torch.from_numpy(np.maximum(square, np.arange(num_steps, dtype=np.int64)))
 
 
 @dataclass(frozen=True)
@@ -168,8 +186,13 @@ class Parameterization:
         """(T,) float64."""
         return torch.cumprod(1.0 - self.betas(), dim=0)
 
-    def schedule(self, num_steps: int) -> DDIMSchedule:
-        return ddim_schedule(self.betas(), num_steps, self.timestep_spacing, self.prediction)
+    def schedule(self, num_steps: int, spacing: Optional[str] = None) -> DDIMSchedule:
+        """``num_steps`` steps of this process; ``spacing`` (:data:`SAMPLING_SPACINGS`): None or ``uniform`` is
+        the model's own ``timestep_spacing``, ``quadratic`` is dense at low noise (:func:`quadratic_timesteps`)."""
+        if spacing not in (None,) + SAMPLING_SPACINGS:
+            raise ValueError(f"unknown sampling spacing {spacing!r} (use one of {', '.join(SAMPLING_SPACINGS)})")
+        own = spacing in (None, "uniform")
+        return ddim_schedule(self.betas(), num_steps, self.timestep_spacing if own else spacing, self.prediction)
 
 
 # -- training-side formulas ---------------------------------------------------

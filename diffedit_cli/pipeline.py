@@ -96,9 +96,10 @@ def _memory_format(autoencoder: DiffAEAutoencoder) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def _schedule(autoencoder: DiffAEAutoencoder, steps: int) -> diffusion.DDIMSchedule:
-    """The respaced schedule of the process the autoencoder was trained for (its config's parameterisation)."""
-    return diffusion.Parameterization.of(autoencoder.config).schedule(steps)
+def _schedule(autoencoder: DiffAEAutoencoder, steps: int, spacing: Optional[str] = None) -> diffusion.DDIMSchedule:
+    """The respaced schedule of the process the autoencoder was trained for (its config's parameterisation);
+    ``spacing``: None / ``uniform`` (the model's own) or ``quadratic`` (:data:`diffusion.SAMPLING_SPACINGS`)."""
+    return diffusion.Parameterization.of(autoencoder.config).schedule(steps, spacing)
 
 
 def _model_fn(autoencoder: DiffAEAutoencoder, styles: Sequence[torch.Tensor], device, precision):
@@ -132,29 +133,34 @@ def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precis
 
 @torch.inference_mode()
 def invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, z_sem: torch.Tensor, steps: int = 250,
-           precision: str = "fp32", progress: StepProgress = None) -> torch.Tensor:
-    """Deterministic DDIM inversion: images (N, 3, S, S) + z_sem -> x_T (N, 3, S, S) float32."""
+           precision: str = "fp32", progress: StepProgress = None, spacing: Optional[str] = None) -> torch.Tensor:
+    """Deterministic DDIM inversion: images (N, 3, S, S) + z_sem -> x_T (N, 3, S, S) float32.
+
+    ``spacing``: None (the model's own, official) or ``quadratic`` (dense at low noise; docs/speed.md)."""
     device = next(autoencoder.parameters()).device
     with autocast(device, precision):
         styles = autoencoder.project_style(z_sem.to(device))
     fn = _model_fn(autoencoder, styles, device, precision)
-    schedule = _schedule(autoencoder, steps)
+    schedule = _schedule(autoencoder, steps, spacing)
     return diffusion.ddim_invert(fn, images.to(device), schedule,
                                  callback=_callback(progress, diffusion.inversion_calls(schedule)))
 
 
 @torch.inference_mode()
 def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = 100,
-           precision: str = "fp32", progress: StepProgress = None, sampler: str = "ddim") -> torch.Tensor:
+           precision: str = "fp32", progress: StepProgress = None, sampler: str = "ddim",
+           spacing: Optional[str] = None) -> torch.Tensor:
     """Decode z_sem (N, D), x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1] with ``steps`` network calls.
 
-    ``sampler``: ddim (official) or dpmpp-2m (:data:`diffedit_cli.diffusion.SAMPLERS`).
+    ``sampler``: ddim (official) or dpmpp-2m (:data:`diffedit_cli.diffusion.SAMPLERS`); ``spacing``: None (the
+    model's own, official) or ``quadratic``.
     """
     device = next(autoencoder.parameters()).device
     with autocast(device, precision):
         styles = autoencoder.project_style(z_sem.to(device))
     fn = _model_fn(autoencoder, styles, device, precision)
-    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps, spacing),
+                             callback=_callback(progress, steps))
 
 
 # -- decoding with per-level codes (HDAE levels, style mixing; see hierarchy.py) ---------------------------
@@ -162,7 +168,7 @@ def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tenso
 @torch.inference_mode()
 def decode_levels(autoencoder: DiffAEAutoencoder, z_base: torch.Tensor, z_other: torch.Tensor,
                   levels: Optional[Sequence[int]], x_T: torch.Tensor, steps: int = 100, precision: str = "fp32",
-                  progress: StepProgress = None, sampler: str = "ddim") -> torch.Tensor:
+                  progress: StepProgress = None, sampler: str = "ddim", spacing: Optional[str] = None) -> torch.Tensor:
     """Decode (as :func:`decode`) where the blocks of ``levels`` (0-based) follow ``z_other`` and the rest ``z_base``.
 
     z_base, z_other (N, D); x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1]. ``levels`` None: all
@@ -175,7 +181,8 @@ def decode_levels(autoencoder: DiffAEAutoencoder, z_base: torch.Tensor, z_other:
     with autocast(device, precision):
         styles = level_styles(autoencoder, z_base.to(device), z_other.to(device), levels)
     fn = _model_fn(autoencoder, styles, device, precision)
-    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps), callback=_callback(progress, steps))
+    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps, spacing),
+                             callback=_callback(progress, steps))
 
 
 def random_x_T(indices: Sequence[int], image_size: int, seed: int, channels: int = 3) -> torch.Tensor:

@@ -43,7 +43,14 @@ def test_encode_decode_roundtrip_and_metadata(tiny_model_dir, tiny_model, photos
     lat = load_latent(tmp_path / "lat" / "a.safetensors")
     assert lat.z_sem.shape == (64,) and lat.x_T.shape == (3, 32, 32)
     assert lat.meta["inv_steps"] == "4" and lat.meta["image_size"] == "32"
+    assert lat.meta["inv_spacing"] == "quadratic"  # the default spacing, recorded
     assert lat.meta["model_fingerprint"] == tiny_model.fingerprint
+    code, _, err = run(["encode", photos / "a.png", "--model", tiny_model_dir, "--inv-steps", "4", "--spacing", "uniform",
+                        "--out", tmp_path / "a_uniform.safetensors"], capsys)
+    assert code == 0, err
+    uniform = load_latent(tmp_path / "a_uniform.safetensors")
+    assert uniform.meta["inv_spacing"] == "uniform" and torch.allclose(uniform.z_sem, lat.z_sem, atol=1e-5)
+    assert not torch.allclose(uniform.x_T, lat.x_T)  # another inversion path
     assert lat.meta["source"].endswith("a.png") and "center_crop" in lat.meta["preprocessing"]
 
     code, out, err = run(["decode", tmp_path / "lat", "--model", tiny_model_dir, "--steps", "4", "--out", tmp_path / "rec"], capsys)
@@ -130,7 +137,7 @@ def test_errors_are_one_line(tiny_model_dir, tmp_path, capsys):
         (["encode", "x.png", "--frobnicate"], "No such option"),
         (["decode", "x.png", "--model", tiny_model_dir, "--device", "cuda:0"] if not torch.cuda.is_available() else
          (["decode", "x.png", "--model", tiny_model_dir, "--precision", "fp8"]), "cuda" if not torch.cuda.is_available() else "precision"),
-        (["decode", "x.png", "--model", tiny_model_dir, "--steps", "999"], "cannot be spaced"),
+        (["decode", "x.png", "--model", tiny_model_dir, "--steps", "999", "--spacing", "uniform"], "cannot be spaced"),
     ]:
         code, out, err = run(argv, capsys)
         assert code != 0

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from diffedit_cli import pipeline
+from diffedit_cli import defaults, pipeline
 from diffedit_cli.cli import main
 from diffedit_cli.editing.attributes import edit_z_sem
 from diffedit_cli.errors import InputError, ModelError
@@ -25,6 +25,7 @@ from diffedit_cli.networks.hdae import (HDAEConfig, HierarchicalAutoencoder, aut
 TINY = dict(image_size=16, model_channels=16, channel_mult=(1, 1, 1), num_res_blocks=1, attention_resolutions=(8,),
             embed_channels=32, enc_out_channels=8, enc_channel_mult=(1, 1, 1), enc_num_res_block=1, dropout=0.0)
 FAST = ["--steps", "3", "--inv-steps", "3", "--quiet"]
+CLI = dict(sampler=defaults.SAMPLER, spacing=defaults.SPACING)  # what the commands decode with
 
 
 def tiny(arch: str, seed: int = 0):
@@ -227,7 +228,7 @@ def test_encode_writes_all_levels_and_style_mix(hdae_dir, faces, tmp_path, capsy
     code, _, err = run(["decode", tmp_path / "lat" / "a0.safetensors", "--model", hdae_dir, "--out", tmp_path / "rec.png",
                         *FAST], capsys)
     assert code == 0, err
-    expected = pipeline.decode(model.autoencoder, lat["a0"].z_sem[None], lat["a0"].x_T[None], steps=3)[0]
+    expected = pipeline.decode(model.autoencoder, lat["a0"].z_sem[None], lat["a0"].x_T[None], steps=3, **CLI)[0]
     assert np.abs(_pixels(tmp_path / "rec.png") - _u8(expected)).max() <= 1
 
     # 2 A x 1 B grid from latent files, x_T from A: equals decoding A's code with level 3 taken from B
@@ -242,10 +243,10 @@ def test_encode_writes_all_levels_and_style_mix(hdae_dir, faces, tmp_path, capsy
     for name in ("a0", "a1"):
         mixed = mix_codes(ae, lat[name].z_sem[None], lat["b0"].z_sem[None], [2])
         assert torch.equal(mixed[0, :16], lat[name].z_sem[:16]) and torch.equal(mixed[0, 16:], lat["b0"].z_sem[16:])
-        expected = pipeline.decode(ae, mixed, lat[name].x_T[None], steps=3)[0]
+        expected = pipeline.decode(ae, mixed, lat[name].x_T[None], steps=3, **CLI)[0]
         got = _pixels(tmp_path / "mix" / f"mix_{name}__b0.png")
         assert np.abs(got - _u8(expected)).max() <= 1
-        plain = pipeline.decode(ae, lat[name].z_sem[None], lat[name].x_T[None], steps=3)[0]
+        plain = pipeline.decode(ae, lat[name].z_sem[None], lat[name].x_T[None], steps=3, **CLI)[0]
         assert np.abs(got - _u8(plain)).max() > 1  # mixing did change the image
     # images as inputs with random x_T work too; bad levels are one clear line
     code, _, err = run(["style-mix", faces / "a0.png", faces / "b0.png", "--levels", "1-2", "--random-xt",
@@ -275,7 +276,7 @@ def test_level_restricted_edit_and_interpolation(hdae_dir, faces, tmp_path, caps
     code, _, err = run(["edit", tmp_path / "a0.safetensors", "--model", hdae_dir, "--attr", "smiling", "--alpha", "0.5",
                         "--levels", "2", "--topk", "4", "--out", tmp_path / "e.png", *FAST], capsys)
     assert code == 0, err
-    expected = pipeline.decode(ae, edit_z_sem(z, clf, {0: 0.5}, topk=4, mask=mask), lat.x_T[None], steps=3)[0]
+    expected = pipeline.decode(ae, edit_z_sem(z, clf, {0: 0.5}, topk=4, mask=mask), lat.x_T[None], steps=3, **CLI)[0]
     assert np.abs(_pixels(tmp_path / "e.png") - _u8(expected)).max() <= 1
     code, _, err = run(["edit", tmp_path / "a0.safetensors", "--model", hdae_dir, "--attr", "smiling", "--levels", "2",
                         "--topk", "9", "--out", tmp_path / "e2.png", *FAST], capsys)
@@ -287,9 +288,9 @@ def test_level_restricted_edit_and_interpolation(hdae_dir, faces, tmp_path, caps
     code, _, err = run(["interpolate", tmp_path / "a0.safetensors", tmp_path / "b0.safetensors", "--levels", "3",
                         "--frames", "3", "--model", hdae_dir, "--out", tmp_path / "ip", *FAST], capsys)
     assert code == 0, err
-    last = pipeline.decode(ae, mix_codes(ae, z, lat_b.z_sem[None], [2]), lat.x_T[None], steps=3)[0]
+    last = pipeline.decode(ae, mix_codes(ae, z, lat_b.z_sem[None], [2]), lat.x_T[None], steps=3, **CLI)[0]
     assert np.abs(_pixels(tmp_path / "ip" / "frame_002.png") - _u8(last)).max() <= 1
-    first = pipeline.decode(ae, z, lat.x_T[None], steps=3)[0]
+    first = pipeline.decode(ae, z, lat.x_T[None], steps=3, **CLI)[0]
     assert np.abs(_pixels(tmp_path / "ip" / "frame_000.png") - _u8(first)).max() <= 1
 
 
@@ -302,10 +303,10 @@ def test_style_mix_on_plain_diffae_routes_blocks(tmp_path, faces, capsys):
     assert code == 0, err
     za, zb = model.encode(torch.stack([_load(faces / "a0.png"), _load(faces / "b0.png")]))
     x_T = pipeline.random_x_T([0], 16, 4)
-    expected = pipeline.decode_levels(model, za[None], zb[None], [0], x_T, steps=3)[0]
+    expected = pipeline.decode_levels(model, za[None], zb[None], [0], x_T, steps=3, **CLI)[0]
     assert np.abs(_pixels(tmp_path / "mix" / "mix_a0__b0.png") - _u8(expected)).max() <= 1
-    only_a = pipeline.decode(model, za[None], x_T, steps=3)[0]
-    only_b = pipeline.decode(model, zb[None], x_T, steps=3)[0]
+    only_a = pipeline.decode(model, za[None], x_T, steps=3, **CLI)[0]
+    only_b = pipeline.decode(model, zb[None], x_T, steps=3, **CLI)[0]
     assert not torch.allclose(expected, only_a) and not torch.allclose(expected, only_b)
 
 

@@ -58,6 +58,31 @@ def test_dpmpp_2m_at_100_steps_matches_ddim_at_1000(name):
     assert float((fast - fine).abs().max()) < 0.02  # DDIM's own error at 1000 steps is about 0.006 here
 
 
+def test_quadratic_timesteps_are_distinct_and_dense_at_low_noise():
+    for total in (20, 1000):
+        for n in range(1, total + 1):
+            t = diffusion.quadratic_timesteps(total, n)
+            assert len(t) == n and int(t[-1]) == total - 1 and (n == 1 or int(t[0]) == 0)
+            assert bool((t[1:] > t[:-1]).all()), (total, n)
+    t = diffusion.quadratic_timesteps(1000, 10)
+    assert t.tolist() == [0, 12, 49, 111, 197, 308, 444, 604, 789, 999]  # round((k/9)^2 * 999)
+    gaps = (t[1:] - t[:-1]).tolist()
+    assert gaps == sorted(gaps)  # each step longer than the one before: dense near the data
+
+
+def test_spacing_of_a_schedule_is_the_models_own_unless_quadratic_is_asked():
+    official, ztsnr = PROCESSES["eps-official"], PROCESSES["v-zero-terminal-snr"]
+    assert official.schedule(10).timesteps.tolist() == list(range(0, 1000, 100))
+    assert official.schedule(10, "uniform").timesteps.tolist() == list(range(0, 1000, 100))
+    assert ztsnr.schedule(10, "uniform").timesteps.tolist() == ztsnr.schedule(10).timesteps.tolist()
+    quad = ztsnr.schedule(10, "quadratic")
+    assert quad.timesteps.tolist() == diffusion.quadratic_timesteps(1000, 10).tolist()
+    assert torch.allclose(quad.alphas_cumprod, ztsnr.alphas_cumprod()[quad.timesteps], rtol=1e-12, atol=1e-15)
+    assert float(quad.alphas_cumprod[-1]) == 0.0  # still starts from pure noise with a zero terminal SNR
+    with pytest.raises(ValueError, match="quadratic"):
+        official.schedule(10, "cubic")
+
+
 def test_dpmpp_2m_calls_the_network_once_per_step_and_reports_each_step():
     process = PROCESSES["eps-official"]
     calls, steps = [], []
@@ -82,14 +107,15 @@ def two_faces(tmp_path_factory):
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp-2m"])
 @pytest.mark.parametrize("command", ["decode", "edit", "interpolate", "sample", "style-mix"])
-def test_every_command_takes_every_sampler(command, sampler, two_faces, tmp_path, capsys):
+def test_every_command_takes_every_sampler_and_spacing(command, sampler, two_faces, tmp_path, capsys):
     from PIL import Image
 
     from diffedit_cli.cli import main
 
     a, b = str(two_faces / "0.png"), str(two_faces / "1.png")
     out = tmp_path / "out"
-    fast = ["--steps", "3", "--sampler", sampler, "--out", str(out), "-q"]
+    spacing = "uniform" if sampler == "ddim" else "quadratic"  # both spacings, each with one sampler
+    fast = ["--steps", "3", "--sampler", sampler, "--spacing", spacing, "--out", str(out), "-q"]
     argv = {
         "decode": ["decode", a, "--inv-steps", "2", *fast],
         "edit": ["edit", a, "--attr", "Smiling", "--inv-steps", "2", *fast],
@@ -126,3 +152,35 @@ def test_dpmpp_decode_on_the_shipped_model_is_nearer_ddim_at_many_steps(two_face
     fast = pipeline.decode(ae, z, x_T, 20, sampler="dpmpp-2m")
     coarse = pipeline.decode(ae, z, x_T, 20)
     assert float((fast - fine).pow(2).mean()) <= float((coarse - fine).pow(2).mean())
+
+
+def test_unknown_spacing_is_one_line(two_faces, capsys):
+    from diffedit_cli.cli import main
+
+    assert main(["decode", str(two_faces / "0.png"), "--spacing", "cubic", "--steps", "2", "--inv-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --spacing 'cubic'") and "quadratic" in err
+
+
+def test_quadratic_spacing_reconstructs_the_shipped_model_better_at_few_steps():
+    """Inversion and decoding with 10 steps each on held-out generated faces: quadratic spacing (steps dense at
+    low noise, where the details are decided) reconstructs better than the model's own uniform spacing, with
+    either sampler (docs/speed.md has the full curves)."""
+    import numpy as np
+
+    from diffedit_cli import pipeline
+    from diffedit_cli.data.toyfaces import face_seed, render, sample_face
+    from diffedit_cli.io.images import to_model_range
+    from diffedit_cli.io.models import load_model
+
+    ae = load_model(None, components=()).autoencoder
+    faces = np.stack([render(sample_face(face_seed(7, i)))[0] for i in range(3)])
+    x0 = to_model_range(torch.from_numpy(faces).permute(0, 3, 1, 2))
+    z = pipeline.encode_semantic(ae, x0)
+
+    def mse(sampler, spacing):
+        x_T = pipeline.invert(ae, x0, z, 10, spacing=spacing)
+        return float((pipeline.decode(ae, z, x_T, 10, sampler=sampler, spacing=spacing) - x0).pow(2).mean())
+
+    for sampler in ("ddim", "dpmpp-2m"):
+        assert mse(sampler, "quadratic") < 0.7 * mse(sampler, "uniform"), sampler

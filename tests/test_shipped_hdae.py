@@ -72,10 +72,10 @@ def test_style_mix_on_the_shipped_hdae(hdae, tmp_path, capsys):
     assert code == 0, err
     mixed = mix_codes(ae, a.z_sem[None], b.z_sem[None], [2, 3])
     assert torch.equal(mixed[0, :512], a.z_sem[:512]) and torch.equal(mixed[0, 512:], b.z_sem[512:])
-    expected = pipeline.decode(ae, mixed, a.x_T[None], steps=5, sampler=defaults.SAMPLER)[0]
+    expected = pipeline.decode(ae, mixed, a.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0]
     got = _pixels(tmp_path / "mix" / "mix_a__b.png")
     assert np.abs(got - _u8(expected)).max() <= 1
-    plain = _u8(pipeline.decode(ae, a.z_sem[None], a.x_T[None], steps=5, sampler=defaults.SAMPLER)[0])
+    plain = _u8(pipeline.decode(ae, a.z_sem[None], a.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0])
     assert np.abs(got - plain).mean() > 0.5  # B's coarse levels changed A's picture
     assert Image.open(tmp_path / "mix" / "grid.png").size[0] > 64
 
@@ -94,10 +94,10 @@ def test_level_restricted_edit_on_the_shipped_hdae(hdae, tmp_path, capsys):
     edited = edit_z_sem(lat.z_sem[None], clf, {index: 0.5}, topk=64, mask=mask)
     moved = (edited - lat.z_sem[None]).abs()[0] > 1e-6
     assert int(moved.sum()) == 64 and not moved[512:].any()  # only levels 1-2 move
-    expected = pipeline.decode(ae, edited, lat.x_T[None], steps=5, sampler=defaults.SAMPLER)[0]
+    expected = pipeline.decode(ae, edited, lat.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0]
     got = _pixels(tmp_path / "e.png")
     assert np.abs(got - _u8(expected)).max() <= 1
-    plain = _u8(pipeline.decode(ae, lat.z_sem[None], lat.x_T[None], steps=5, sampler=defaults.SAMPLER)[0])
+    plain = _u8(pipeline.decode(ae, lat.z_sem[None], lat.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0])
     assert np.abs(got - plain).max() > 1  # the edit changed the picture
 
 

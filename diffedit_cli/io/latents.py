@@ -4,7 +4,8 @@ Tensors: ``z_sem`` (D,) float32 (for HDAE models the whole hierarchical code, (L
 layout in the ``code_layout`` metadata JSON: arch, levels, level_channels) and, when inverted, ``x_T`` (3, S, S) float32.
 Metadata (all strings in the safetensors header): ``diffedit_latent`` (format
 version), ``model_id``, ``model_revision``, ``model_fingerprint`` (sha256 prefix
-of the autoencoder weights), ``inv_steps``, ``image_size``, ``source``,
+of the autoencoder weights), ``inv_steps``, ``inv_spacing`` (the inversion's timestep spacing:
+uniform or quadratic; absent in files written before it was recorded), ``image_size``, ``source``,
 ``preprocessing`` and optional ``extra`` JSON.
 """
 
@@ -38,7 +39,7 @@ class LatentCode:
 
 
 def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing: str,
-                    extra: Optional[dict] = None) -> Dict[str, str]:
+                    extra: Optional[dict] = None, inv_spacing: Optional[str] = None) -> Dict[str, str]:
     """Metadata identifying ``model`` (a loaded :class:`~diffedit_cli.io.models.DiffAEModel`)."""
     from .. import __version__
 
@@ -49,6 +50,7 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
         "model_revision": model.location.revision or "",
         "model_fingerprint": model.fingerprint,
         "inv_steps": str(inv_steps or ""),
+        "inv_spacing": str(inv_spacing or "") if inv_steps else "",
         "image_size": str(model.image_size),
         "source": source,
         "preprocessing": preprocessing,

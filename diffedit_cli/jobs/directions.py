@@ -119,7 +119,7 @@ def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, a
         edits = [dirs.apply_edits(z, [dirs.Edit(found.names[row], found.raw(row), found.std, a)]) for a in strengths]
         codes = torch.stack(edits, dim=1).reshape(-1, z.shape[1])  # face-major: face 0's sweep, then face 1's
         xs = x_T.repeat_interleave(columns, dim=0)
-        decoded = [pipeline.decode(model.autoencoder, cz, cx, opts.steps, precision, sampler=opts.sampler).cpu()
+        decoded = [pipeline.decode(model.autoencoder, cz, cx, opts.steps, precision, sampler=opts.sampler, spacing=opts.spacing).cpu()
                    for cz, cx in zip(codes.split(opts.batch_size), xs.split(opts.batch_size))]
         cells.append(torch.cat(decoded))
         reporter.advance()

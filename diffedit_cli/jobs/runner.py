@@ -244,19 +244,22 @@ class RunOptions:
     skip_existing: bool = False
     overwrite: bool = False
     sampler: str = defaults.SAMPLER
+    spacing: str = defaults.SPACING
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
-        """Check step counts and the sampler against the model's schedule before any work starts."""
-        from ..diffusion import SAMPLERS, respaced_timesteps
+        """Check step counts, sampler and spacing against the model's schedule before any work starts."""
+        from ..diffusion import SAMPLERS, SAMPLING_SPACINGS, Parameterization
 
         if decode and self.sampler not in SAMPLERS:
             raise DiffeditError(f"sampler '{self.sampler}': choose from {', '.join(SAMPLERS)}", param="sampler")
+        if (decode or invert) and self.spacing not in SAMPLING_SPACINGS:
+            raise DiffeditError(f"spacing '{self.spacing}': choose from {', '.join(SAMPLING_SPACINGS)}", param="spacing")
 
-        total = model.autoencoder.config.diffusion_steps
+        process = Parameterization.of(model.autoencoder.config)
         for flag, value, used in (("--steps", self.steps, decode), ("--inv-steps", self.inv_steps, invert)):
             if used:
                 try:
-                    respaced_timesteps(total, value)
+                    process.schedule(value, self.spacing)
                 except ValueError as err:
                     raise DiffeditError(f"{flag} {value}: {err}") from None
         self.resolved()
@@ -288,7 +291,7 @@ def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, rep
     x_T = None
     if with_xT:
         progress = reporter.steps(f"inverting ({opts.inv_steps} steps)") if reporter else None
-        x_T = pipeline.invert(ae, images, z, opts.inv_steps, precision, progress)
+        x_T = pipeline.invert(ae, images, z, opts.inv_steps, precision, progress, opts.spacing)
     if on_device:
         return z, x_T
     return z.cpu(), (x_T.cpu() if x_T is not None else None)
@@ -480,7 +483,8 @@ def encode_units(model: DiffAEModel, units: Iterable[Unit], opts: RunOptions, re
         return list(zip(z, x_T))
 
     def write(slot, codes):
-        meta = latent_metadata(model, opts.inv_steps, slot.source, preprocessing, extra=slot.extra)
+        meta = latent_metadata(model, opts.inv_steps, slot.source, preprocessing, extra=slot.extra,
+                               inv_spacing=opts.spacing)
         save_latent(slot.target, LatentCode(codes[0], codes[1], meta), exclusive=not opts.overwrite)
 
     run_units(units, opts.batch_size, compute, write, reporter)
@@ -507,7 +511,7 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
         if random_xT:
             x_T = pipeline.random_x_T([s.index for s in slots], model.image_size, opts.seed)
         return list(pipeline.decode(model.autoencoder, z, x_T, opts.steps, precision,
-                                    reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu())
+                                    reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu())
 
     def write(slot, image):
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
@@ -571,7 +575,7 @@ def interpolate_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, fr
         part = slice(chunk[0], chunk[-1] + 1)
         imgs.append(pipeline.decode_levels(model.autoencoder, z_base[part], zs[part], levels, xs[part],
                                            opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)"),
-                                           opts.sampler).cpu())
+                                           opts.sampler, opts.spacing).cpu())
         reporter.advance(len(chunk))
     return torch.cat(imgs)
 
@@ -600,7 +604,7 @@ def decode_edit(model: DiffAEModel, plan: EditPlan, z: torch.Tensor, x_T: torch.
     what = "decoding" if columns == 1 else "decoding sweep"
     dec = pipeline.decode_levels(model.autoencoder, z.repeat(columns, 1), plan.codes(z), plan.route,
                                  x_T.repeat(columns, 1, 1, 1), opts.steps, precision,
-                                 reporter.steps(f"{what} ({opts.steps} steps)"), opts.sampler).cpu()
+                                 reporter.steps(f"{what} ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu()
     return dec.reshape(columns, n, *dec.shape[1:]).transpose(0, 1)
 
 
@@ -629,7 +633,7 @@ def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: 
             before = slot.pixels
             if before is None:
                 before = pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision,
-                                         sampler=opts.sampler).cpu()[0]
+                                         sampler=opts.sampler, spacing=opts.spacing).cpu()[0]
             panels = [before] + panels
         image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
         slot.target.parent.mkdir(parents=True, exist_ok=True)
@@ -700,7 +704,7 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
     for chunk in batched(list(range(n)), opts.batch_size):
         images.append(pipeline.decode(model.autoencoder, z[chunk[0]:chunk[-1] + 1], x_T[chunk[0]:chunk[-1] + 1],
                                       opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)"),
-                                      opts.sampler).cpu())
+                                      opts.sampler, opts.spacing).cpu())
         reporter.advance(len(chunk))
     images = torch.cat(images)
     out_dir.mkdir(parents=True, exist_ok=True)

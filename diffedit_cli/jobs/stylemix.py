@@ -57,7 +57,7 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
         bj = torch.tensor([j for _, j in chunk])
         mixes.append(pipeline.decode_levels(model.autoencoder, z_a[ai], z_b[bj], level_list, x_a[ai], opts.steps,
                                             precision, reporter.steps(f"decoding ({opts.steps} steps)"),
-                                            opts.sampler).cpu())
+                                            opts.sampler, opts.spacing).cpu())
     mixes = torch.cat(mixes)
     a_pixels = _shown(model, a_good, z_a, x_a, opts, precision)
     b_pixels = _shown(model, b_good, z_b, pipeline.random_x_T(range(len(b_good)), model.image_size, opts.seed),
@@ -85,7 +85,7 @@ def _shown(model: DiffAEModel, items, z: torch.Tensor, x_T: Optional[torch.Tenso
         if is_latent_path(item.path):
             x = x_T[k:k + 1] if x_T is not None else pipeline.random_x_T([k], model.image_size, opts.seed)
             shown.append(pipeline.decode(model.autoencoder, z[k:k + 1], x, opts.steps, precision,
-                                         sampler=opts.sampler).cpu()[0])
+                                         sampler=opts.sampler, spacing=opts.spacing).cpu()[0])
         else:
             shown.append(imageio.load_image(item.path, model.image_size))
     return torch.stack(shown)

@@ -43,7 +43,7 @@ def _pixels(model: DiffAEModel, item: Optional[Item], z: torch.Tensor, x_T: Opti
         return imageio.load_image(item.path, model.image_size)
     if x_T is None:
         x_T = pipeline.random_x_T([0], model.image_size, opts.seed)[0]
-    return pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision, sampler=opts.sampler).cpu()[0]
+    return pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision, sampler=opts.sampler, spacing=opts.spacing).cpu()[0]
 
 
 def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Sequence[str], out: Optional[str],
@@ -65,7 +65,7 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
     def compute(slots):
         z, x_T = slot_codes(model, slots, opts, reporter)
         outs = pipeline.decode(model.autoencoder, swap_codes(gae, z, z_donor, slices, residual), x_T, opts.steps,
-                               precision, reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()
+                               precision, reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu()
         return [(outs[k], z[k], x_T[k]) for k in range(len(slots))]
 
     def write(slot, result):
@@ -122,7 +122,7 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
     z_new = recombine_codes(gae, z_base, codes, residual)
     x_T = pipeline.random_x_T([0], model.image_size, opts.seed) if random_xT else x_base[None]
     image = pipeline.decode(model.autoencoder, z_new, x_T, opts.steps, precision,
-                            reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler).cpu()[0]
+                            reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu()[0]
     if compare:
         panels = [_pixels(model, base_item, z_base, x_base, opts, precision)]
         panels += [_pixels(model, items[n], codes[n], None, opts, precision) for n in resolved]
