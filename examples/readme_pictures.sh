@@ -23,7 +23,7 @@ for i, tile in enumerate(tiles):
 sheet.save(sys.argv[2])
 PY
 # the quick start's comparison (input | edit)
-python -m diffedit_cli edit examples/face.png --model "$MODEL" --attr Smiling --alpha 0.3 --compare --out "$OUT/quickstart_smiling.png" --overwrite --quiet
+python -m diffedit_cli edit examples/face.png --model "$MODEL" --attr Smiling --alpha 0.7 --compare --out "$OUT/quickstart_smiling.png" --overwrite --quiet
 # alpha sweeps: input | alpha -0.5 .. 0.5
 for attr in Eyeglasses Wearing_Hat Black_Hair Smiling; do
   python -m diffedit_cli edit examples/face.png --model "$MODEL" --attr "$attr" --alpha-sweep -0.5:0.5:5 --compare --out "$OUT/sweep_$(echo "$attr" | tr 'A-Z' 'a-z').png" --overwrite --quiet
