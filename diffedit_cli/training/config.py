@@ -27,7 +27,8 @@ class TrainConfig(JsonConfig):
         saved run's values, so ``--resume`` alone continues with the run's own ``--keep-every`` and the like.
         ``None``: every control from this invocation.
         """
-        names = [n for n in self.RUN_CONTROLS if given is None or n in set(given) or n not in saved]
+        chosen = None if given is None else set(given)
+        names = [n for n in self.RUN_CONTROLS if chosen is None or n in chosen or n not in saved]
         return type(self).from_dict({**saved, **{name: getattr(self, name) for name in names}})
 
     def check_positive(self, *names: str) -> None:
