@@ -10,7 +10,7 @@ untouched, so they are byte-identical to it; the alpha channel is never changed.
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch

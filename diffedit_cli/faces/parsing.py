@@ -10,9 +10,8 @@ dilated segmentation of the edited attribute's parts).
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -15,9 +15,8 @@ import torch
 
 from ..editing import directions as dirs
 from ..io import images as imageio
-from .. import pipeline
 from ..errors import InputError, InputWarning
-from .runner import Reporter, RunOptions, batched, collect_inputs, load_codes
+from .runner import Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes
 from ..io.models import DiffAEModel
 
 
@@ -111,7 +110,6 @@ def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, a
     good, z, x_T = load_codes(model, items[:faces], opts, reporter)
     if not good:
         raise InputError("no usable input faces for the overview")
-    device, precision = opts.resolved()
     strengths = torch.linspace(-alpha, alpha, columns).tolist()
     reporter.start("decoding directions", len(rows), "rows")
     cells = []
@@ -119,8 +117,7 @@ def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, a
         edits = [dirs.apply_edits(z, [dirs.Edit(found.names[row], found.raw(row), found.std, a)]) for a in strengths]
         codes = torch.stack(edits, dim=1).reshape(-1, z.shape[1])  # face-major: face 0's sweep, then face 1's
         xs = x_T.repeat_interleave(columns, dim=0)
-        decoded = [pipeline.decode(model.autoencoder, cz, cx, opts.steps, precision, sampler=opts.sampler, spacing=opts.spacing).cpu()
-                   for cz, cx in zip(codes.split(opts.batch_size), xs.split(opts.batch_size))]
+        decoded = [decode_codes(model, cz, cx, opts) for cz, cx in zip(codes.split(opts.batch_size), xs.split(opts.batch_size))]
         cells.append(torch.cat(decoded))
         reporter.advance()
         reporter.done += 1

@@ -297,6 +297,22 @@ def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, rep
     return z.cpu(), (x_T.cpu() if x_T is not None else None)
 
 
+def decode_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, opts: RunOptions,
+                 reporter: Optional[Reporter] = None, what: str = "decoding", z_other: Optional[torch.Tensor] = None,
+                 levels: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """z_sem (N, D) + x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1] on the CPU, with the run's steps,
+    sampler, spacing and precision. With ``z_other`` (N, D), the blocks of ``levels`` (None: all) follow it
+    (:func:`pipeline.decode_levels`)."""
+    _, precision = opts.resolved()
+    progress = reporter.steps(f"{what} ({opts.steps} steps)") if reporter else None
+    if z_other is None:
+        out = pipeline.decode(model.autoencoder, z, x_T, opts.steps, precision, progress, opts.sampler, opts.spacing)
+    else:
+        out = pipeline.decode_levels(model.autoencoder, z, z_other, levels, x_T, opts.steps, precision, progress,
+                                     opts.sampler, opts.spacing)
+    return out.cpu()
+
+
 def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str, file_suffixes: Iterable[str],
               opts: "RunOptions", reporter: Reporter, what: str, noun: str) -> List[Tuple[Item, Path]]:
     """Inputs -> [(item, output path)], reporting bad inputs, outputs that exist (see ``_existing``) and
@@ -504,14 +520,12 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
     """Decode latent files (or images, encoded on the fly) to images."""
     opts.validate(model)
     todo = plan_jobs(specs, "any", out, ext, imageio.IMAGE_EXTENSIONS, opts, reporter, "decoding", "decoded")
-    _, precision = opts.resolved()
 
     def compute(slots):
         z, x_T = slot_codes(model, slots, opts, reporter, need_xT=not random_xT)
         if random_xT:
             x_T = pipeline.random_x_T([s.index for s in slots], model.image_size, opts.seed)
-        return list(pipeline.decode(model.autoencoder, z, x_T, opts.steps, precision,
-                                    reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu())
+        return list(decode_codes(model, z, x_T, opts, reporter))
 
     def write(slot, image):
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
@@ -565,7 +579,6 @@ def interpolation_folder(out: Optional[str], stem_a: str, stem_b: str, opts: Run
 def interpolate_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, frames: int,
                       levels: Optional[Sequence[int]], opts: RunOptions, reporter: Reporter) -> torch.Tensor:
     """Frames (frames, 3, S, S) in [-1, 1] from codes z (2, D) and x_T (2, 3, S, S) of A and B."""
-    _, precision = opts.resolved()
     w = torch.linspace(0, 1, frames)
     zs = pipeline.lerp(z[0], z[1], w)
     xs = pipeline.slerp(x_T[0], x_T[1], w) if levels is None else x_T[:1].repeat(frames, 1, 1, 1)
@@ -573,9 +586,7 @@ def interpolate_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, fr
     imgs = []
     for chunk in batched(list(range(frames)), opts.batch_size):
         part = slice(chunk[0], chunk[-1] + 1)
-        imgs.append(pipeline.decode_levels(model.autoencoder, z_base[part], zs[part], levels, xs[part],
-                                           opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)"),
-                                           opts.sampler, opts.spacing).cpu())
+        imgs.append(decode_codes(model, z_base[part], xs[part], opts, reporter, z_other=zs[part], levels=levels))
         reporter.advance(len(chunk))
     return torch.cat(imgs)
 
@@ -599,12 +610,10 @@ def write_interpolation(imgs: torch.Tensor, out_dir: Path, source: str, reporter
 def decode_edit(model: DiffAEModel, plan: EditPlan, z: torch.Tensor, x_T: torch.Tensor, opts: RunOptions,
                 reporter: Reporter) -> torch.Tensor:
     """Decode ``plan``'s edits of codes z (N, D) with their x_T (N, 3, S, S): (N, columns, 3, S, S) in [-1, 1], CPU."""
-    _, precision = opts.resolved()
     n, columns = len(z), plan.columns
     what = "decoding" if columns == 1 else "decoding sweep"
-    dec = pipeline.decode_levels(model.autoencoder, z.repeat(columns, 1), plan.codes(z), plan.route,
-                                 x_T.repeat(columns, 1, 1, 1), opts.steps, precision,
-                                 reporter.steps(f"{what} ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu()
+    dec = decode_codes(model, z.repeat(columns, 1), x_T.repeat(columns, 1, 1, 1), opts, reporter, what,
+                       z_other=plan.codes(z), levels=plan.route)
     return dec.reshape(columns, n, *dec.shape[1:]).transpose(0, 1)
 
 
@@ -619,7 +628,6 @@ def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: 
     """Decode ``plan``'s edits of every slot. A unit without ``finish`` writes one image per slot: the edit,
     or a row of them (a sweep), after the input with ``compare`` (a latent file's input: its reconstruction).
     A unit with ``finish`` gets per slot the decodes (columns, 3, S, S) in [-1, 1]."""
-    _, precision = opts.resolved()
 
     def compute(slots):
         z, x_T = slot_codes(model, slots, opts, reporter)
@@ -632,8 +640,7 @@ def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: 
         if compare:
             before = slot.pixels
             if before is None:
-                before = pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision,
-                                         sampler=opts.sampler, spacing=opts.spacing).cpu()[0]
+                before = decode_codes(model, z[None], x_T[None], opts)[0]
             panels = [before] + panels
         image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
         slot.target.parent.mkdir(parents=True, exist_ok=True)
@@ -677,7 +684,6 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
     out_dir = Path(out or Path(DEFAULT_OUT) / "samples")
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
-    device, precision = opts.resolved()
     reporter.start("sampling", n)
     kept: List[torch.Tensor] = []
     drawn = 0
@@ -702,9 +708,7 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
     x_T = pipeline.random_x_T(range(n), model.image_size, opts.seed)
     images = []
     for chunk in batched(list(range(n)), opts.batch_size):
-        images.append(pipeline.decode(model.autoencoder, z[chunk[0]:chunk[-1] + 1], x_T[chunk[0]:chunk[-1] + 1],
-                                      opts.steps, precision, reporter.steps(f"decoding ({opts.steps} steps)"),
-                                      opts.sampler, opts.spacing).cpu())
+        images.append(decode_codes(model, z[chunk[0]:chunk[-1] + 1], x_T[chunk[0]:chunk[-1] + 1], opts, reporter))
         reporter.advance(len(chunk))
     images = torch.cat(images)
     out_dir.mkdir(parents=True, exist_ok=True)

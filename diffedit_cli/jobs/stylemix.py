@@ -22,7 +22,7 @@ from ..io import images as imageio
 from .. import pipeline
 from ..errors import InputError
 from ..hierarchy import check_levels, format_levels
-from .runner import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, load_codes
+from .runner import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes
 from ..io.latents import is_latent_path
 from ..io.models import DiffAEModel
 
@@ -42,7 +42,6 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     out_dir = Path(out or default)
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
-    device, precision = opts.resolved()
     reporter.start("style mixing", len(a_items) * len(b_items))
     a_good, z_a, x_a = load_codes(model, a_items, opts, reporter, need_xT=not random_xT)
     b_good, z_b, x_b = load_codes(model, b_items, opts, reporter, need_xT=False)
@@ -55,13 +54,10 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     for chunk in batched(pairs, opts.batch_size):
         ai = torch.tensor([i for i, _ in chunk])
         bj = torch.tensor([j for _, j in chunk])
-        mixes.append(pipeline.decode_levels(model.autoencoder, z_a[ai], z_b[bj], level_list, x_a[ai], opts.steps,
-                                            precision, reporter.steps(f"decoding ({opts.steps} steps)"),
-                                            opts.sampler, opts.spacing).cpu())
+        mixes.append(decode_codes(model, z_a[ai], x_a[ai], opts, reporter, z_other=z_b[bj], levels=level_list))
     mixes = torch.cat(mixes)
-    a_pixels = _shown(model, a_good, z_a, x_a, opts, precision)
-    b_pixels = _shown(model, b_good, z_b, pipeline.random_x_T(range(len(b_good)), model.image_size, opts.seed),
-                      opts, precision)
+    a_pixels = _shown(model, a_good, z_a, x_a, opts)
+    b_pixels = _shown(model, b_good, z_b, pipeline.random_x_T(range(len(b_good)), model.image_size, opts.seed), opts)
     out_dir.mkdir(parents=True, exist_ok=True)
     for (i, j), image in zip(pairs, mixes):
         target = out_dir / f"mix_{a_good[i].path.stem}__{b_good[j].path.stem}.png"
@@ -77,15 +73,13 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     return reporter.summary("mixes")
 
 
-def _shown(model: DiffAEModel, items, z: torch.Tensor, x_T: Optional[torch.Tensor], opts: RunOptions,
-           precision: str) -> torch.Tensor:
+def _shown(model: DiffAEModel, items, z: torch.Tensor, x_T: Optional[torch.Tensor], opts: RunOptions) -> torch.Tensor:
     """What the grid shows for inputs: the image itself, or the decode of a latent file (its x_T or random)."""
     shown = []
     for k, item in enumerate(items):
         if is_latent_path(item.path):
             x = x_T[k:k + 1] if x_T is not None else pipeline.random_x_T([k], model.image_size, opts.seed)
-            shown.append(pipeline.decode(model.autoencoder, z[k:k + 1], x, opts.steps, precision,
-                                         sampler=opts.sampler, spacing=opts.spacing).cpu()[0])
+            shown.append(decode_codes(model, z[k:k + 1], x, opts)[0])
         else:
             shown.append(imageio.load_image(item.path, model.image_size))
     return torch.stack(shown)

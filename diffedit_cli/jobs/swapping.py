@@ -17,8 +17,8 @@ from ..editing.swapping import model_gae, recombine_codes, swap_codes
 from ..errors import InputError
 from ..io import images as imageio
 from ..io.models import DiffAEModel
-from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, collect_inputs, file_units, load_codes, plan_jobs,
-    run_units, slot_codes)
+from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, collect_inputs, decode_codes, file_units, load_codes,
+    plan_jobs, run_units, slot_codes)
 
 
 def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, reporter: Reporter, need_xT: bool):
@@ -35,15 +35,15 @@ def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, report
     return items[0], z[0], (x_T[0] if x_T is not None else None)
 
 
-def _pixels(model: DiffAEModel, item: Optional[Item], z: torch.Tensor, x_T: Optional[torch.Tensor], opts: RunOptions,
-            precision: str) -> torch.Tensor:
+def _pixels(model: DiffAEModel, item: Optional[Item], z: torch.Tensor, x_T: Optional[torch.Tensor],
+            opts: RunOptions) -> torch.Tensor:
     """The input image for --compare; a latent file (or codes without an ``item``) is shown as its decode
     (random x_T if it has none)."""
     if item is not None and not str(item.path).endswith(".safetensors"):
         return imageio.load_image(item.path, model.image_size)
     if x_T is None:
         x_T = pipeline.random_x_T([0], model.image_size, opts.seed)[0]
-    return pipeline.decode(model.autoencoder, z[None], x_T[None], opts.steps, precision, sampler=opts.sampler, spacing=opts.spacing).cpu()[0]
+    return decode_codes(model, z[None], x_T[None], opts)[0]
 
 
 def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Sequence[str], out: Optional[str],
@@ -57,23 +57,21 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
         raise InputError(f"give at least one --attr (slices: {', '.join(gae.slice_names)})")
     slices = [gae.resolve_slice(a) for a in attrs]
     opts.validate(model)
-    device, precision = opts.resolved()
     donor_item, z_donor, x_donor = _one_code(model, donor, "donor B", opts, reporter, need_xT=False)
     todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping", "swapped")
     donor_pixels = []
 
     def compute(slots):
         z, x_T = slot_codes(model, slots, opts, reporter)
-        outs = pipeline.decode(model.autoencoder, swap_codes(gae, z, z_donor, slices, residual), x_T, opts.steps,
-                               precision, reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu()
+        outs = decode_codes(model, swap_codes(gae, z, z_donor, slices, residual), x_T, opts, reporter)
         return [(outs[k], z[k], x_T[k]) for k in range(len(slots))]
 
     def write(slot, result):
         image, z, x_T = result
         if compare:
             if not donor_pixels:
-                donor_pixels.append(_pixels(model, donor_item, z_donor, x_donor, opts, precision))
-            before = slot.pixels if slot.pixels is not None else _pixels(model, None, z, x_T, opts, precision)
+                donor_pixels.append(_pixels(model, donor_item, z_donor, x_donor, opts))
+            before = slot.pixels if slot.pixels is not None else _pixels(model, None, z, x_T, opts)
             image = imageio.make_grid(torch.stack([before, donor_pixels[0], image]), ncol=3)
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
 
@@ -99,7 +97,6 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
             raise InputError(f"slice '{slice_name}' is given twice")
         resolved[slice_name] = spec
     opts.validate(model, invert=not random_xT)
-    device, precision = opts.resolved()
     base_item, z_base, x_base = _one_code(model, base, "--base", opts, reporter, need_xT=not random_xT)
     target = Path(out) if out else Path(DEFAULT_OUT) / f"recombine_{base_item.path.stem}.png"
     if target.suffix.lower() not in imageio.IMAGE_EXTENSIONS:
@@ -121,11 +118,10 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
         raise InputError(f"output '{target}' already exists (use --overwrite)")
     z_new = recombine_codes(gae, z_base, codes, residual)
     x_T = pipeline.random_x_T([0], model.image_size, opts.seed) if random_xT else x_base[None]
-    image = pipeline.decode(model.autoencoder, z_new, x_T, opts.steps, precision,
-                            reporter.steps(f"decoding ({opts.steps} steps)"), opts.sampler, opts.spacing).cpu()[0]
+    image = decode_codes(model, z_new, x_T, opts, reporter)[0]
     if compare:
-        panels = [_pixels(model, base_item, z_base, x_base, opts, precision)]
-        panels += [_pixels(model, items[n], codes[n], None, opts, precision) for n in resolved]
+        panels = [_pixels(model, base_item, z_base, x_base, opts)]
+        panels += [_pixels(model, items[n], codes[n], None, opts) for n in resolved]
         image = imageio.make_grid(torch.stack(panels + [image]), ncol=len(panels) + 1)
     target.parent.mkdir(parents=True, exist_ok=True)
     imageio.save_image(image, target)
