@@ -6,6 +6,7 @@
 # AUTOENCODER_DIR: a component folder (config.json + model.safetensors), e.g. a run's
 # autoencoder/ or snapshots/autoencoder_0005000; DATA: `diffedit data toyfaces` output
 # (default runs/data/toyfaces). Afterwards OUT works as --model OUT.
+# Environment: LATENT_STEPS=N (default 20000); GAE=0 skips the GAE (an HDAE model has none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AE="${1:?usage: build_toyfaces.sh AUTOENCODER_DIR OUT [DATA]}"
@@ -20,8 +21,10 @@ cat > "$OUT/model_index.json" <<JSON
 {"diffedit_format": 1, "name": "$(basename "$OUT")", "components": ["autoencoder", "oracle"], "trained_with": "diffedit train"}
 JSON
 timed() { local t0=$SECONDS; "$@"; echo "  ($((SECONDS - t0)) s)"; }
-timed python -m diffedit_cli train latent --model "$OUT" --data "$DATA/images" --steps 6000 --quiet
+timed python -m diffedit_cli train latent --model "$OUT" --data "$DATA/images" --steps "${LATENT_STEPS:-20000}" --quiet
 timed python -m diffedit_cli train classifier --model "$OUT" --data "$DATA/images" --labels "$DATA/list_attr.txt" \
     --epochs 100 --lr 3e-3 --quiet
-timed python -m diffedit_cli train gae --model "$OUT" --groups 2000 --steps 4000 --lr 3e-4 --save-every 500 --quiet
+if [ "${GAE:-1}" != 0 ]; then
+  timed python -m diffedit_cli train gae --model "$OUT" --groups 2000 --steps 12000 --lr 3e-4 --save-every 500 --quiet
+fi
 echo "built $OUT"
