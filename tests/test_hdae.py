@@ -340,6 +340,13 @@ def test_train_hdae_u_resumes_exactly_and_trains_latent_classifier(tmp_path, cap
     assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["autoencoder_0000002", "autoencoder_0000004"]
     model = load_model(str(run), components=())
     assert isinstance(model.autoencoder, HierarchicalAutoencoder) and model.autoencoder.config.arch == "hdae-u"
+    # a run started from it trains (and records) its architecture, whatever the preset and --arch say
+    continued = tmp_path / "continued"
+    train_autoencoder(AutoencoderTrainConfig(data=str(faces / "images"), run=str(continued), init_from=str(run), steps=1,
+                                             batch_size=4, sample_every=0, precision="fp32", device="cpu"), stop_after=0)
+    record = json.loads((continued / "autoencoder" / "config.json").read_text())
+    assert record["config"]["arch"] == "hdae-u" and record["training"]["arch"] == "hdae-u"
+    assert record["training"]["preset"] is None and record["training"]["init_from"] == str(run)
     # latent DDIM and classifier on the concatenated code (2 levels x 32)
     assert main(["train", "latent", "--model", str(run), "--data", str(faces / "images"), "--steps", "2",
                  "--batch-size", "8", "--quiet", "--device", "cpu"]) == 0

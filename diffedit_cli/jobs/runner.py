@@ -313,6 +313,21 @@ def decode_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, opts: R
     return out.cpu()
 
 
+def shown_inputs(model: DiffAEModel, items: Sequence[Optional[Item]], z: torch.Tensor, x_T: Optional[torch.Tensor],
+                 opts: RunOptions) -> torch.Tensor:
+    """What a comparison shows for its inputs: (N, 3, S, S) in [-1, 1]. An image input is the image itself; a
+    latent file (or a code with no item) is its decode, from its x_T (N, 3, S, S) or, without one, the run's
+    random x_T for position k."""
+    shown = []
+    for k, item in enumerate(items):
+        if item is not None and not is_latent_path(item.path):
+            shown.append(imageio.load_image(item.path, model.image_size))
+            continue
+        x = x_T[k:k + 1] if x_T is not None else pipeline.random_x_T([k], model.image_size, opts.seed)
+        shown.append(decode_codes(model, z[k:k + 1], x, opts)[0])
+    return torch.stack(shown)
+
+
 def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str, file_suffixes: Iterable[str],
               opts: "RunOptions", reporter: Reporter, what: str, noun: str) -> List[Tuple[Item, Path]]:
     """Inputs -> [(item, output path)], reporting bad inputs, outputs that exist (see ``_existing``) and

@@ -22,8 +22,7 @@ from ..io import images as imageio
 from .. import pipeline
 from ..errors import InputError
 from ..hierarchy import check_levels, format_levels
-from .runner import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes
-from ..io.latents import is_latent_path
+from .runner import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes, shown_inputs
 from ..io.models import DiffAEModel
 
 
@@ -56,8 +55,8 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
         bj = torch.tensor([j for _, j in chunk])
         mixes.append(decode_codes(model, z_a[ai], x_a[ai], opts, reporter, z_other=z_b[bj], levels=level_list))
     mixes = torch.cat(mixes)
-    a_pixels = _shown(model, a_good, z_a, x_a, opts)
-    b_pixels = _shown(model, b_good, z_b, pipeline.random_x_T(range(len(b_good)), model.image_size, opts.seed), opts)
+    a_pixels = shown_inputs(model, a_good, z_a, x_a, opts)
+    b_pixels = shown_inputs(model, b_good, z_b, pipeline.random_x_T(range(len(b_good)), model.image_size, opts.seed), opts)
     out_dir.mkdir(parents=True, exist_ok=True)
     for (i, j), image in zip(pairs, mixes):
         target = out_dir / f"mix_{a_good[i].path.stem}__{b_good[j].path.stem}.png"
@@ -72,14 +71,3 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     imageio.save_image(imageio.make_grid(torch.stack(cells), ncol=len(b_good) + 1), out_dir / "grid.png")
     return reporter.summary("mixes")
 
-
-def _shown(model: DiffAEModel, items, z: torch.Tensor, x_T: Optional[torch.Tensor], opts: RunOptions) -> torch.Tensor:
-    """What the grid shows for inputs: the image itself, or the decode of a latent file (its x_T or random)."""
-    shown = []
-    for k, item in enumerate(items):
-        if is_latent_path(item.path):
-            x = x_T[k:k + 1] if x_T is not None else pipeline.random_x_T([k], model.image_size, opts.seed)
-            shown.append(decode_codes(model, z[k:k + 1], x, opts)[0])
-        else:
-            shown.append(imageio.load_image(item.path, model.image_size))
-    return torch.stack(shown)

@@ -18,7 +18,7 @@ from ..errors import InputError
 from ..io import images as imageio
 from ..io.models import DiffAEModel
 from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, collect_inputs, decode_codes, file_units, load_codes,
-    plan_jobs, run_units, slot_codes)
+    plan_jobs, run_units, shown_inputs, slot_codes)
 
 
 def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, reporter: Reporter, need_xT: bool):
@@ -35,15 +35,10 @@ def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, report
     return items[0], z[0], (x_T[0] if x_T is not None else None)
 
 
-def _pixels(model: DiffAEModel, item: Optional[Item], z: torch.Tensor, x_T: Optional[torch.Tensor],
-            opts: RunOptions) -> torch.Tensor:
-    """The input image for --compare; a latent file (or codes without an ``item``) is shown as its decode
-    (random x_T if it has none)."""
-    if item is not None and not str(item.path).endswith(".safetensors"):
-        return imageio.load_image(item.path, model.image_size)
-    if x_T is None:
-        x_T = pipeline.random_x_T([0], model.image_size, opts.seed)[0]
-    return decode_codes(model, z[None], x_T[None], opts)[0]
+def _shown_one(model: DiffAEModel, item: Optional[Item], z: torch.Tensor, x_T: Optional[torch.Tensor],
+               opts: RunOptions) -> torch.Tensor:
+    """:func:`shown_inputs` for one input: z (D,), x_T (3, S, S) or None -> (3, S, S)."""
+    return shown_inputs(model, [item], z[None], None if x_T is None else x_T[None], opts)[0]
 
 
 def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Sequence[str], out: Optional[str],
@@ -70,8 +65,8 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
         image, z, x_T = result
         if compare:
             if not donor_pixels:
-                donor_pixels.append(_pixels(model, donor_item, z_donor, x_donor, opts))
-            before = slot.pixels if slot.pixels is not None else _pixels(model, None, z, x_T, opts)
+                donor_pixels.append(_shown_one(model, donor_item, z_donor, x_donor, opts))
+            before = slot.pixels if slot.pixels is not None else _shown_one(model, None, z, x_T, opts)
             image = imageio.make_grid(torch.stack([before, donor_pixels[0], image]), ncol=3)
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
 
@@ -120,8 +115,8 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
     x_T = pipeline.random_x_T([0], model.image_size, opts.seed) if random_xT else x_base[None]
     image = decode_codes(model, z_new, x_T, opts, reporter)[0]
     if compare:
-        panels = [_pixels(model, base_item, z_base, x_base, opts)]
-        panels += [_pixels(model, items[n], codes[n], None, opts) for n in resolved]
+        panels = [_shown_one(model, base_item, z_base, x_base, opts)]
+        panels += [_shown_one(model, items[n], codes[n], None, opts) for n in resolved]
         image = imageio.make_grid(torch.stack(panels + [image]), ncol=len(panels) + 1)
     target.parent.mkdir(parents=True, exist_ok=True)
     imageio.save_image(image, target)

@@ -399,7 +399,7 @@ def save_autoencoder_checkpoint(r: AutoencoderRun) -> None:
     save_train_state(r.state_path, {"config": cfg.to_dict(), "arch": r.arch.to_dict(), "step": step,
                                     "model": r.model.state_dict(), "ema": r.ema.state_dict(),
                                     "optimizer": r.opt.state_dict(), "world_size": r.dist.world, "ranks_in_sync": in_sync})
-    record = {"training": {**_recipe(cfg), "steps": step}}
+    record = {"training": {**_recipe(cfg, r.arch), "steps": step}}
     save_component(r.ema, r.folder / "autoencoder", "autoencoder", extra=record)
     add_to_index(r.folder, r.folder.name, "autoencoder")
     if cfg.keep_every and step and step % cfg.keep_every == 0:
@@ -471,11 +471,15 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     return run
 
 
-def _recipe(cfg: AutoencoderTrainConfig) -> dict:
-    """The training recipe recorded in the autoencoder's config.json (model cards quote it)."""
-    keys = ("preset", "arch", "data", "batch_size", "lr", "lr_schedule", "warmup", "ema_decay", "precision", "seed",
+def _recipe(cfg: AutoencoderTrainConfig, arch: AnyAutoencoderConfig) -> dict:
+    """The training recipe recorded in the autoencoder's config.json (model cards quote it).
+
+    ``arch`` is the network trained: with ``init_from`` it comes from that model, so the preset is not recorded.
+    """
+    recipe = {"preset": None if cfg.init_from else cfg.preset, "arch": getattr(arch, "arch", "diffae")}
+    keys = ("data", "batch_size", "lr", "lr_schedule", "warmup", "ema_decay", "precision", "seed",
             "prediction", "schedule", "zero_terminal_snr", "loss_weight", "timesteps", "offset_noise", "init_from", "part_weights", "part_dilate")
-    return {k: getattr(cfg, k) for k in keys}
+    return {**recipe, **{k: getattr(cfg, k) for k in keys}}
 
 
 def ranks_in_sync(model: nn.Module, dist: Dist) -> bool:
