@@ -56,7 +56,7 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
         mixes.append(decode_codes(model, z_a[ai], x_a[ai], opts, reporter, z_other=z_b[bj], levels=level_list))
     mixes = torch.cat(mixes)
     a_pixels = shown_inputs(model, a_good, z_a, x_a, opts)
-    b_pixels = shown_inputs(model, b_good, z_b, pipeline.random_x_T(range(len(b_good)), model.image_size, opts.seed), opts)
+    b_pixels = shown_inputs(model, b_good, z_b, None, opts)  # a latent B is shown from the run's random x_T
     out_dir.mkdir(parents=True, exist_ok=True)
     for (i, j), image in zip(pairs, mixes):
         target = out_dir / f"mix_{a_good[i].path.stem}__{b_good[j].path.stem}.png"
