@@ -88,8 +88,7 @@ def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[fl
 
 
 def model_label(model: DiffAEModel) -> str:
-    cfg = model.autoencoder.config
-    arch = getattr(cfg, "arch", "diffae")
+    arch = model.autoencoder.config.arch
     return f"{Path(model.model_id).name} ({ {'diffae': 'DAE', 'hdae-e': 'HDAE(E)', 'hdae-u': 'HDAE(U)'}[arch] })"
 
 

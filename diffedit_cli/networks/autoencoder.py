@@ -60,6 +60,11 @@ class AutoencoderConfig(JsonConfig):
         Parameterization.of(self)  # ValueError on an invalid combination
 
     @property
+    def arch(self) -> str:
+        """The autoencoder family: ``diffae`` here; :class:`~diffedit_cli.networks.hdae.HDAEConfig` holds its own."""
+        return "diffae"
+
+    @property
     def style_channels(self) -> int:
         return self.enc_out_channels
 

@@ -304,7 +304,7 @@ class AutoencoderRun:
     """The state of one autoencoder training run (what its checkpoint saves), set up by :func:`setup_autoencoder_run`."""
 
     cfg: AutoencoderTrainConfig
-    arch: AnyAutoencoderConfig
+    arch: AutoencoderConfig
     process: diffusion.Parameterization
     device: torch.device
     dist: Dist
@@ -471,12 +471,12 @@ def train_autoencoder(cfg: AutoencoderTrainConfig, resume: bool = False, log: Op
     return run
 
 
-def _recipe(cfg: AutoencoderTrainConfig, arch: AnyAutoencoderConfig) -> dict:
+def _recipe(cfg: AutoencoderTrainConfig, arch: AutoencoderConfig) -> dict:
     """The training recipe recorded in the autoencoder's config.json (model cards quote it).
 
     ``arch`` is the network trained: with ``init_from`` it comes from that model, so the preset is not recorded.
     """
-    recipe = {"preset": None if cfg.init_from else cfg.preset, "arch": getattr(arch, "arch", "diffae")}
+    recipe = {"preset": None if cfg.init_from else cfg.preset, "arch": arch.arch}
     keys = ("data", "batch_size", "lr", "lr_schedule", "warmup", "ema_decay", "precision", "seed",
             "prediction", "schedule", "zero_terminal_snr", "loss_weight", "timesteps", "offset_noise", "init_from", "part_weights", "part_dilate")
     return {**recipe, **{k: getattr(cfg, k) for k in keys}}
