@@ -108,4 +108,4 @@ def level_layout(autoencoder) -> dict:
     if is_hierarchical(autoencoder):
         return {"arch": cfg.arch, "levels": cfg.num_levels, "level_channels": cfg.level_channels,
                 "order": "finest first: z_sem[l*D:(l+1)*D] is level l+1"}
-    return {"arch": "diffae", "levels": 1, "level_channels": cfg.style_channels}
+    return {"arch": cfg.arch, "levels": 1, "level_channels": cfg.style_channels}
