@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates the README pictures in docs/images/ from the shipped default model.
-#   bash examples/readme_pictures.sh [MODEL]
+# Regenerates the README pictures in docs/images/ from the shipped default model (and, for the HDAE
+# section, the shipped HDAE(U)).
+#   bash examples/readme_pictures.sh [MODEL [HDAE_MODEL]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="${1:-toyfaces}"
+HDAE_MODEL="${2:-toyfaces-hdae}"
 OUT=docs/images
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
@@ -43,6 +45,11 @@ cp "$TMP"/faces/images/00000[0-2].png "$TMP/rows/"
 cp "$TMP"/faces/images/00000[3-5].png "$TMP/cols/"
 python -m diffedit_cli style-mix "$TMP/rows" "$TMP/cols" --model "$MODEL" --levels 3-4 --out "$TMP/mix" --quiet
 cp "$TMP/mix/grid.png" "$OUT/style_mix.png"
+# the same on the HDAE(U): B's codes of levels 3-4, A's of levels 1-2; and a Smiling sweep on its whole code
+python -m diffedit_cli style-mix "$TMP/rows" "$TMP/cols" --model "$HDAE_MODEL" --levels 3-4 --out "$TMP/mix_hdae" --quiet
+cp "$TMP/mix_hdae/grid.png" "$OUT/style_mix_hdae.png"
+python -m diffedit_cli edit examples/face.png --model "$HDAE_MODEL" --attr Smiling --alpha-sweep -0.5:0.5:5 --compare \
+    --out "$OUT/sweep_smiling_hdae.png" --overwrite --quiet
 # GAE swaps: A | B | A with B's slice
 python -m diffedit_cli swap examples/face.png examples/face2.png --model "$MODEL" --attr accessories --compare --out "$OUT/swap_accessories.png" --overwrite --quiet
 python -m diffedit_cli swap examples/face.png examples/face2.png --model "$MODEL" --attr hair --compare --out "$OUT/swap_hair.png" --overwrite --quiet

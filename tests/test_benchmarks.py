@@ -26,8 +26,8 @@ def test_hdae_parameter_count_script_runs():
     assert "HDAE(U)" in proc.stdout
 
 
-@pytest.mark.parametrize("model", ["toyfaces", "toyfaces-hdae"])
-def test_xt_colour_diagnostic_runs_on_the_default_model(tmp_path, model):
+@pytest.mark.parametrize("model", ["toyfaces", "toyfaces-hdae", str(ROOT / "checkpoints" / "toyfaces-hdae-eps")])
+def test_xt_colour_diagnostic_runs_on_the_shipped_models(tmp_path, model):
     from diffedit_cli.data.toyfaces import write_dataset
     from diffedit_cli.io.models import load_model
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from diffedit_cli.io.models import load_model
 from diffedit_cli.networks.autoencoder import AutoencoderConfig
 from diffedit_cli.networks.hdae import build_autoencoder
 from diffedit_cli.training.diffae import AutoencoderTrainConfig, autoencoder_arch, learning_rate, sample_timesteps
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 # -- schedules -------------------------------------------------------------------------------------------
@@ -64,9 +67,9 @@ def test_an_old_config_without_the_fields_is_eps_linear():
     assert diffusion.Parameterization.of(cfg) == diffusion.Parameterization()
     with pytest.raises(ValueError):
         AutoencoderConfig.from_dict({**old, "prediction": "v", "zero_terminal_snr": True, "timestep_spacing": "sideways"})
-    # the shipped HDAE(U) model's config.json predates the fields
-    shipped = load_model("toyfaces-hdae", components=()).autoencoder.config
-    assert diffusion.Parameterization.of(shipped) == diffusion.Parameterization()
+    # the committed official-recipe HDAE(U) checkpoint's config.json predates the fields
+    committed = load_model(str(ROOT / "checkpoints" / "toyfaces-hdae-eps"), components=()).autoencoder.config
+    assert diffusion.Parameterization.of(committed) == diffusion.Parameterization()
 
 
 # -- x0 / eps from a network output ----------------------------------------------------------------------------
@@ -197,23 +200,21 @@ def test_cosine_learning_rate_with_warmup():
 
 
 def test_committed_v_checkpoint_takes_its_colour_from_z_sem(tmp_path):
-    """checkpoints/toyfaces-v and the default model (v + zero terminal SNR) against the shipped eps model
-    (toyfaces-hdae, official recipe): x_T's share of the colour."""
-    from pathlib import Path
-
+    """checkpoints/toyfaces-v and the default model (v + zero terminal SNR) against the committed eps model
+    (checkpoints/toyfaces-hdae-eps, official recipe): x_T's share of the colour."""
     from diffedit_cli.evaluation.semantics import eval_semantics
     from diffedit_cli.data.toyfaces import write_dataset
 
     write_dataset(tmp_path / "faces", 12, seed=7, size=64, masks=False)
-    root = Path(__file__).resolve().parents[1]
-    checkpoint = load_model(str(root / "checkpoints" / "toyfaces-v"), components=())
+    checkpoint = load_model(str(ROOT / "checkpoints" / "toyfaces-v"), components=())
     assert diffusion.Parameterization.of(checkpoint.autoencoder.config) == diffusion.Parameterization(
         prediction="v", zero_terminal_snr=True, timestep_spacing="linspace")
     default = load_model("toyfaces", components=())
     assert diffusion.Parameterization.of(default.autoencoder.config) == diffusion.Parameterization.of(
         checkpoint.autoencoder.config)
     shares = {}
-    for name, model in (("v", checkpoint), ("default", default), ("eps", load_model("toyfaces-hdae", components=()))):
+    eps = load_model(str(ROOT / "checkpoints" / "toyfaces-hdae-eps"), components=())
+    for name, model in (("v", checkpoint), ("default", default), ("eps", eps)):
         result = eval_semantics(model, tmp_path / "faces", n=6, probe_n=12, steps=5)
         shares[name] = result["summary"]["x_T colour share"]
     assert max(shares["v"], shares["default"]) < 0.05 < 0.2 < shares["eps"], shares

@@ -1,5 +1,5 @@
-"""The HDAE(U) shipped in weights/toyfaces-hdae (issue 4): found by name, style mixing, level-restricted edits,
-sampling and save/load round trips end to end on the trained model."""
+"""The HDAE(U) shipped in weights/toyfaces-hdae: found by name, style mixing, level-restricted edits,
+sampling and save/load round trips end to end on the trained model, and a guard that its edits act."""
 
 from pathlib import Path
 
@@ -108,3 +108,18 @@ def test_sample_from_the_shipped_hdae(tmp_path, capsys):
     files = sorted((tmp_path / "s").glob("sample_*.png"))
     assert len(files) == 2 and all(Image.open(f).size == (64, 64) for f in files)
     assert (tmp_path / "s" / "grid.png").is_file()
+
+
+# A regression guard of the shipped HDAE(U): its classifier directions act in pixels as the default model's do.
+def test_shipped_hdae_smile_edit_is_seen_by_the_oracle(tmp_path):
+    from diffedit_cli.io.images import load_image
+
+    assert main(["edit", str(FACE_A), "--model", HDAE_MODEL, "--attr", "Smiling", "--alpha", "0.7",
+                 "--out", str(tmp_path / "smiling.png"), "--quiet"]) == 0
+    oracle = load_model(HDAE_MODEL, components=("oracle",)).extra["oracle"]
+    with torch.no_grad():
+        before, after = (oracle(load_image(p, 64)[None])[0] > 0 for p in (FACE_A, tmp_path / "smiling.png"))
+    smiling = oracle.attributes.index("Smiling")
+    assert not before[smiling] and after[smiling]
+    kept = [a for i, a in enumerate(oracle.attributes) if before[i] == after[i]]
+    assert len(kept) >= len(oracle.attributes) - 2, kept  # the smile, and at most one other reading, change
