@@ -93,3 +93,20 @@ def test_bf16_quality_benchmark_compares_round_trips(tmp_path):
     assert 20 < round_trip < 200  # bf16 differs from fp32, but not by much on the shipped model
     kept = float(lines["oracle labels kept (bf16 vs fp32 round trip)"].split(":")[1])
     assert 0.5 <= kept <= 1
+
+
+def test_gae_ceiling_prints_a_row_per_probed_group():
+    from diffedit_cli.data import toyfaces
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gae_ceiling.py"), "--n", "100", "--train-sizes",
+                           "40,80", "--epochs", "5"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in proc.stdout.splitlines()
+            if line.split()[:1] and line.split()[0] in toyfaces.GROUPS}
+    assert list(rows) == ["identity", "hair", "mouth", "eyes", "accessories", "background"]  # pose has no class
+    assert all(len(r) == 4 and all(0 <= v <= 1 for v in r) for r in rows.values())  # chance, 2 linear, MLP
+    # the shipped model's z_sem tells glasses and hats apart far better than always guessing the majority class
+    assert rows["accessories"][2] > rows["accessories"][0] + 0.1
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gae_ceiling.py"), "--n", "100", "--train-sizes",
+                           "90"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "--train-sizes up to 80" in proc.stderr
