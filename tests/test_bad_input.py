@@ -507,7 +507,9 @@ def test_sigint_leaves_no_partial_files_and_skip_existing_completes(tmp_path):
     for k in range(n):
         png(tmp_path / "in" / f"{k}.png", seed=k)
     argv = ["encode", "in", "--model", MODEL, "--batch-size", "1", "--out", "out"]
-    proc = _cli(*argv, "--inv-steps", "20", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    # a shell that starts pytest in the background makes its children ignore SIGINT: give this one the default back
+    proc = _cli(*argv, "--inv-steps", "20", cwd=tmp_path, env={"OMP_NUM_THREADS": "1"},
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not list((tmp_path / "out").glob("*.safetensors")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
