@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from diffedit_cli import pipeline
 from diffedit_cli.data import toyfaces
 from diffedit_cli.data.groups import render_faces
-from diffedit_cli.evaluation.gae import independent_face, linear_probe, probe_class
+from diffedit_cli.evaluation.gae import group_labels, independent_face, linear_probe, probe_class
 from diffedit_cli.io.models import load_model
 
 
@@ -85,11 +84,9 @@ def main() -> None:
     header = ["group", "chance"] + [f"linear@{k}" for k in sizes] + [f"mlp@{sizes[-1]}"]
     print("  ".join(f"{h:>12}" for h in header))
     for group in toyfaces.GROUPS:
-        raw = [probe_class(f, group) for f in faces]
-        if raw[0] is None:
+        if probe_class(faces[0], group) is None:
             continue
-        _, labels = np.unique(np.array(raw), return_inverse=True)
-        y = torch.from_numpy(labels.astype(np.int64))
+        y = group_labels(faces, group)
         y_test = y[-n_test:]
         row = [group, f"{float(torch.bincount(y_test).max()) / n_test:.4f}"]
         with torch.enable_grad():

@@ -56,6 +56,12 @@ def probe_class(face: toyfaces.FaceParams, group: str) -> Optional[int]:
     return sum(int(present[a]) << k for k, a in enumerate(attrs))
 
 
+def group_labels(faces: List[toyfaces.FaceParams], group: str) -> torch.Tensor:
+    """The probe classes of ``group`` for ``faces`` as indices 0..C-1 (N,) int64 (see :func:`probe_class`)."""
+    _, labels = np.unique(np.array([probe_class(f, group) for f in faces]), return_inverse=True)
+    return torch.from_numpy(labels.astype(np.int64))
+
+
 def linear_probe(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
                  iterations: int = 200, l2: float = 1e-3) -> float:
     """Test accuracy of multinomial logistic regression (LBFGS) on standardised features x (N, F), y (N,) int."""
@@ -103,9 +109,7 @@ def perplexity_matrix(model: DiffAEModel, n: int = 2000, seed: int = 777, batch_
     out = {"slices": list(ranges), "rows": rows, "chance": {}, "z_dis": {}, "z_sem": {}, "all_z_dis": {},
            "all_z_sem": {}, "n_train": n_train, "n_test": n - n_train}
     for group in rows:
-        raw = np.array([probe_class(f, group) for f in faces])
-        _, labels = np.unique(raw, return_inverse=True)
-        y = torch.from_numpy(labels.astype(np.int64))
+        y = group_labels(faces, group)
         test = y[n_train:]
         out["chance"][group] = float(torch.bincount(test).max()) / len(test)
         for key, features in (("z_dis", z_dis), ("z_sem", z_norm)):
