@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..errors import ModelError
-from .models import COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index
+from .components import COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index
 from ..networks.autoencoder import AutoencoderConfig
 from ..networks.classifier import CELEBA_ATTRIBUTES, ClassifierConfig
 from ..networks.latent_mlp import LatentMLPConfig
@@ -104,7 +104,12 @@ def _read_checkpoint(path: Path, trust_pickle: bool) -> Tuple[dict, List[str]]:
     if trust_pickle:
         return torch.load(path, map_location="cpu", weights_only=False), []
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), []
+        try:  # memory-mapped: a multi-GB checkpoint is not read into memory twice
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True), []
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            return torch.load(path, map_location="cpu", weights_only=True), []  # legacy (non-zip) format
     except pickle.UnpicklingError:
         _RestrictedUnpickler.stubbed = []
         ckpt = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
@@ -152,13 +157,26 @@ def infer_autoencoder_config(sd: Dict[str, torch.Tensor], image_size: Optional[i
     except KeyError as err:
         raise ModelError(f"not a Diff-AE autoencoder state dict (missing {err})") from None
     if image_size is None:
-        raise ModelError("cannot infer the image size (no x_T buffer); pass --preset or --image-size")
+        image_size = size_from_attention(attn_levels)
     attn = tuple(image_size // (2 ** lv) for lv in attn_levels)
     return AutoencoderConfig(
         image_size=image_size, model_channels=model_ch, channel_mult=tuple(mult), num_res_blocks=nres,
         attention_resolutions=attn, embed_channels=embed_ch, enc_out_channels=enc_out,
         enc_channel_mult=tuple(enc_mult), enc_num_res_block=enc_per_level - 1,
     )
+
+
+OFFICIAL_ATTENTION_PX = 16
+"""Every official configuration attends at 16 px (one level), so the level holding attention gives the image size
+of a state dict that carries no ``x_T`` buffer: 16 * 2**level."""
+
+
+def size_from_attention(attn_levels: List[int]) -> int:
+    """The image size of a network whose only attention level is ``attn_levels[0]`` (official: at 16 px)."""
+    if len(attn_levels) != 1:
+        raise ModelError(f"cannot infer the image size: no x_T buffer and attention at {len(attn_levels)} levels "
+                         "(official models attend at one, 16 px); give the size (--image-size, or MODEL:ffhq256)")
+    return OFFICIAL_ATTENTION_PX * 2 ** attn_levels[0]
 
 
 def infer_latent_config(sd: Dict[str, torch.Tensor]) -> LatentMLPConfig:
@@ -174,31 +192,115 @@ def infer_latent_config(sd: Dict[str, torch.Tensor]) -> LatentMLPConfig:
     )
 
 
+# -- reading any official weight file -----------------------------------------------
+
+WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".pkl")
+"""Files that may hold official weights: Lightning checkpoints, plain state dicts, safetensors, latent.pkl."""
+
+
+def weight_files(paths: List[Path]) -> List[Path]:
+    """``paths`` with every folder replaced by the weight files under it (sorted, recursive)."""
+    files: List[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES)
+            if not found:
+                raise ModelError(f"'{path}' holds no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def read_state(path: Path, trust_pickle: bool = False, log=print) -> Dict[str, torch.Tensor]:
+    """The tensors of one official weight file, flat ``{key: tensor}``.
+
+    A Lightning checkpoint gives its ``state_dict``; a plain state dict (``.pt``, ``.pth``, ``.bin``), a
+    safetensors file or the latent statistics ``latent.pkl`` (``conds``, ``conds_mean``, ``conds_std``) give
+    themselves. Nothing in the file is executed (see :func:`read_checkpoint`): Lightning's callbacks and
+    optimizer state are skipped, while a state dict holding anything but tensors is refused.
+    """
+    from .components import read_safetensors
+
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        return read_safetensors(path)
+    ckpt, stubbed = read_checkpoint(path, trust_pickle)
+    lightning = isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict)
+    state = ckpt["state_dict"] if lightning else ckpt
+    if not isinstance(state, dict):
+        raise ModelError(f"'{path}' holds a {type(state).__name__}, not a state dict of tensors")
+    odd = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if odd:
+        objects = f"pickled objects ({', '.join(stubbed[:3])})" if stubbed else f"'{odd[0]}' ({type(state[odd[0]]).__name__})"
+        raise ModelError(f"'{path}' holds {objects} besides tensors: refused without running them "
+                         "(not a plain state dict or checkpoint)")
+    if stubbed:
+        log(f"{path}: skipped {len(stubbed)} non-tensor objects without executing them "
+            f"({', '.join(stubbed[:3])}{', ...' if len(stubbed) > 3 else ''})")
+    return state
+
+
 # -- key mapping -----------------------------------------------------------
 
+AUTOENCODER_KEY = "time_embed.time_embed.0.weight"
+LATENT_NET_KEY = "layers.0.linear.weight"
+STATS_KEYS = ("conds_mean", "conds_std")
+
+
+def latent_stats(state: Dict[str, torch.Tensor]) -> Optional[Dict[str, torch.Tensor]]:
+    """``conds_mean`` / ``conds_std`` of ``state`` as (1, D), or None when it has none."""
+    if not all(k in state for k in STATS_KEYS):
+        return None
+    return {k: state[k].reshape(1, -1) for k in STATS_KEYS}
+
+
+def network_prefix(state: Dict[str, torch.Tensor], weights: str = "ema") -> Optional[str]:
+    """Where the networks' keys start: ``ema_model.`` / ``model.`` (Lightning), ``""`` (a plain state dict with
+    the official names, EMA-stripped), or None (no autoencoder or latent network in ``state``)."""
+    wanted, other = ("ema_model.", "model.") if weights == "ema" else ("model.", "ema_model.")
+    if any(k.startswith(wanted) for k in state):
+        return wanted
+    if any(k.startswith(other) for k in state):
+        raise ModelError(f"no '{wanted}*' weights found, only '{other}*' (use --weights {'raw' if weights == 'ema' else 'ema'})")
+    if AUTOENCODER_KEY in state or LATENT_NET_KEY in state or any(k.startswith("latent_net.") for k in state):
+        return ""
+    return None
+
+
 def split_official_state(state_dict: Dict[str, torch.Tensor], weights: str = "ema") -> Dict[str, Dict[str, torch.Tensor]]:
-    """Split an official LitModel / ClsModel state dict into diffedit component state dicts."""
+    """Split an official state dict into diffedit component state dicts.
+
+    Handles Lightning's LitModel (``model.*`` / ``ema_model.*``, optional ``latent_net``) and ClsModel
+    (``classifier.*``), the same networks saved EMA-stripped (official names without a prefix), and latent
+    statistics alone (``conds_mean`` / ``conds_std``: the part ``"stats"``). A classifier or latent network
+    without statistics gets none here; :func:`build_components` then takes them from ``stats``.
+    """
     if weights not in ("ema", "raw"):
         raise ModelError(f"weights must be 'ema' or 'raw', not '{weights}'", param="weights")
     out: Dict[str, Dict[str, torch.Tensor]] = {}
+    stats = latent_stats(state_dict)
     if "classifier.weight" in state_dict:
-        out["classifier"] = {
-            "linear.weight": state_dict["classifier.weight"], "linear.bias": state_dict["classifier.bias"],
-            "conds_mean": state_dict["conds_mean"], "conds_std": state_dict["conds_std"],
-        }
+        out["classifier"] = {"linear.weight": state_dict["classifier.weight"], "linear.bias": state_dict["classifier.bias"]}
+        out["classifier"].update(stats or {})
         return out
-    prefix = "ema_model." if weights == "ema" else "model."
-    if not any(k.startswith(prefix) for k in state_dict):
-        raise ModelError(f"no '{prefix}*' weights found: not an official Diff-AE checkpoint")
+    prefix = network_prefix(state_dict, weights)
+    if prefix is None:
+        if stats is not None:
+            return {"stats": stats}
+        sample = ", ".join(list(state_dict)[:3]) or "none"
+        raise ModelError(f"not an official Diff-AE checkpoint: no autoencoder, latent network, classifier or "
+                         f"latent statistics among its {len(state_dict)} tensors (e.g. {sample})")
+    plain_latent = prefix == "" and LATENT_NET_KEY in state_dict and AUTOENCODER_KEY not in state_dict
     auto, latent = {}, {}
     for key, value in state_dict.items():
-        if not key.startswith(prefix):
+        if not key.startswith(prefix) or (prefix == "" and key in ("x_T", "conds", *STATS_KEYS)):
             continue
         name = key[len(prefix):]
-        if name.startswith("latent_net."):
-            sub = name[len("latent_net."):]
+        if plain_latent or name.startswith("latent_net."):
+            sub = name if plain_latent else name[len("latent_net."):]
             if ".cond_layers.1." in sub:  # official alias of linear_emb (same storage)
-                twin = prefix + "latent_net." + sub.replace(".cond_layers.1.", ".linear_emb.")
+                twin = key.replace(".cond_layers.1.", ".linear_emb.")
                 if twin not in state_dict:
                     raise ModelError(f"'{key}' has no twin '{twin}': corrupt latent checkpoint")
                 if value.device.type != "meta" and not torch.equal(value, state_dict[twin]):
@@ -207,23 +309,33 @@ def split_official_state(state_dict: Dict[str, torch.Tensor], weights: str = "em
             latent[sub] = value
         else:
             auto[name] = value
-    out["autoencoder"] = auto
+    if auto:
+        out["autoencoder"] = auto
     if latent:
-        if "conds_mean" not in state_dict:
-            raise ModelError("latent checkpoint has no conds_mean/conds_std statistics")
-        latent["conds_mean"] = state_dict["conds_mean"]
-        latent["conds_std"] = state_dict["conds_std"]
+        latent.update(stats or {})
         out["latent"] = latent
     return out
 
 
 def build_components(ckpt: dict, weights: str = "ema", preset: Optional[str] = None,
-                     image_size: Optional[int] = None, device: str = "cpu") -> Dict[str, torch.nn.Module]:
-    """Official checkpoint dict -> {component name: loaded diffedit module} (strict key/shape match)."""
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
+                     image_size: Optional[int] = None, device: str = "cpu",
+                     stats: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.nn.Module]:
+    """Official checkpoint (or flat state dict) -> {component name: loaded diffedit module}, strict key/shape match.
+
+    The image size: ``image_size``, else the preset's, else the ``x_T`` buffer's, else inferred from the layout
+    (attention at 16 px). ``stats``: latent statistics for a classifier / latent network whose file has none.
+    """
+    state = ckpt.get("state_dict") if isinstance(ckpt, dict) and isinstance(ckpt.get("state_dict"), dict) else ckpt
     if not isinstance(state, dict):
-        raise ModelError("checkpoint has no state_dict: not a Lightning checkpoint")
+        raise ModelError("checkpoint has no state_dict: not a Lightning checkpoint or state dict")
     parts = split_official_state(state, weights)
+    size = image_size or (state["x_T"].shape[-1] if "x_T" in state else None)
+    return build_parts(parts, preset, size, device, stats)
+
+
+def build_parts(parts: Dict[str, Dict[str, torch.Tensor]], preset: Optional[str], image_size: Optional[int],
+                device: str = "cpu", stats: Optional[Dict[str, torch.Tensor]] = None) -> Dict[str, torch.nn.Module]:
+    """Instantiate the networks of :func:`split_official_state`'s parts (the ``stats`` part builds none)."""
     modules: Dict[str, torch.nn.Module] = {}
     if "autoencoder" in parts:
         sd = parts["autoencoder"]
@@ -231,19 +343,27 @@ def build_components(ckpt: dict, weights: str = "ema", preset: Optional[str] = N
             if preset not in PRESETS:
                 raise ModelError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
             cfg = AutoencoderConfig(**PRESETS[preset])
+            if image_size is not None:
+                cfg = replace(cfg, image_size=image_size)
         else:
-            size = image_size or (state["x_T"].shape[-1] if "x_T" in state else None)
-            cfg = infer_autoencoder_config(sd, size)
-        if image_size is not None:
-            cfg = replace(cfg, image_size=image_size)
+            cfg = infer_autoencoder_config(sd, image_size)
         modules["autoencoder"] = _instantiate("autoencoder", cfg, sd, device)
-    if "latent" in parts:
-        modules["latent"] = _instantiate("latent", infer_latent_config(parts["latent"]), parts["latent"], device)
-    if "classifier" in parts:
-        weight = parts["classifier"]["linear.weight"]
-        names = CELEBA_ATTRIBUTES if weight.shape[0] == len(CELEBA_ATTRIBUTES) else [f"attr_{i}" for i in range(weight.shape[0])]
-        cfg = ClassifierConfig(num_features=weight.shape[1], attributes=list(names))
-        modules["classifier"] = _instantiate("classifier", cfg, parts["classifier"], device)
+    for comp in ("latent", "classifier"):
+        if comp not in parts:
+            continue
+        state = dict(parts[comp])
+        if "conds_mean" not in state:
+            if stats is None:
+                raise ModelError(f"the {comp} has no latent statistics (conds_mean / conds_std): give the file that "
+                                 "holds them too (latent.pkl, a *_latent or *_cls checkpoint)")
+            state.update(stats)
+        if comp == "latent":
+            cfg = infer_latent_config(state)
+        else:
+            weight = state["linear.weight"]
+            names = CELEBA_ATTRIBUTES if weight.shape[0] == len(CELEBA_ATTRIBUTES) else [f"attr_{i}" for i in range(weight.shape[0])]
+            cfg = ClassifierConfig(num_features=weight.shape[1], attributes=list(names))
+        modules[comp] = _instantiate(comp, cfg, state, device)
     return modules
 
 
@@ -271,12 +391,13 @@ def load_state_strict_meta(module: torch.nn.Module, state: Dict[str, torch.Tenso
 
 def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", preset: Optional[str] = None,
                         image_size: Optional[int] = None, trust_pickle: bool = False, name: Optional[str] = None,
-                        overwrite: bool = False, log=print) -> Dict[str, str]:
-    """Convert one or more official checkpoints into (or add them to) the model folder ``out_dir``.
+                        overwrite: bool = False, log=print, extra_index: Optional[dict] = None) -> Dict[str, str]:
+    """Convert official weight files (or folders of them) into (or add them to) the model folder ``out_dir``.
 
-    Returns {component: source checkpoint}. Existing components are only
-    replaced with ``overwrite``; the folder is written component by component
-    through temp folders, so an interrupted run leaves no half-written component.
+    Each file is classified by its keys and shapes (:func:`split_official_state`): Lightning checkpoints,
+    plain state dicts with the official names (EMA-stripped or prefixed), latent statistics. Returns
+    {component: source file}. Existing components are only replaced with ``overwrite``; the folder is written
+    component by component through temp folders, so an interrupted run leaves no half-written component.
     """
     import shutil
     import tempfile
@@ -290,15 +411,27 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
             existing = list(read_json(out_dir / INDEX_FILE, "model index").get("components", []))
         elif any(out_dir.iterdir()):
             raise ModelError(f"out '{out_dir}' is a non-empty folder that is not a diffedit model", param="out")
-    collected: Dict[str, Tuple[torch.nn.Module, str]] = {}
-    for path in paths:
-        ckpt, stubbed = read_checkpoint(Path(path), trust_pickle)
-        if stubbed:
-            log(f"{path}: skipped {len(stubbed)} non-tensor objects without executing them ({', '.join(stubbed[:3])}{', ...' if len(stubbed) > 3 else ''})")
+    files = weight_files(paths)
+    split: List[Tuple[Path, Dict[str, Dict[str, torch.Tensor]], Optional[int]]] = []
+    for path in files:
+        state = read_state(path, trust_pickle, log)
         try:
-            built = build_components(ckpt, weights, preset, image_size)
+            parts = split_official_state(state, weights)
         except ModelError as err:
             raise ModelError(f"'{path}': {err}") from None
+        split.append((path, parts, state["x_T"].shape[-1] if "x_T" in state else None))
+        del state
+    own_stats = [p.get(c) for _, p, _ in split for c in ("stats", "classifier", "latent") if c in p]
+    stats = next((latent_stats(s) for s in own_stats if latent_stats(s) is not None), None)
+    collected: Dict[str, Tuple[torch.nn.Module, str]] = {}
+    for path, parts, xt_size in split:
+        try:
+            built = build_parts(parts, preset, image_size or xt_size, stats=stats)
+        except ModelError as err:
+            raise ModelError(f"'{path}': {err}") from None
+        if "autoencoder" in built and not (image_size or xt_size or preset):
+            log(f"{path}: no x_T buffer; image size {built['autoencoder'].config.image_size} inferred from the layout "
+                f"(attention at {OFFICIAL_ATTENTION_PX} px, as in every official model; --image-size overrides)")
         for comp, module in built.items():
             if comp in collected:
                 first = collected[comp][0].state_dict()
@@ -307,6 +440,8 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
                     raise ModelError(f"'{path}' and '{collected[comp][1]}' both hold a different {comp}; convert them separately")
                 continue
             collected[comp] = (module, str(path))
+    if not collected:
+        raise ModelError(f"no network in {', '.join(map(str, files))}: only latent statistics")
     clash = [c for c in collected if c in existing]
     if clash and not overwrite:
         raise ModelError(f"'{out_dir}' already has component(s) {', '.join(clash)}; pass --overwrite to replace them")
@@ -322,5 +457,6 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     components = sorted(set(existing) | set(collected))
-    write_index(out_dir, name or out_dir.name, components, {"converted_from": "official Diff-AE checkpoints"})
+    write_index(out_dir, name or out_dir.name, components,
+                {"converted_from": "official Diff-AE checkpoints", **(extra_index or {})})
     return {comp: source for comp, (_, source) in collected.items()}
