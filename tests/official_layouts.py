@@ -16,21 +16,6 @@ from diffedit_cli.io.convert import PRESETS
 from diffedit_cli.networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 
 
-def random_like_official(module: torch.nn.Module, seed: int) -> Dict[str, torch.Tensor]:
-    """The module's state dict with every tensor drawn at random (weights ~ N(0, 1/fan_in), norms ~ 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for key, value in module.state_dict().items():
-        if key.endswith("weight") and value.dim() >= 2:
-            fan_in = math.prod(value.shape[1:])
-            out[key] = torch.randn(value.shape, generator=gen) / math.sqrt(fan_in)
-        elif "norm" in key and key.endswith("weight") or key.endswith("in_layers.0.weight") or key.endswith("out_layers.0.weight"):
-            out[key] = 1 + 0.1 * torch.randn(value.shape, generator=gen)
-        else:
-            out[key] = 0.02 * torch.randn(value.shape, generator=gen)
-    return out
-
-
 def autoencoder_state(preset: str = "ffhq256", seed: int = 0) -> Dict[str, torch.Tensor]:
     """An EMA-stripped autoencoder state dict of the official architecture ``preset`` (no x_T buffer)."""
     with torch.device("meta"):
@@ -56,7 +41,7 @@ def classifier_state(features: int = 512, seed: int = 1, with_stats: bool = True
              "ema_classifier.weight": weight + 0.01 * torch.randn(40, features, generator=gen),
              "ema_classifier.bias": bias.clone()}
     if with_stats:
-        state.update(stats_state(features, seed + 1, shaped=(1, features)))
+        state.update(stats_state(features, seed + 1, shaped=(1, features), with_conds=False))
     return state
 
 

@@ -333,7 +333,7 @@ def choose_model(source, infos: List[FileInfo], selector: Optional[str], spec: s
 
 
 def _short(info: FileInfo) -> str:
-    size = f", {info.arch.image_size} px" if info.arch is not None else ""
+    size = f" ({info.arch.image_size} px)" if info.arch is not None else ""
     return f"{model_name(info.file.path)}{size}"
 
 
