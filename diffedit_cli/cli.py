@@ -36,9 +36,55 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+# -- shell completion of values (--model, --attr, GAE slices): read the model's JSON files, nothing heavier ----
+
+def _complete_model(incomplete: str) -> List[str]:
+    from .io.models import shipped_models
+    from .io.registry import KNOWN
+
+    return [name for name in [*shipped_models(), *KNOWN] if name.startswith(incomplete)]
+
+
+def _completion_config(ctx: typer.Context, component: str) -> dict:
+    """The ``component``'s config of the model named on the command line so far (shipped, folder or cached)."""
+    from .io.catalog import converted_folders
+    from .io.models import DEFAULT_MODEL, INDEX_FILE, shipped_models
+    from .io.registry import KNOWN
+
+    spec = (ctx.params or {}).get("model") or DEFAULT_MODEL
+    shipped = shipped_models()
+    if spec in shipped:
+        folder = shipped[spec]
+    elif Path(spec).expanduser().is_dir() and (Path(spec).expanduser() / INDEX_FILE).is_file():
+        folder = Path(spec).expanduser()
+    else:
+        cached = converted_folders(KNOWN[spec].repo if spec in KNOWN else spec.split("@")[0].split(":")[0])
+        if not cached:
+            return {}
+        folder = cached[0]
+    try:
+        return json.loads((folder / component / "config.json").read_text()).get("config", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _complete_attr(ctx: typer.Context, incomplete: str) -> List[str]:
+    names = _completion_config(ctx, "classifier").get("attributes", [])
+    names = names + [f"No_{n}" for n in names if not n.startswith("No_")]
+    return [n for n in names if n.lower().startswith(incomplete.lower())]
+
+
+def _complete_slice(ctx: typer.Context, incomplete: str) -> List[str]:
+    slices = [str(s[0]) for s in _completion_config(ctx, "gae").get("slices", [])]
+    return [n for n in slices if n.lower().startswith(incomplete.lower())]
+
+
 # -- shared options --------------------------------------------------------
 ModelOpt = Annotated[Optional[str], typer.Option(
-    "--model", "-m", help="Local model folder, name of a shipped model, or Hub id 'org/name[@revision]'. "
+    "--model", "-m", autocompletion=_complete_model, help="A shipped model (toyfaces: 64 px cartoon faces), a known pretrained one (ffhq256: the "
+    "official FFHQ-256 Diff-AE, downloaded and converted on first use; 'diffedit models'), a Hub id "
+    "'org/name[@revision]' or a local folder, holding a diffedit model or official Diff-AE weights (Lightning "
+    "checkpoints or state dicts; ':NAME' picks one of several models, e.g. org/name:ffhq256). "
     "Default: the shipped 'toyfaces' model.", show_default=False)]
 OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/) or, for one input, a file name.", show_default=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
@@ -64,6 +110,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per o
 SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists (resume an interrupted run).")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+RelativeToOpt = Annotated[Optional[str], typer.Option("--relative-to", help="Name each output by its input's path inside this folder (keeps the tree of files listed one by one or read from stdin: find DIR ... | diffedit encode - --relative-to DIR).", show_default=False)]
 # -- HDAE (issue 4): resolution levels of the semantic code --------------------------------------------
 LevelsOpt = Annotated[Optional[str], typer.Option(
     "--levels", help="Resolution levels, 1 = finest ... L = coarsest (UNet levels; L = len(channel_mult)): "
@@ -74,6 +121,7 @@ LevelsOpt = Annotated[Optional[str], typer.Option(
 AlignOpt = Annotated[bool, typer.Option("--align", help="Inputs are photos: detect faces and FFHQ-align them to the model's size first.")]
 AlignedOpt = Annotated[bool, typer.Option("--aligned", help="Inputs are already FFHQ-aligned crops: no detection (the default without --align).")]
 FaceOpt = Annotated[str, typer.Option("--face", help="With --align: all, largest, or a face number (0 = leftmost). Outputs are named <stem>_<NN>.")]
+AlignFaceOpt = Annotated[str, typer.Option("--face", help="all, largest, or a face number (0 = leftmost). Outputs are named <stem>_<NN>.")]
 DetectorOpt = Annotated[str, typer.Option("--detector", help="auto (facexlib if its weights are cached, else dlib), facexlib, facexlib-mobile or dlib.")]
 FaceWeightsOpt = Annotated[Optional[str], typer.Option("--face-weights", help="Folder of facexlib weights (default: $DIFFEDIT_FACE_WEIGHTS or ~/.cache/diffedit/facexlib); downloaded there on first use.", show_default=False)]
 
@@ -96,25 +144,18 @@ def _face_options(align: bool, aligned: bool, face: str, detector: str, face_wei
 
 
 def _opts(device, precision, batch_size, seed, steps=defaults.STEPS, inv_steps=defaults.INV_STEPS, skip_existing=False,
-          overwrite=False, sampler=defaults.SAMPLER, spacing=defaults.SPACING):
+          overwrite=False, sampler=defaults.SAMPLER, spacing=defaults.SPACING, relative_to=None):
     from .jobs.runner import RunOptions
 
     return RunOptions(device=device, precision=precision, batch_size=batch_size, seed=seed, steps=steps,
                       inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite, sampler=sampler,
-                      spacing=spacing)
+                      spacing=spacing, relative_to=relative_to)
 
 
 def _load(model: Optional[str], device: str, components=("latent", "classifier")):
-    from .io.models import load_model
-    from .pipeline import pick_device, prepare
+    from .pipeline import load
 
-    dev = pick_device(device)
-    loaded = load_model(model, device="cpu", components=components)
-    prepare(loaded.autoencoder, dev)
-    for module in [loaded.latent, loaded.classifier, *loaded.extra.values()]:
-        if module is not None:
-            module.to(dev)
-    return loaded
+    return load(model, device, components)
 
 
 def _parse_sweep(spec: str) -> List[float]:
@@ -158,7 +199,7 @@ def encode(
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, skip_existing: SkipOpt = False,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
-    face_weights: FaceWeightsOpt = None,
+    face_weights: FaceWeightsOpt = None, relative_to: RelativeToOpt = None,
 ):
     """Encode images to latent files: z_sem (semantic code) + x_T (DDIM inversion).
 
@@ -173,13 +214,15 @@ def encode(
       diffedit encode photos/ --out latents/ --inv-steps 250
 
       diffedit encode group.jpg --align --face all --out latents/
+
+      find /data -name '*.png' | diffedit encode - --relative-to /data --out latents/   (keeps the tree)
     """
     from .jobs.runner import encode_files
 
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     loaded = _load(model, device, components=())
     run_opts = _opts(device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite,
-                     spacing=spacing)
+                     spacing=spacing, relative_to=relative_to)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .jobs.photos import encode_photos
@@ -197,6 +240,7 @@ def decode(
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Ignore the stored x_T and draw it from --seed.")] = False,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    relative_to: RelativeToOpt = None,
 ):
     """Decode (z_sem, x_T) to images with deterministic DDIM.
 
@@ -209,7 +253,8 @@ def decode(
     loaded = _load(model, device, components=())
     with _reporter(json_lines, quiet) as rep:
         code = decode_files(loaded, inputs, out, _opts(device, precision, batch_size, seed, steps, inv_steps,
-                                                        skip_existing, overwrite, sampler, spacing=spacing), rep, random_xT=random_xt)
+                                                        skip_existing, overwrite, sampler, spacing=spacing,
+                                                        relative_to=relative_to), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -256,11 +301,11 @@ def interpolate(
 @app.command()
 def edit(
     inputs: Annotated[Optional[List[str]], typer.Argument(help="Images or latent files, folders, globs, '-'.", show_default=False)] = None,
-    attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="Attribute to move along: NAME (uses --alpha) or NAME=ALPHA; repeatable. Case-insensitive; No_X negates X.", show_default=False)] = None,
+    attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", autocompletion=_complete_attr, help="Attribute to move along: NAME (uses --alpha) or NAME=ALPHA; repeatable. Case-insensitive; No_X negates X.", show_default=False)] = None,
     alpha: Annotated[float, typer.Option("--alpha", callback=_check_alpha, help="Edit strength in normalised-z units times sqrt(D) (official demo: 0.3; at most 10 in size).")] = 0.3,
     topk: Annotated[Optional[int], typer.Option("--topk", min=1, help="HDAE truncation: keep the K largest coordinates of the direction.", show_default=False)] = None,
     alpha_sweep: Annotated[Optional[str], typer.Option("--alpha-sweep", help="START:STOP:COUNT, e.g. -0.5:0.5:5: one row of decodes per input.", show_default=False)] = None,
-    compare: Annotated[bool, typer.Option("--compare", help="Put the input on the left of the output.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="Put the input on the left of the output, columns labelled; tiles of models under 256 px are enlarged (nearest-neighbour) to 256 px. With --paste-back: original photo | edited photo.")] = False,
     list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
@@ -270,6 +315,7 @@ def edit(
     face_weights: FaceWeightsOpt = None,
     paste_back: Annotated[bool, typer.Option("--paste-back", help="With --align: blend the edited faces back into the photo and write the whole photo (pixels outside the face masks unchanged).")] = False,
     direction: Annotated[Optional[List[str]], typer.Option("--direction", "-d", help="Move along a direction-file direction: FILE:NAME (uses --alpha) or FILE:NAME=ALPHA; repeatable; mixes with --attr ('diffedit directions').", show_default=False)] = None,
+    relative_to: RelativeToOpt = None,
     orthogonal_to: Annotated[Optional[List[str]], typer.Option("--orthogonal-to", help="Remove from every edit direction its components along these (attributes or FILE:NAME; comma lists, repeatable), e.g. Male,Eyeglasses.", show_default=False)] = None,
 ):
     """Edit attributes by moving z_sem along linear-classifier directions (x_T from DDIM inversion).
@@ -296,8 +342,6 @@ def edit(
     faces = _face_options(align, aligned, face, detector, face_weights, device)
     if paste_back and faces is None:
         raise DiffeditError("--paste-back needs --align (it blends edited faces back into the photos they came from)")
-    if paste_back and compare:
-        raise DiffeditError("--compare shows aligned crops; it cannot be combined with --paste-back")
     alphas = _parse_sweep(alpha_sweep) if alpha_sweep else None
     loaded = _load(model, device, components=("classifier",))
     if list_attrs:
@@ -311,7 +355,8 @@ def edit(
         raise DiffeditError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
     if alphas is not None and len(attr) + len(direction) != 1:
         raise DiffeditError("--alpha-sweep takes exactly one --attr or --direction")
-    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing)
+    run_opts = _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing,
+                     relative_to=relative_to)
     with _reporter(json_lines, quiet) as rep:
         if faces is not None:
             from .jobs.photos import edit_photos
@@ -385,11 +430,11 @@ def style_mix_cmd(
 
 @app.command()
 def convert(
-    checkpoints: Annotated[List[Path], typer.Argument(help="Official Diff-AE Lightning checkpoints (last.ckpt): autoencoder, latent and/or classifier.", show_default=False)],
+    checkpoints: Annotated[List[Path], typer.Argument(help="Official Diff-AE weight files or folders of them: Lightning checkpoints (last.ckpt), state dicts with the official names (.safetensors, .pt, .pth, .bin; EMA-stripped or prefixed), latent.pkl; autoencoder, latent, classifier and/or latent statistics.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to create (or add components to).", show_default=False)],
     weights: Annotated[str, typer.Option("--weights", help="ema (what the official code samples with) or raw.")] = "ema",
     preset: Annotated[Optional[str], typer.Option("--preset", help="ffhq256, ffhq128, bedroom128, horse128 or celeba64 (default: infer from key shapes).", show_default=False)] = None,
-    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Override the image size (default: from the x_T buffer).", show_default=False)] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", min=8, max=4096, help="Override the image size (default: from the x_T buffer, else from the layout: official models attend at 16 px).", show_default=False)] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model name stored in model_index.json.", show_default=False)] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow the checkpoint to execute arbitrary pickled code. Only for files you trust.")] = False,
     overwrite: OverwriteOpt = False,
@@ -399,7 +444,14 @@ def convert(
     Nothing in the checkpoint is executed unless --trust-pickle is given; Lightning's
     callbacks / optimizer state are skipped safely.
 
-    Example: diffedit convert ffhq256_autoenc/last.ckpt ffhq256_autoenc_latent/last.ckpt ffhq256_autoenc_cls/last.ckpt --out models/ffhq256
+    Each file is classified by its keys and shapes. '--model' converts such files by itself (once, into the
+    cache); 'convert' writes a model folder where you choose.
+
+    Examples:
+
+      diffedit convert ffhq256_autoenc/last.ckpt ffhq256_autoenc_latent/last.ckpt ffhq256_autoenc_cls/last.ckpt --out models/ffhq256
+
+      diffedit convert ffhq256_autoenc_ema.safetensors ffhq256_autoenc_cls.safetensors ffhq256_autoenc_latent.safetensors --out models/ffhq256
     """
     from rich.console import Console
 
@@ -417,9 +469,9 @@ def align(
     inputs: Annotated[List[str], typer.Argument(help="Photos, folders, globs or '-' (paths on stdin).", show_default=False)],
     out: OutOpt = None,
     size: Annotated[Optional[int], typer.Option("--size", min=8, help="Crop size in pixels (default: the model's image size).", show_default=False)] = None,
-    model: ModelOpt = None, face: FaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
+    model: ModelOpt = None, face: AlignFaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
     device: DeviceOpt = "auto", skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False,
-    json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    json_lines: JsonOpt = False, quiet: QuietOpt = False, relative_to: RelativeToOpt = None,
 ):
     """Detect faces in photos and write FFHQ-aligned crops <name>_<NN>.png (NN: face number, 0 = leftmost).
 
@@ -432,16 +484,18 @@ def align(
 
       diffedit align group.jpg --face largest --detector dlib
     """
-    from .jobs.photos import align_files
+    from .jobs.photos import align_files, warn_if_not_photo_model
 
     faces = _face_options(True, False, face, detector, face_weights, device)
     if size is None:
         from .io.models import load_model
 
-        size = load_model(model, device="cpu", components=()).image_size
+        loaded = load_model(model, device="cpu", components=())
+        warn_if_not_photo_model(loaded)
+        size = loaded.image_size
     with _reporter(json_lines, quiet) as rep:
         code = align_files(inputs, out, size, faces, _opts(device, None, 1, 0, skip_existing=skip_existing,
-                                                           overwrite=overwrite), rep)
+                                                           overwrite=overwrite, relative_to=relative_to), rep)
     raise typer.Exit(code)
 
 
@@ -1019,12 +1073,13 @@ def eval_curve_cmd(
 def swap(
     a: Annotated[str, typer.Argument(help="Image(s) A to change: image or latent file, folder, glob.", show_default=False)],
     b: Annotated[str, typer.Argument(help="Image or latent file B that gives the slice(s).", show_default=False)],
-    attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", help="GAE slice to take from B (e.g. hair, mouth, background); repeatable.", show_default=False)] = None,
+    attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", autocompletion=_complete_slice, help="GAE slice to take from B (e.g. hair, mouth, background); repeatable.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Write A | B | result side by side.")] = False,
     residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    relative_to: RelativeToOpt = None,
 ):
     """Give A the attribute slice(s) of B with the model's group-supervised autoencoder (GAE).
 
@@ -1043,7 +1098,8 @@ def swap(
     loaded = _load(model, device, components=("gae",))
     with _reporter(json_lines, quiet) as rep:
         code = swap_files(loaded, [a], b, attr or [], out,
-                          _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing), rep,
+                          _opts(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
+                                spacing=spacing, relative_to=relative_to), rep,
                           compare=compare, residual=residual)
     raise typer.Exit(code)
 
@@ -1051,7 +1107,7 @@ def swap(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def recombine(
     ctx: typer.Context,
-    base: Annotated[str, typer.Option("--base", help="Image or latent file giving every slice not named otherwise (and x_T).", show_default=False)],
+    base: Annotated[Optional[str], typer.Option("--base", help="Image or latent file giving every slice not named otherwise (and x_T); required unless --list-slices.", show_default=False)] = None,
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Decode with random x_T from --seed instead of the base's inverted x_T.")] = False,
     compare: Annotated[bool, typer.Option("--compare", help="Write base | part images | result side by side.")] = False,
     residual: Annotated[bool, typer.Option("--residual", help="Add back the base's GAE reconstruction error.")] = False,
@@ -1082,6 +1138,8 @@ def recombine(
         for name in model_gae(loaded).slice_names:
             typer.echo(name)
         raise typer.Exit(0)
+    if base is None:
+        raise DiffeditError("give --base IMAGE (the face every slice not named otherwise comes from; see 'diffedit recombine --help')")
     parts = parse_part_args(ctx.args)
     with _reporter(json_lines, quiet) as rep:
         code = recombine_files(loaded, base, parts, out,
@@ -1315,6 +1373,58 @@ def _warnings_as_lines():
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+THREADS_ENV = "DIFFEDIT_THREADS"
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", min=1, max=4096, help=f"CPU threads for this run (default: ${THREADS_ENV}, else one per physical "
+    "core, the fastest for one process alone). Several processes on one machine: give each cores / processes.",
+    show_default=False)]
+
+
+def _set_threads(value: Optional[int]) -> None:
+    """``--threads N`` (or ``$DIFFEDIT_THREADS``): torch's intra-op CPU threads for this run."""
+    if value is None:
+        env = os.environ.get(THREADS_ENV, "").strip()
+        if not env:
+            return
+        if not env.isdigit() or int(env) < 1:
+            raise DiffeditError(f"${THREADS_ENV} must be a whole number >= 1, got '{env}'")
+        value = int(env)
+    import torch
+
+    torch.set_num_threads(value)
+
+
+def _with_threads(fn):
+    """``fn`` with a ``--threads`` option, applied before it runs (every command has one)."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(fn, eval_str=True)
+    if "threads" in signature.parameters:
+        return fn
+
+    @functools.wraps(fn)
+    def command(*args, threads: Optional[int] = None, **kwargs):
+        _set_threads(threads)
+        return fn(*args, **kwargs)
+
+    extra = inspect.Parameter("threads", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ThreadsOpt)
+    params = list(signature.parameters.values())
+    command.__signature__ = signature.replace(parameters=params + [extra])
+    command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}
+    return command
+
+
+def _add_threads_option(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        info.callback = _with_threads(info.callback)
+    for group in typer_app.registered_groups:
+        _add_threads_option(group.typer_instance)
+
+
+_add_threads_option(app)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -90,6 +90,21 @@ def prepare(autoencoder: DiffAEAutoencoder, device: torch.device, channels_last:
     return autoencoder.to(device, memory_format=memory).eval().requires_grad_(False)
 
 
+def load(spec: Optional[str] = None, device: str = "auto", components: Sequence[str] = ("latent", "classifier")):
+    """A ready model, as every command gets it: ``spec`` resolved as ``--model`` is (default: the shipped model),
+    loaded with whichever of ``components`` it has, moved to ``device`` (``auto``: cuda if available), the
+    autoencoder prepared (:func:`prepare`). Returns a :class:`diffedit_cli.io.models.DiffAEModel`."""
+    from .io.models import load_model
+
+    dev = pick_device(device)
+    model = load_model(spec, device="cpu", components=components)
+    prepare(model.autoencoder, dev)
+    for module in [model.latent, model.classifier, *model.extra.values()]:
+        if module is not None:
+            module.to(dev)
+    return model
+
+
 def _memory_format(autoencoder: DiffAEAutoencoder) -> torch.memory_format:
     weight = next(p for p in autoencoder.parameters() if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] > 1)
     channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

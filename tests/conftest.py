@@ -2,6 +2,7 @@
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,10 @@ import torch
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
-REFERENCE = Path(os.environ.get("DIFFEDIT_REFERENCE", TESTS.parent.parent / "shared" / "reference"))
+# The official code's fixtures, copied into the repository (tests/fixtures/README.md says where they come from);
+# DIFFEDIT_REFERENCE points elsewhere (the project's shared/reference, say).
+FIXTURES = TESTS / "fixtures" / "reference"
+REFERENCE = Path(os.environ.get("DIFFEDIT_REFERENCE", FIXTURES))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
@@ -19,6 +23,8 @@ os.environ["DIFFEDIT_OFFLINE"] = "1"
 # Numerical tests compare against fp32 references on every machine: the CPU default (bf16 where the CPU has it
 # natively) is pinned to fp32 here; test_batching.py tests the default itself with this variable removed.
 os.environ["DIFFEDIT_CPU_PRECISION"] = "fp32"
+# Models converted from official weights go to a cache of this test session, never the user's.
+os.environ.setdefault("DIFFEDIT_CACHE", tempfile.mkdtemp(prefix="diffedit-test-cache-"))
 
 
 def need_reference() -> Path:

@@ -118,7 +118,8 @@ def test_directions_cli_end_to_end(faces, tmp_path, capsys):
     assert main(["directions", "show", str(d), "--inputs", str(faces / "images"), "--out", str(grid), "--faces", "1",
                  "--columns", "3", "--steps", "2", "--inv-steps", "2", "-q"]) == 0
     width, height = Image.open(grid).size
-    assert (width - 2) // 66 == 3 and (height - 2) // 66 == 3  # 3 strengths x 1 face, 3 rows (64 px + 2 px padding)
+    # 3 strengths x 1 face, 3 rows: 64 px tiles shown at 256 px (2 px padding), plus a label band on top and left
+    assert (width - 2) // 258 == 3 and (height - 2) // 258 == 3 and width > 3 * 258 + 12 and height > 3 * 258 + 12
 
     few = tmp_path / "smile.safetensors"
     code = main(["directions", "from-examples", "--positive", str(faces / "pos"), "--negative", str(faces / "neg"),

@@ -238,7 +238,7 @@ def test_encode_writes_all_levels_and_style_mix(hdae_dir, faces, tmp_path, capsy
     assert code == 0, err
     assert len(out.splitlines()) == 2
     grid = Image.open(tmp_path / "mix" / "grid.png")
-    assert grid.size == (2 * 16 + 3 * 2, 3 * 16 + 4 * 2)  # (1 + B) columns x (1 + A) rows
+    assert grid.size == (2 * 256 + 3 * 2, 3 * 256 + 4 * 2)  # (1 + B) columns x (1 + A) rows, 16 px shown at 256
     ae = model.autoencoder
     for name in ("a0", "a1"):
         mixed = mix_codes(ae, lat[name].z_sem[None], lat["b0"].z_sem[None], [2])

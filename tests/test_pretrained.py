@@ -135,6 +135,16 @@ def test_lightning_folders_from_the_hub(lightning_folders, reference, ref_tensor
         hub_env(monkeypatch, hub.endpoint, tmp_path / "hf", offline=True)
         hub.clear_requests()
         assert load_model("someone/diffae-tiny").location.path == model.location.path and hub.requests == []
+        # a repo with two models asks for a choice, and takes one
+        two = tmp_path / "two"
+        shutil.copytree(lightning_folders, two)
+        shutil.copytree(lightning_folders / "tiny32_autoenc", two / "horse32_autoenc")
+        hub.add_repo("someone/two-models", two)
+        hub_env(monkeypatch, hub.endpoint, tmp_path / "hf")
+        with pytest.raises(ModelError, match=r"holds 2 models: .*choose one with --model someone/two-models:NAME"):
+            load_model("someone/two-models")
+        chosen = load_model("someone/two-models:tiny32", components=("latent", "classifier"), log=lambda *_: None)
+        assert chosen.latent is not None and chosen.classifier is not None
 
 
 def test_a_source_with_two_models_asks_for_a_choice(lightning_folders, tmp_path, capsys):
@@ -284,3 +294,26 @@ def test_real_photo_path_at_256_px(ffhq256_layouts, monkeypatch, tmp_path, capsy
             changed = (edited != pair).any(-1)
             assert changed[:, :512].sum() > 5000 and changed[:, 512:].sum() > 5000
             assert not changed[:, :110].any() and not changed[:, 360:660].any() and not changed[260:].any()
+
+
+def test_every_command_runs_on_a_converted_official_model(lightning_folders, tmp_path, capsys):
+    """interpolate, style-mix, sample, directions and edit along them, on the Lightning folders as --model."""
+    model = ["--model", f"{lightning_folders}", "--steps", "2", "--inv-steps", "2", "--device", "cpu", "-q"]
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for k in range(6):
+        Image.fromarray(np.random.default_rng(k).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(faces / f"f{k}.png")
+    a, b = str(faces / "f0.png"), str(faces / "f1.png")
+    assert main(["interpolate", a, b, "--frames", "3", "--out", str(tmp_path / "interp"), *model]) == 0
+    assert len(list((tmp_path / "interp").glob("frame_*.png"))) == 3
+    assert main(["style-mix", a, b, "--levels", "1", "--out", str(tmp_path / "mix"), *model]) == 0
+    assert Image.open(tmp_path / "mix" / "mix_f0__f1.png").size == (32, 32)
+    assert main(["sample", "--n", "2", "--latent-steps", "2", "--steps", "2", "--model", str(lightning_folders),
+                 "--out", str(tmp_path / "samples"), "-q"]) == 0
+    assert len(list((tmp_path / "samples").glob("sample_*.png"))) == 2
+    assert main(["directions", "pca", str(faces), "--components", "2", "--out", str(tmp_path / "dirs.safetensors"),
+                 "--model", str(lightning_folders), "--device", "cpu"]) == 0
+    assert main(["edit", a, "--direction", f"{tmp_path / 'dirs.safetensors'}:pc01=0.5", "--attr", "Smiling=0.2",
+                 "--topk", "8", "--out", str(tmp_path / "edited.png"), *model]) == 0
+    assert Image.open(tmp_path / "edited.png").size == (32, 32)
+    capsys.readouterr()

@@ -431,7 +431,7 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
             raise ModelError(f"'{path}': {err}") from None
         if "autoencoder" in built and not (image_size or xt_size or preset):
             log(f"{path}: no x_T buffer; image size {built['autoencoder'].config.image_size} inferred from the layout "
-                f"(attention at {OFFICIAL_ATTENTION_PX} px, as in every official model; --image-size overrides)")
+                f"(attention at {OFFICIAL_ATTENTION_PX} px, as in every official model)")
         for comp, module in built.items():
             if comp in collected:
                 first = collected[comp][0].state_dict()

@@ -241,6 +241,48 @@ def make_grid(
     return torchvision.utils.make_grid(images, nrow=ncol, padding=pad, pad_value=pad_value)
 
 
+DISPLAY_MIN_TILE = 256
+"""Comparison pictures (``--compare``, sweeps, direction overviews) show each tile at least this many pixels wide:
+smaller models' tiles are enlarged by an integer factor with nearest-neighbour (no new detail is invented)."""
+
+
+def display_grid(images: torch.Tensor, ncol: int, col_labels: Optional[Sequence[str]] = None,
+                 row_labels: Optional[Sequence[str]] = None, min_tile: int = DISPLAY_MIN_TILE) -> torch.Tensor:
+    """A comparison grid for people: tiles (N, 3, S, S) in [-1, 1] enlarged to at least ``min_tile`` px
+    (nearest-neighbour, integer factor), laid out ``ncol`` per row, with a label above each column and before
+    each row when given. Returns (3, H, W) in [-1, 1]."""
+    size = images.shape[-1]
+    factor = max(1, -(-min_tile // size))
+    if factor > 1:
+        images = torch.nn.functional.interpolate(images, scale_factor=factor, mode="nearest")
+    grid = make_grid(images, ncol=ncol)
+    if not col_labels and not row_labels:
+        return grid
+    from PIL import ImageDraw, ImageFont
+
+    tile, pad = images.shape[-1], 2
+    try:
+        font = ImageFont.load_default(size=max(12, tile // 14))
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        font = ImageFont.load_default()
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_h = max(probe.textbbox((0, 0), "Ag+0.5", font=font)[3], 10) + 6
+    left = max([probe.textbbox((0, 0), t, font=font)[2] for t in row_labels or []] + [0]) + (10 if row_labels else 0)
+    top = text_h if col_labels else 0
+    body = Image.fromarray(to_u8(grid))
+    canvas = Image.new("RGB", (body.width + left, body.height + top), (255, 255, 255))
+    canvas.paste(body, (left, top))
+    draw = ImageDraw.Draw(canvas)
+    step = tile + pad
+    for c, text in enumerate(col_labels or []):
+        width = draw.textbbox((0, 0), text, font=font)[2]
+        draw.text((left + pad + c * step + (tile - width) // 2, 3), text, fill=(0, 0, 0), font=font)
+    for r, text in enumerate(row_labels or []):
+        height = draw.textbbox((0, 0), text, font=font)[3]
+        draw.text((4, top + pad + r * step + (tile - height) // 2), text, fill=(0, 0, 0), font=font)
+    return from_u8(np.asarray(canvas))
+
+
 def save_gif(
     frames: Sequence[torch.Tensor],
     path: PathLike,

@@ -104,13 +104,20 @@ def resolve_model(spec: Optional[str], log=None) -> ModelLocation:
                          model_id=known.name, provenance=known.provenance(), log=log)
     owner = Path(name).parent
     if _looks_like_hub_id(base) and not local.exists() and not owner.is_dir():
-        return hub_model(name, revision or None, selector, spec, log=log)
+        try:
+            return hub_model(name, revision or None, selector, spec, log=log)
+        except ModelError as err:
+            if "not found" in str(err) or "not in the local cache" in str(err):  # a mistyped path reads as a Hub id
+                raise ModelError(f"{err}; no local folder '{name}' exists either") from None
+            raise
     if local.exists():
         raise ModelError(f"model '{spec}' is a file, not a model folder (give the folder that holds it, or convert it: "
                          "'diffedit convert')")
-    close = difflib.get_close_matches(base, list(shipped) + list(KNOWN), n=2, cutoff=0.6)
+    names_known = list(shipped) + list(KNOWN)
+    close = (difflib.get_close_matches(base, names_known, n=2, cutoff=0.6)
+             or difflib.get_close_matches(Path(base).name, names_known, n=2, cutoff=0.6))
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    if owner.is_dir() and str(owner) != ".":
+    if (owner.is_dir() and str(owner) != ".") or base.startswith((".", "/", "~")):  # a path, not a name
         raise ModelError(f"model folder '{spec}' not found{hint}")
     raise ModelError(f"model '{spec}' not found: not a folder, not a shipped model ({names}), not a known pretrained "
                      f"model ({', '.join(KNOWN)}; 'diffedit models'), not a Hub id 'org/name[@revision]'{hint}")

@@ -46,6 +46,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 import torch
 
 from ..errors import ModelError
+from .components import COMPONENTS
 from .convert import (PRESETS, WEIGHT_SUFFIXES, AutoencoderConfig, convert_checkpoints, infer_autoencoder_config,
                       latent_stats, read_state, split_official_state)
 
@@ -266,8 +267,12 @@ def classify(f: SourceFile, shapes: Dict[str, Tuple[int, ...]]) -> FileInfo:
     return FileInfo(f, tuple(r for r in ROLE_ORDER if r in roles), xt, arch)
 
 
-def _state_shapes(path: Path, log: Log) -> Dict[str, Tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in read_state(path, log=log).items()}
+def _quiet(_: str) -> None:
+    """Notes of a read that :func:`convert.convert_checkpoints` repeats when it converts the file."""
+
+
+def _state_shapes(path: Path) -> Dict[str, Tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in read_state(path, log=_quiet).items()}
 
 
 # -- choosing the files of one model ----------------------------------------------------------------------
@@ -390,6 +395,11 @@ def read_config_size(paths: Dict[str, Path], fam: str) -> Optional[int]:
 
 def plan_model(source, selector: Optional[str], spec: str, preset: Optional[str] = None, log: Log = _stderr) -> Plan:
     """Classify the source's weight files and choose those of one model (downloading pickles only if needed)."""
+    parts = sorted({f.path.split("/")[0] for f in source.files if f.path.count("/") == 1
+                    and f.path.endswith("/config.json") and f.path.split("/")[0] in COMPONENTS})
+    if parts:  # its weights follow its own configs (v prediction, schedules): never convert them as official ones
+        raise ModelError(f"'{source.label}' looks like a diffedit model folder ({', '.join(parts)}) but has no "
+                         "model_index.json; restore it (it lists the components) or re-save the model")
     weights = [f for f in source.files if f.is_weights]
     if not weights:
         listed = ", ".join(f.path for f in source.files[:5]) or "nothing"
@@ -402,7 +412,7 @@ def plan_model(source, selector: Optional[str], spec: str, preset: Optional[str]
             named = [f for f in pickles if selector.lower() in f.path.lower() or not family(f.path)]
             pickles = named or pickles
         local = source.fetch(pickles, log)
-        infos += [classify(f, _state_shapes(local[f.path], log)) for f in pickles]
+        infos += [classify(f, _state_shapes(local[f.path])) for f in pickles]
     chosen = choose_model(source, infos, selector, spec)
     plan = Plan(chosen, companions(chosen, infos, log))
     selector_preset, selector_size = parse_selector(selector)
@@ -512,8 +522,8 @@ def _compatible_extras(plan: Plan, local: Dict[str, Path], log: Log) -> List[Pat
         path = local[info.file.path]
         if "autoencoder" in info.roles:
             if auto_state is None:
-                auto_state = split_official_state(read_state(local[plan.autoencoder.file.path], log=log))["autoencoder"]
-            theirs = split_official_state(read_state(path, log=log)).get("autoencoder", {})
+                auto_state = split_official_state(read_state(local[plan.autoencoder.file.path], log=_quiet))["autoencoder"]
+            theirs = split_official_state(read_state(path, log=_quiet)).get("autoencoder", {})
             probe = "encoder.out.3.weight"
             if probe not in theirs or not torch.equal(theirs[probe], auto_state.get(probe, torch.empty(0))):
                 log(f"note: {info.file.path} was trained on another autoencoder; its latent network is left out")

@@ -121,6 +121,7 @@ def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, a
         cells.append(torch.cat(decoded))
         reporter.advance()
         reporter.done += 1
-    grid = imageio.make_grid(torch.cat(cells), ncol=columns * len(good))
+    col_labels = [f"{a:+.2f}" for _ in good for a in strengths]
+    grid = imageio.display_grid(torch.cat(cells), columns * len(good), col_labels, [found.names[r] for r in rows])
     imageio.save_image(grid, out, exclusive=not opts.overwrite)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -20,7 +21,7 @@ import torch
 
 from ..io import images as imageio
 from .. import pipeline
-from ..errors import DiffeditError, InputError
+from ..errors import DiffeditError, InputError, InputWarning
 from ..io.files import atomic_write
 from ..editing.plan import plan_edit
 from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, Slot, Unit, batched, check_interpolation,
@@ -74,6 +75,15 @@ class AlignedFace:
         return imageio.from_u8(np.ascontiguousarray(self.crop))
 
 
+def warn_if_not_photo_model(model) -> None:
+    """One ``warning:`` line when the model's index says it is not made for photos (the shipped toy models)."""
+    if model.index.get("photos", True) is False:
+        about = model.index.get("about", "not trained on photos")
+        warnings.warn(InputWarning(
+            f"model '{model.model_id}' is not a photo model ({about}): faces come back as blurred "
+            f"{model.image_size} px cartoons; for real photos use --model ffhq256 ('diffedit models')"))
+
+
 def align_photo(photo: Photo, size: int, options: FaceOptions) -> List[AlignedFace]:
     """Detect, select and align the faces of ``photo`` at ``size`` pixels."""
     rgb = photo.rgb8
@@ -96,9 +106,9 @@ def face_target(target: Path, number: int) -> Path:
 
 
 def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suffixes, reporter: Reporter,
-                what: str, noun: str) -> List[Tuple[Item, Path]]:
+                what: str, noun: str, relative_to: Optional[str] = None) -> List[Tuple[Item, Path]]:
     """Inputs -> [(item, base output path)], without existence checks (per-face names come later)."""
-    items, errors = collect_inputs(specs, "images")
+    items, errors = collect_inputs(specs, "images", relative_to=relative_to)
     for spec, msg in errors:
         reporter.fail(spec, msg)
     single = out_is_file(out, len(items), file_suffixes)
@@ -177,7 +187,7 @@ def align_files(specs: Sequence[str], out: Optional[str], size: int, options: Fa
         raise InputError(f"size {size}: too small", param="size")
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning", "faces aligned")
+    todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning", "faces aligned", opts.relative_to)
     inputs = {item.path.resolve() for item, _ in todo}
     for item, target in todo:
         found = _faces_of(item, size, options, reporter)
@@ -235,10 +245,11 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
                   reporter: Reporter) -> int:
     """Encode every detected face to ``<stem>_<NN>.safetensors``; the alignment goes into the metadata
     (``extra`` JSON, key ``face``: quad, crop_to_photo / photo_to_crop affines, box, landmarks, detector)."""
+    warn_if_not_photo_model(model)
     opts.validate(model, decode=False)
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces", "faces encoded")
+    todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces", "faces encoded", opts.relative_to)
     encode_units(model, photo_units(todo, model, options, opts, reporter), opts, reporter,
                  preprocessing(options.get_detector().name))
     return reporter.summary("faces encoded")
@@ -265,15 +276,14 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
     Without ``paste_back``: one image per face, ``<stem>_<NN>.png`` (``compare``: aligned input first; a
     sweep: one decode per alpha in a row). With ``paste_back``: the whole photo ``<stem>.png`` with every
     selected face edited and blended back (pixels outside the blend masks byte-identical to the input);
-    a sweep writes the photos side by side, one per alpha.
+    a sweep writes the photos side by side, one per alpha; ``compare`` puts the original photo first.
     """
+    warn_if_not_photo_model(model)
     plan = plan_edit(model, attrs, alpha, topk, alphas, levels, directions, orthogonal)
-    if paste_back and compare:
-        raise InputError("compare shows aligned crops; it cannot be combined with paste_back")
     opts.validate(model)
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited")
+    todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited", opts.relative_to)
     info = {**edit_info(plan, orthogonal), "detector": options.get_detector().name}
 
     def pasted_back(item: Item, target: Path, photo: Photo, faces: List[AlignedFace]):
@@ -281,7 +291,8 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
             edited = torch.stack([outs for outs, _, _ in results])  # (faces, columns, 3, S, S)
             masks = blend_masks(torch.stack([f.tensor for f in faces]), options)
             pasted = [_paste(photo, edited[:, c], faces, masks) for c in range(plan.columns)]
-            result = pasted[0][0] if len(pasted) == 1 else _side_by_side([p for p, _ in pasted])
+            shown = ([photo] if compare else []) + [p for p, _ in pasted]  # compare: the original photo first
+            result = shown[0] if len(shown) == 1 else _side_by_side(shown)
             target.parent.mkdir(parents=True, exist_ok=True)
             save_photo(result, target, exclusive=not opts.overwrite)
             reporter.ok(str(item.path), str(target), faces=[f.number for f in faces],
@@ -289,7 +300,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
         return finish
 
     units = photo_units(todo, model, options, opts, reporter, pasted_back if paste_back else None)
-    edit_units(model, units, plan, opts, reporter, compare, info)
+    edit_units(model, units, plan, opts, reporter, compare and not paste_back, info)
     return reporter.summary("photos edited" if paste_back else "faces edited")
 
 
@@ -312,6 +323,7 @@ def interpolate_photos(model, a: str, b: str, out: Optional[str], frames: int, o
                        options: FaceOptions, reporter: Reporter, levels: Optional[Sequence[int]] = None) -> int:
     """Interpolate between the largest (or ``face``-numbered) faces of two photos, aligned first; ``levels`` as
     for :func:`.runner.interpolate_pair`."""
+    warn_if_not_photo_model(model)
     level_list = check_interpolation(model, frames, levels, opts)
     check_face_spec(options.face)
     which = options.face if options.face != "all" else "largest"
@@ -367,6 +379,7 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
 
     Returns {"n": faces, "rows": [...], "notes": [...]}.
     """
+    warn_if_not_photo_model(model)
     from ..editing.attributes import edit_z_sem
     from ..faces.blend import paste_back
     from ..faces.identity import IdentityModel, identity_scores

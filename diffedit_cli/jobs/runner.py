@@ -111,6 +111,9 @@ class Reporter:
             print(json.dumps({"input": source, "status": "error", "error": message}), flush=True)
 
     def _counts(self, what: str) -> str:
+        noun, _, rest = what.partition(" ")
+        if self.done == 1 and noun in SINGULAR:  # "1 photo edited", not "1 photos edited"
+            what = " ".join(filter(None, [SINGULAR[noun], rest]))
         parts = [f"{self.done} {what}"]
         if self.skipped:
             parts.append(f"{self.skipped} skipped (exist)")
@@ -124,6 +127,9 @@ class Reporter:
         return 1 if self.failures else 0
 
 
+SINGULAR = {"mixes": "mix", "frames": "frame", "samples": "sample", "faces": "face", "photos": "photo"}
+
+
 # -- inputs and outputs ----------------------------------------------------
 
 @dataclass
@@ -135,8 +141,16 @@ class Item:
     index: int = 0
 
 
-def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None) -> Tuple[List[Item], List[Tuple[str, str]]]:
-    """Expand files / folders / globs / ``-`` into items; returns (items, [(spec, error)])."""
+def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None,
+                   relative_to: Optional[str] = None) -> Tuple[List[Item], List[Tuple[str, str]]]:
+    """Expand files / folders / globs / ``-`` into items; returns (items, [(spec, error)]).
+
+    Each item's ``rel`` (its output path under ``--out``) is its path inside a folder given as input, its bare name
+    for a file, a glob match or a path read from stdin, or, with ``relative_to``, its path inside that folder
+    (so a list of files from several folders keeps their tree)."""
+    base = Path(relative_to).expanduser().resolve() if relative_to else None
+    if base is not None and not base.is_dir():
+        raise InputError(f"relative_to '{relative_to}' is not a folder", param="relative_to")
     accept = (lambda p: imageio.is_image_path(p) or is_latent_path(p)) if kinds == "any" else imageio.is_image_path
     items: List[Item] = []
     errors: List[Tuple[str, str]] = []
@@ -173,6 +187,12 @@ def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None) -> T
             pairs = []
         for p, rel in pairs:
             key = p.resolve()
+            if base is not None:
+                try:
+                    rel = key.relative_to(base)
+                except ValueError:
+                    errors.append((str(p), f"'{p}' is not inside the --relative-to folder '{relative_to}'"))
+                    continue
             if key not in seen:
                 seen.add(key)
                 items.append(Item(p, rel, len(items)))
@@ -245,6 +265,7 @@ class RunOptions:
     overwrite: bool = False
     sampler: str = defaults.SAMPLER
     spacing: str = defaults.SPACING
+    relative_to: Optional[str] = None  # outputs mirror the inputs' paths inside this folder (see collect_inputs)
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
         """Check step counts, sampler and spacing against the model's schedule before any work starts."""
@@ -332,7 +353,7 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
               opts: "RunOptions", reporter: Reporter, what: str, noun: str) -> List[Tuple[Item, Path]]:
     """Inputs -> [(item, output path)], reporting bad inputs, outputs that exist (see ``_existing``) and
     inputs that would share an output name (the first one keeps it). Output folders are created here."""
-    items, errors = collect_inputs(specs, kinds)
+    items, errors = collect_inputs(specs, kinds, relative_to=opts.relative_to)
     for spec, msg in errors:
         reporter.fail(spec, msg)
     if not items and not errors:
@@ -351,7 +372,7 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
             first = claimed.setdefault(target.resolve(), item)
             if first is not item:
                 raise InputError(f"'{item.path}' and '{first.path}' would both be written to '{target}'; "
-                                 "rename one or give them separate runs")
+                                 + collision_hint(opts.relative_to))
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()
@@ -363,6 +384,14 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
         reporter.fail(str(item.path), f"cannot write '{target}': permission denied (read-only folder)")
         reporter.advance()
     return [job for job in todo if job[1].parent not in read_only]
+
+
+def collision_hint(relative_to: Optional[str]) -> str:
+    """How to keep two inputs with the same name apart."""
+    if relative_to:
+        return "rename one or give them separate runs"
+    return ("files given one by one (or read from stdin) keep only their names: --relative-to DIR keeps their "
+            "folders under --out")
 
 
 # -- the batch loop ----------------------------------------------------------
@@ -638,11 +667,21 @@ def edit_info(plan: EditPlan, orthogonal: Sequence[str] = ()) -> dict:
                 orthogonal_to=list(orthogonal) or None)
 
 
+def column_labels(plan: EditPlan) -> List[str]:
+    """What each decode of an edit is, for the labels of a comparison: the sweep's alphas, or the edits."""
+    if plan.alphas is not None:
+        name = next(iter(plan.labels), "alpha")
+        return [f"{name} {a:+.2f}" for a in plan.alphas]
+    return [", ".join(f"{n} {a:+.2f}" for n, a in plan.labels.items())]
+
+
 def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: RunOptions, reporter: Reporter,
                compare: bool = False, info: Optional[dict] = None) -> None:
     """Decode ``plan``'s edits of every slot. A unit without ``finish`` writes one image per slot: the edit,
     or a row of them (a sweep), after the input with ``compare`` (a latent file's input: its reconstruction).
     A unit with ``finish`` gets per slot the decodes (columns, 3, S, S) in [-1, 1]."""
+
+    labels = (["input"] if compare else []) + column_labels(plan)
 
     def compute(slots):
         z, x_T = slot_codes(model, slots, opts, reporter)
@@ -657,7 +696,7 @@ def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: 
             if before is None:
                 before = decode_codes(model, z[None], x_T[None], opts)[0]
             panels = [before] + panels
-        image = panels[0] if len(panels) == 1 else imageio.make_grid(torch.stack(panels), ncol=len(panels))
+        image = panels[0] if len(panels) == 1 else imageio.display_grid(torch.stack(panels), len(panels), labels)
         slot.target.parent.mkdir(parents=True, exist_ok=True)
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
 
@@ -729,7 +768,8 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
     out_dir.mkdir(parents=True, exist_ok=True)
     for k in range(n):
         imageio.save_image(images[k], out_dir / f"sample_{k:04d}.png")
-        reporter.ok("", str(out_dir / f"sample_{k:04d}.png"))
+        reporter.ok(f"sample {k}", str(out_dir / f"sample_{k:04d}.png"), seed=opts.seed, index=k,
+                    latent_steps=latent_steps, where=list(where))
     imageio.save_image(imageio.make_grid(images, ncol=min(8, n)), out_dir / "grid.png")
     if conditions:
         reporter.console.print(f"kept {n} of {drawn} latent samples satisfying {' and '.join(where)}")

@@ -68,6 +68,6 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     for i in range(len(a_good)):
         cells.append(a_pixels[i])
         cells.extend(mixes[i * len(b_good):(i + 1) * len(b_good)])
-    imageio.save_image(imageio.make_grid(torch.stack(cells), ncol=len(b_good) + 1), out_dir / "grid.png")
+    imageio.save_image(imageio.display_grid(torch.stack(cells), len(b_good) + 1), out_dir / "grid.png")
     return reporter.summary("mixes")
 

@@ -16,6 +16,7 @@ from .. import pipeline
 from ..editing.swapping import model_gae, recombine_codes, swap_codes
 from ..errors import InputError
 from ..io import images as imageio
+from ..io.latents import is_latent_path
 from ..io.models import DiffAEModel
 from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, collect_inputs, decode_codes, file_units, load_codes,
     plan_jobs, run_units, shown_inputs, slot_codes)
@@ -29,7 +30,8 @@ def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, report
     if len(items) != 1:
         raise InputError(f"{what} must be one image or latent file, '{spec}' gives {len(items)}")
     silent = Reporter(quiet=True)
-    good, z, x_T = load_codes(model, items, opts, silent, need_xT=need_xT)
+    # a latent file carries its x_T for free: comparisons show it decoded from that, not from random noise
+    good, z, x_T = load_codes(model, items, opts, silent, need_xT=need_xT or is_latent_path(items[0].path))
     if not good:
         raise InputError(f"{what}: {silent.failures[0][1]}")
     return items[0], z[0], (x_T[0] if x_T is not None else None)
@@ -67,7 +69,8 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
             if not donor_pixels:
                 donor_pixels.append(_shown_one(model, donor_item, z_donor, x_donor, opts))
             before = slot.pixels if slot.pixels is not None else _shown_one(model, None, z, x_T, opts)
-            image = imageio.make_grid(torch.stack([before, donor_pixels[0], image]), ncol=3)
+            image = imageio.display_grid(torch.stack([before, donor_pixels[0], image]), 3,
+                                         ["input", "donor", "with the donor's " + ", ".join(slices)])
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
 
     run_units(file_units(todo, model, reporter), opts.batch_size, compute, write, reporter,
@@ -97,10 +100,9 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
     if target.suffix.lower() not in imageio.IMAGE_EXTENSIONS:
         target = target / f"recombine_{base_item.path.stem}.png"
     sources = {base_item.path.resolve()}
-    codes = {}
-    items = {}
+    codes, items, part_xT = {}, {}, {}
     for name, spec in resolved.items():
-        items[name], codes[name], _ = _one_code(model, spec, f"--{name}", opts, reporter, need_xT=False)
+        items[name], codes[name], part_xT[name] = _one_code(model, spec, f"--{name}", opts, reporter, need_xT=False)
         sources.add(items[name].path.resolve())
     if target.resolve() in sources:
         raise InputError(f"output '{target}' would overwrite an input; choose another --out")
@@ -116,8 +118,9 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
     image = decode_codes(model, z_new, x_T, opts, reporter)[0]
     if compare:
         panels = [_shown_one(model, base_item, z_base, x_base, opts)]
-        panels += [_shown_one(model, items[n], codes[n], None, opts) for n in resolved]
-        image = imageio.make_grid(torch.stack(panels + [image]), ncol=len(panels) + 1)
+        panels += [_shown_one(model, items[n], codes[n], part_xT[n], opts) for n in resolved]
+        image = imageio.display_grid(torch.stack(panels + [image]), len(panels) + 1,
+                                     ["base"] + [f"{n} from" for n in resolved] + ["result"])
     target.parent.mkdir(parents=True, exist_ok=True)
     imageio.save_image(image, target)
     reporter.ok(str(base_item.path), str(target), parts={n: str(items[n].path) for n in resolved},
