@@ -95,6 +95,24 @@ SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed 
 TrainSeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the run (initial weights, batch order, noise): the same seed and data give the same weights.")]
 
 
+def _check_lr(value: float) -> float:
+    """--lr: a finite learning rate in (0, 1]."""
+    import math
+
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise typer.BadParameter(f"{value} is not a learning rate: give a number in (0, 1], e.g. 1e-4")
+    return value
+
+
+def _check_ema(value: float) -> float:
+    """--ema-decay: in [0, 1) (0: no averaging; 1 or more would never move, or diverge)."""
+    import math
+
+    if not math.isfinite(value) or not 0 <= value < 1:
+        raise typer.BadParameter(f"{value}: the EMA decay must be in [0, 1), e.g. 0.999")
+    return value
+
+
 def _check_alpha(value: float) -> float:
     from .editing.attributes import check_alpha
 
@@ -158,6 +176,9 @@ def _load(model: Optional[str], device: str, components=("latent", "classifier")
     return load(model, device, components)
 
 
+MAX_SWEEP = 64
+
+
 def _parse_sweep(spec: str) -> List[float]:
     """``"-0.5:0.5:5"`` -> [-0.5, -0.25, 0, 0.25, 0.5]."""
     import torch
@@ -173,6 +194,8 @@ def _parse_sweep(spec: str) -> List[float]:
         start, stop = float(start), float(stop)
     except ValueError:
         raise InputError(f"--alpha-sweep '{spec}': expected START:STOP:COUNT, e.g. -0.5:0.5:5") from None
+    if n > MAX_SWEEP:  # every column is decoded and held for the row image
+        raise InputError(f"--alpha-sweep '{spec}': at most {MAX_SWEEP} strengths in one sweep")
     for value in (start, stop):
         check_alpha(value, f"--alpha-sweep {spec}")
     return torch.linspace(start, stop, n).tolist()
@@ -262,7 +285,7 @@ def decode(
 def interpolate(
     a: Annotated[str, typer.Argument(help="First image or latent file.", show_default=False)],
     b: Annotated[str, typer.Argument(help="Second image or latent file.", show_default=False)],
-    frames: Annotated[int, typer.Option("--frames", "-n", min=2, help="Number of frames including A and B.")] = 10,
+    frames: Annotated[int, typer.Option("--frames", "-n", min=2, max=1000, help="Number of frames including A and B.")] = 10,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/interp_A_B).", show_default=False)] = None,
     model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = defaults.INV_STEPS, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
@@ -371,7 +394,7 @@ def edit(
 
 @app.command()
 def sample(
-    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 16,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, max=100000, help="Number of images.")] = 16,
     where: Annotated[Optional[List[str]], typer.Option("--where", help="Keep only samples the classifier labels with this attribute (No_X: without); repeatable.", show_default=False)] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/samples).", show_default=False)] = None,
     model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING,
@@ -468,7 +491,7 @@ def convert(
 def align(
     inputs: Annotated[List[str], typer.Argument(help="Photos, folders, globs or '-' (paths on stdin).", show_default=False)],
     out: OutOpt = None,
-    size: Annotated[Optional[int], typer.Option("--size", min=8, help="Crop size in pixels (default: the model's image size).", show_default=False)] = None,
+    size: Annotated[Optional[int], typer.Option("--size", min=8, max=4096, help="Crop size in pixels (default: the model's image size).", show_default=False)] = None,
     model: ModelOpt = None, face: AlignFaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
     device: DeviceOpt = "auto", skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, relative_to: RelativeToOpt = None,
@@ -669,8 +692,8 @@ def train_autoencoder_cmd(
     arch: Annotated[str, typer.Option("--arch", help="diffae, hdae-e (HDAE(E): level codes from the encoder, whole code to every block) or hdae-u (HDAE(U): U-shaped encoder, level l's code to UNet level l).")] = "diffae",
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 10000,
     batch_size: BatchOpt = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-4).")] = 1e-4,
-    ema_decay: Annotated[float, typer.Option("--ema-decay", help="EMA decay of the weights.")] = 0.999,
+    lr: Annotated[float, typer.Option("--lr", callback=_check_lr, help="Adam learning rate (paper: 1e-4).")] = 1e-4,
+    ema_decay: Annotated[float, typer.Option("--ema-decay", callback=_check_ema, help="EMA decay of the weights.")] = 0.999,
     save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 250,
     sample_every: Annotated[int, typer.Option("--sample-every", min=0, help="Sample grid every N steps (0: never).")] = 1000,
     chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Stop this invocation after N steps (resume later).", show_default=False)] = None,
@@ -737,7 +760,7 @@ def train_latent_cmd(
     preset: Annotated[str, typer.Option("--preset", help="toy (6 layers x 512) or official (10 layers x 2048).")] = "toy",
     steps: Annotated[int, typer.Option("--steps", min=1)] = 20000,
     batch_size: BatchOpt = 256,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+    lr: Annotated[float, typer.Option("--lr", callback=_check_lr)] = 1e-4,
     seed: TrainSeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
     """Train the latent DDIM on normalised z_sem (L1 loss, constant beta 0.008, MLP + skips; paper Table 6).
@@ -759,7 +782,7 @@ def train_classifier_cmd(
     data: Annotated[Path, typer.Option("--data", help="Folder of training images.", show_default=False)],
     labels: Annotated[Path, typer.Option("--labels", help="Attribute table in the CelebA annotation format.", show_default=False)],
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    lr: Annotated[float, typer.Option("--lr", callback=_check_lr)] = 1e-3,
     seed: TrainSeedOpt = 0, device: DeviceOpt = "auto", quiet: QuietOpt = False,
 ):
     """Train linear attribute classifiers on normalised z_sem (paper A.2); they define the edit directions.
@@ -820,8 +843,13 @@ def _int_list(text: str, flag: str) -> List[int]:
 
 
 def _float_list(text: str, flag: str) -> List[float]:
+    import math
+
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
+        if not values or not all(math.isfinite(v) for v in values):
+            raise ValueError
+        return values
     except ValueError:
         raise DiffeditError(f"{flag} '{text}': expected comma-separated numbers") from None
 
@@ -1171,7 +1199,7 @@ def train_gae_cmd(
     hidden: Annotated[int, typer.Option("--hidden", min=8, help="Width of the GAE's MLP blocks.")] = 256,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 8000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Groups per step.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 4e-5).")] = 4e-5,
+    lr: Annotated[float, typer.Option("--lr", callback=_check_lr, help="Adam learning rate (paper: 4e-5).")] = 4e-5,
     lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of the supervised swap loss L_ss (paper: 1).")] = 1.0,
     lambda_ur: Annotated[float, typer.Option("--lambda-ur", help="Weight of the unsupervised reassembly loss L_ur (paper: 0.5).")] = 0.5,
     save_every: Annotated[int, typer.Option("--save-every", min=1, help="Checkpoint every N steps.")] = 1000,
@@ -1217,7 +1245,7 @@ def train_gae_joint_cmd(
     group_seed: GroupSeedOpt = 100,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Groups per step (each anchor + one face per group).")] = 4,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate (paper: 1e-5).")] = 1e-5,
+    lr: Annotated[float, typer.Option("--lr", callback=_check_lr, help="Adam learning rate (paper: 1e-5).")] = 1e-5,
     gamma: Annotated[float, typer.Option("--gamma", help="Weight of the GAE loss L_dis against L_simple (paper: 1).")] = 1.0,
     lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of L_ss inside L_dis (paper, joint stage: 0.5).")] = 0.5,
     lambda_ur: Annotated[float, typer.Option("--lambda-ur", help="Weight of L_ur inside L_dis (paper, joint stage: 0.5).")] = 0.5,

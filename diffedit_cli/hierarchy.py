@@ -45,6 +45,9 @@ def parse_levels(spec: Optional[str], n_levels: int) -> Optional[List[int]]:
             hi_i = int(hi) if sep else lo_i
             if lo_i > hi_i:
                 raise ValueError
+            if not (1 <= lo_i <= n_levels and 1 <= hi_i <= n_levels):  # checked before the range is built
+                raise InputError(f"levels '{spec}': this model has levels 1..{n_levels} (1 = finest, "
+                                 f"{n_levels} = coarsest)", param="levels")
             levels.update(range(lo_i, hi_i + 1))
     except ValueError:
         raise InputError(f"levels '{spec}': expected levels like 3-4, 1,3 or all (1 = finest, "

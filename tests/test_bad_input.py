@@ -443,6 +443,221 @@ CASES = [
 ]
 
 
+# -- every other writer and value: outputs planned before compute, values bounded at parse time, models and
+# direction files validated on load, names that are not UTF-8 ------------------------------------------------------
+
+FAST = ["--model", MODEL, "--steps", "2", "--inv-steps", "2", "-q"]
+
+
+def _run(*argv, setup=None):
+    """A case that runs ``argv`` after ``setup(tmp, good_latent)``; in/a.png, in/b.png and in/file.txt exist."""
+    def make(tmp, good, other):
+        png(tmp / "in" / "a.png")
+        png(tmp / "in" / "b.png", seed=1)
+        (tmp / "in" / "file.txt").write_text("a regular file")
+        if setup is not None:
+            setup(tmp, good)
+        return list(argv)
+    return make
+
+
+def _frames(tmp, good):
+    png(tmp / "d" / "frame_000.png", seed=2)
+
+
+def _same_names(tmp, good):
+    png(tmp / "in" / "ab" / "x" / "a.png", seed=3)
+    png(tmp / "in" / "ab" / "y" / "a.png", seed=4)
+
+
+def _grid_input(tmp, good):
+    png(tmp / "in" / "grid.png", seed=5)
+
+
+def _dangling(tmp, good):
+    (tmp / "out").symlink_to(tmp / "nowhere")
+
+
+def _latent_input(tmp, good):
+    shutil.copy(good, tmp / "in" / "good.safetensors")
+
+
+def _odd_name(tmp, good):
+    png(tmp / "in" / "u" / os.fsdecode(b"\xff\xfe.png"), seed=6)
+
+
+def _odd_latent(tmp, good):
+    (tmp / "in" / "u").mkdir(parents=True)
+    shutil.copy(good, tmp / "in" / "u" / os.fsdecode(b"\xff.safetensors"))
+
+
+def _directions(vectors=None, names=None, std=None, where="in/dirs.safetensors"):
+    def setup(tmp, good):
+        from diffedit_cli.editing.directions import DirectionSet, save_directions
+        from diffedit_cli.io.models import load_model
+
+        model = load_model(MODEL, components=())
+        width = model.autoencoder.config.style_channels
+        vec = torch.randn(2, width, generator=torch.Generator().manual_seed(0)) if vectors is None else vectors(width)
+        sd = torch.ones(width) if std is None else std(width)
+        (tmp / where).parent.mkdir(parents=True, exist_ok=True)
+        save_directions(tmp / where, DirectionSet(names or ["pc01", "pc02"], vec, torch.zeros(width), sd, MODEL,
+                                                  model.fingerprint, {}))
+    return setup
+
+
+def _zero_row(width):
+    vec = torch.randn(2, width, generator=torch.Generator().manual_seed(0))
+    vec[1] = 0
+    return vec
+
+
+def _model_edit(tmp, change):
+    """A full copy of the default model, changed by ``change(folder)``."""
+    dst = tmp / "models" / "m"
+    shutil.copytree(shipped_models()[MODEL], dst)
+    change(dst)
+    return dst
+
+
+def _nan_weights(folder):
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(folder / "autoencoder" / "model.safetensors"))
+    key = next(iter(state))
+    state[key][..., 0] = float("nan")
+    save_file(state, str(folder / "autoencoder" / "model.safetensors"))
+
+
+def _foreign_classifier(folder):
+    meta = json.loads((folder / "classifier" / "config.json").read_text())
+    meta.setdefault("training", {})["autoencoder_fingerprint"] = "0123456789abcdef"
+    (folder / "classifier" / "config.json").write_text(json.dumps(meta))
+
+
+def _no_process(folder):
+    meta = json.loads((folder / "autoencoder" / "config.json").read_text())
+    for field in ("diffusion_steps", "beta_schedule", "prediction", "zero_terminal_snr", "timestep_spacing"):
+        del meta["config"][field]  # as written before diffedit recorded the process
+    (folder / "autoencoder" / "config.json").write_text(json.dumps(meta))
+
+
+def _with_model(change):
+    def setup(tmp, good):
+        _model_edit(tmp, change)
+    return setup
+
+
+def _trained_model(tmp, good):
+    shutil.copytree(shipped_models()[MODEL], tmp / "in" / "m")
+    for k in range(2):
+        png(tmp / "in" / "imgs" / f"{k}.png", 64, 64, seed=k)
+
+
+def _unrelated_weights(tmp, good):
+    (tmp / "in" / "junk").mkdir(parents=True)
+    torch.save({"fc.weight": torch.zeros(2, 2)}, tmp / "in" / "junk" / "resnet.pth")
+
+
+def _huge_latent(tmp, good):
+    with open(tmp / "in" / "huge.safetensors", "wb") as fh:
+        fh.truncate(80 << 20)
+
+
+M2 = ["--model", "models/m", "--steps", "2", "--inv-steps", "2", "-q"]
+EXTRA_CASES = [
+    # inputs are never outputs, even with --overwrite; outputs of one run never collide
+    Case("interpolate-out-over-input", _run("interpolate", "d/frame_000.png", "in/b.png", "--frames", "2", "--out", "d",
+                                            "--overwrite", *FAST, setup=_frames), 2, ("d/frame_000.png", "input")),
+    Case("interpolate-out-is-file", _run("interpolate", "in/a.png", "in/b.png", "--out", "in/file.txt", *FAST), 2,
+         ("in/file.txt", "not a folder")),
+    Case("interpolate-out-dangling-symlink", _run("interpolate", "in/a.png", "in/b.png", "--out", "out", *FAST,
+                                                  setup=_dangling), 2, ("out", "dangling")),
+    Case("interpolate-empty-out", _run("interpolate", "in/a.png", "in/b.png", "--out", "", *FAST), 2, ("--out", "empty")),
+    Case("stylemix-input-named-grid", _run("style-mix", "in/grid.png", "in/b.png", "--levels", "1", "--out", "in",
+                                           "--overwrite", *FAST, setup=_grid_input), 2, ("in/grid.png", "input")),
+    Case("stylemix-same-names", _run("style-mix", "in/ab", "in/b.png", "--levels", "1",
+                                     "--out", "out", *FAST, setup=_same_names), 2, ("two outputs", "mix_a__b.png")),
+    Case("stylemix-out-is-file", _run("style-mix", "in/a.png", "in/b.png", "--levels", "1", "--out", "in/file.txt",
+                                      *FAST), 2, ("in/file.txt", "not a folder")),
+    Case("sample-out-is-file", _run("sample", "--n", "2", "--out", "in/file.txt", *FAST[:-3], "-q"), 2,
+         ("in/file.txt", "not a folder")),
+    Case("swap-out-is-the-donor", _run("swap", "in/a.png", "in/b.png", "--attr", "hair", "--out", "in/b.png",
+                                       "--overwrite", *FAST), 1, ("in/b.png", "overwrite the input")),
+    Case("recombine-out-is-a-part", _run("recombine", "--base", "in/a.png", "--hair", "in/b.png", "--out", "in/b.png",
+                                         "--overwrite", *FAST), 2, ("in/b.png", "overwrite an input")),
+    Case("directions-show-out-is-input", _run("directions", "show", "in/dirs.safetensors", "--inputs", "in/a.png",
+                                              "--out", "in/a.png", "--overwrite", *FAST, setup=_directions()), 2,
+         ("in/a.png", "input")),
+    Case("directions-pca-out-is-input", _run("directions", "pca", "in/a.png", "in/good.safetensors", "--out",
+                                             "in/good.safetensors", "--overwrite", "--model", MODEL, "-q",
+                                             setup=_latent_input), 2, ("in/good.safetensors", "input")),
+    Case("train-over-a-finished-model", _run("train", "autoencoder", "--data", "in/imgs", "--out", "in/m", "--steps", "1",
+                                             "--device", "cpu", setup=_trained_model), 2, ("in/m", "not empty")),
+    # inputs of the wrong kind, names that are not UTF-8
+    Case("encode-latent-among-images", _run("encode", "in/a.png", "in/good.safetensors", "in/b.png", "-b", "1",
+                                            "--out", "out", "--inv-steps", "2", "-q", setup=_latent_input), 1,
+         ("in/good.safetensors", "latent file"), written=("a.safetensors", "b.safetensors")),
+    Case("align-latent-input", _run("align", "in/good.safetensors", "--detector", "dlib", "--out", "out", "-q",
+                                    setup=_latent_input), 1, ("in/good.safetensors", "latent file")),
+    Case("encode-name-not-utf8", _run("encode", "in/u", "--out", "out", "--inv-steps", "2", "-q", setup=_odd_name), 0,
+         written=(os.fsdecode(b"\xff\xfe.safetensors"),)),
+    Case("decode-name-not-utf8", _run("decode", "in/u", "--out", "out", "--steps", "2", "-q", setup=_odd_latent), 0,
+         written=(os.fsdecode(b"\xff.png"),)),
+    Case("latent-file-too-large", _run("decode", "in/huge.safetensors", "--out", "out", "--steps", "2", "-q",
+                                       setup=_huge_latent), 1, ("in/huge.safetensors", "too large")),
+    Case("empty-input-argument", _run("encode", "", "--out", "out", "-q"), 2, ("empty string",)),
+    Case("empty-out", _run("encode", "in/a.png", "--out", "", "-q"), 2, ("--out", "empty string")),
+    Case("relative-to-a-file", _run("encode", "in/a.png", "--relative-to", "in/file.txt", "--out", "out", "-q"), 2,
+         ("--relative-to", "in/file.txt", "not a folder")),
+    # values bounded where memory or time grows with them, checked before compute
+    Case("sample-latent-steps-not-spaceable", _run("sample", "--n", "2", "--latent-steps", "60", "--out", "out",
+                                                   *FAST[:-3], "-q"), 2, ("--latent-steps", "60")),
+    Case("sample-n-huge", _run("sample", "--n", "1000000", "--out", "out", "-q"), 2, ("--n",)),
+    Case("levels-huge-range", _flag("--attr", "Smiling", "--levels", "1-1000000000"), 2, ("--levels", "1..4")),
+    Case("alpha-sweep-huge", _flag("--attr", "Smiling", "--alpha-sweep", "-0.5:0.5:100000"), 2,
+         ("--alpha-sweep", "at most 64")),
+    Case("frames-huge", _flag("--frames", "100000", command="interpolate", inputs=("in/a.png", "in/b.png")), 2,
+         ("--frames",)),
+    Case("align-size-huge", _run("align", "in/a.png", "--size", "100000", "--out", "out"), 2, ("--size",)),
+    Case("train-lr-nan", _run("train", "autoencoder", "--data", "in", "--out", "out/run", "--lr", "nan"), 2, ("--lr",)),
+    Case("train-lr-huge", _run("train", "autoencoder", "--data", "in", "--out", "out/run", "--lr", "5"), 2, ("--lr",)),
+    Case("train-ema-decay-5", _run("train", "autoencoder", "--data", "in", "--out", "out/run", "--ema-decay", "5"), 2,
+         ("--ema-decay",)),
+    Case("eval-alphas-nan", _run("eval", "edit", "in", "--alphas", "nan", "--model", MODEL), 2, ("--alphas",)),
+    Case("threads-0", _run("encode", "in/a.png", "--threads", "0", "--out", "out"), 2, ("--threads",)),
+    Case("attr-repeated-past-the-limit", _flag("--attr", "Smiling=8", "--attr", "Smiling=8"), 2,
+         ("--attr", "Smiling", "summed")),
+    # direction files validated on load
+    Case("direction-zero", _run("edit", "in/a.png", "--direction", "in/dirs.safetensors:pc01", "--out", "out/a.png",
+                                *FAST, setup=_directions(vectors=_zero_row)), 2, ("in/dirs.safetensors", "pc02", "zero")),
+    Case("direction-names-differ-in-case", _run("edit", "in/a.png", "--direction", "in/dirs.safetensors:smile",
+                                                "--out", "out/a.png", *FAST,
+                                                setup=_directions(names=["Smile", "smile"])), 2, ("differ only in case",)),
+    Case("direction-name-with-colon", _run("edit", "in/a.png", "--direction", "in/dirs.safetensors:pc01", "--out",
+                                           "out/a.png", *FAST, setup=_directions(names=["pc01", "a:b"])), 2,
+         ("in/dirs.safetensors", "a:b")),
+    Case("direction-absurd-std", _run("edit", "in/a.png", "--direction", "in/dirs.safetensors:pc01", "--out",
+                                      "out/a.png", *FAST, setup=_directions(std=lambda w: torch.full((w,), 1e9))), 2,
+         ("in/dirs.safetensors", "absurd")),
+    Case("direction-path-with-equals", _run("edit", "in/a.png", "--direction", "in/a=b/dirs.safetensors:pc01=0.2",
+                                            "--out", "out/a.png", *FAST,
+                                            setup=_directions(where="in/a=b/dirs.safetensors")), 0, written=("a.png",)),
+    # models validated on load
+    Case("model-nan-weights", _run("encode", "in/a.png", "--out", "out", *M2[:2], "-q", setup=_with_model(_nan_weights)),
+         2, ("model.safetensors", "NaN")),
+    Case("model-classifier-of-other-weights", _run("edit", "in/a.png", "--attr", "Smiling", "--out", "out/a.png", *M2,
+                                                   setup=_with_model(_foreign_classifier)), 2,
+         ("classifier", "other autoencoder weights")),
+    Case("model-config-without-process", _run("encode", "in/a.png", "--out", "out", "--inv-steps", "2", *M2[:2], "-q",
+                                              setup=_with_model(_no_process)), 0, written=("a.safetensors",),
+         warning="does not record prediction"),
+    Case("model-folder-of-unrelated-weights", _run("encode", "in/a.png", "--out", "out", "--model", "in/junk", "-q",
+                                                   setup=_unrelated_weights), 2, ("in/junk", "no Diff-AE autoencoder")),
+]
+CASES += EXTRA_CASES
+
+
 def _snapshot(root: Path, skip: Path) -> dict:
     found = {}
     for p in root.rglob("*"):

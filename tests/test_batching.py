@@ -142,7 +142,7 @@ def test_job_loop_batches_slots_across_inputs_and_writes_each_input_once():
     from pathlib import Path
 
     from diffedit_cli.errors import InputError
-    from diffedit_cli.jobs.runner import Reporter, Slot, Unit, run_units
+    from diffedit_cli.jobs.runner import Reporter, RunOptions, Slot, Unit, run_units
 
     def slots(name, n):
         return [Slot(name, Path(f"{name}_{k}.png"), info={"k": k}) for k in range(n)]
@@ -165,7 +165,7 @@ def test_job_loop_batches_slots_across_inputs_and_writes_each_input_once():
     reporter = Reporter(quiet=True)
     advanced = []
     reporter.advance = lambda n=1: advanced.append(n)
-    run_units(units, 2, compute, write, reporter)
+    run_units(units, RunOptions(batch_size=2), compute, write, reporter)
     assert batches == [[("a", 0), ("b", 0)], [("b", 1), ("b", 2)], [("c", 0), ("c", 1)], [("d", 0)]]
     assert written == ["a0", "b0", "b2", "d0"]
     assert finished == [("c", ["c0", "c1"])]

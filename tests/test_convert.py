@@ -111,7 +111,7 @@ def test_tampered_and_wrong_components(tiny_model_dir, tmp_path):
     # wrong component in the autoencoder slot
     shutil.rmtree(model / "autoencoder")
     shutil.copytree(tiny_model_dir / "latent", model / "autoencoder")
-    with pytest.raises(ModelError, match="holds a latent component, not a autoencoder"):
+    with pytest.raises(ModelError, match="holds a latent component, not an autoencoder"):
         load_model(str(model))
     # tampered safetensors header
     shutil.rmtree(model / "autoencoder")

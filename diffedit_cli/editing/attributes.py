@@ -97,6 +97,7 @@ def edit_z_sem(z_sem: torch.Tensor, classifier: AttributeClassifier, edits: Dict
 def parse_edits(specs: Sequence[str], default_alpha: float, attributes: Sequence[str]) -> Dict[int, float]:
     """``["Smiling", "No_Beard=0.2"]`` -> {index: signed alpha}."""
     edits: Dict[int, float] = {}
+    given: Dict[int, int] = {}
     for spec in specs:
         name, _, value = spec.partition("=")
         try:
@@ -106,6 +107,9 @@ def parse_edits(specs: Sequence[str], default_alpha: float, attributes: Sequence
         check_alpha(alpha, f"attr {spec}", param="attr")
         index, sign = resolve_attribute(name, attributes)
         edits[index] = edits.get(index, 0.0) + sign * alpha
+        given[index] = given.get(index, 0) + 1
+        if given[index] > 1:  # repeated attributes add up: the sum must stay an edit strength too
+            check_alpha(edits[index], f"attr {attributes[index]} (given {given[index]} times, summed)", param="attr")
     return edits
 
 

@@ -203,7 +203,30 @@ def load_directions(path: Path) -> DirectionSet:
             raise InputError(f"'{path}': {name} holds NaN or inf values")
     if (result.std <= 0).any():
         raise InputError(f"'{path}': std must be positive")
+    if (result.std > 1e6).any() or (result.mean.abs() > 1e6).any():
+        raise InputError(f"'{path}': mean / std hold absurd values (beyond 1e6): not a normalisation of z_sem")
+    check_direction_names(result.names, result.vectors, path)
     return result
+
+
+NAME_FORBIDDEN = ":=,"  # they separate FILE:NAME=ALPHA and comma lists on the command line
+
+
+def check_direction_names(names, vectors: torch.Tensor, path) -> None:
+    """Names are distinct strings (case-insensitively: the command line resolves them so) without ``: = ,``;
+    one per direction; no direction is zero."""
+    if not isinstance(names, list) or len(names) != len(vectors):
+        raise InputError(f"'{path}': expected {len(vectors)} direction names, found {names!r:.80}")
+    seen = {}
+    for k, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip() or any(c in name for c in NAME_FORBIDDEN):
+            raise InputError(f"'{path}': direction name {name!r:.40} must be non-empty text without "
+                             f"{' '.join(NAME_FORBIDDEN)}")
+        if name.lower() in seen:
+            raise InputError(f"'{path}': directions '{seen[name.lower()]}' and '{name}' differ only in case")
+        seen[name.lower()] = name
+        if not vectors[k].abs().sum() > 0:
+            raise InputError(f"'{path}': direction '{name}' is zero (it would edit nothing)")
 
 
 def check_directions_model(directions: DirectionSet, model, path) -> None:
@@ -250,6 +273,9 @@ def shape_direction(direction: torch.Tensor, topk: Optional[int] = None,
     if mask is not None:
         mask = mask.to(direction.device)
         available = int(mask.sum())
+        if not (direction * mask).abs().sum() > 0:
+            raise InputError("the direction is zero on the chosen levels: the edit would change nothing there "
+                             "(choose other levels)", param="levels")
         direction = F.normalize((direction * mask)[None], dim=1)[0]
     if topk is not None:
         if not 1 <= topk <= available:

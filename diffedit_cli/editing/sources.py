@@ -33,8 +33,8 @@ class DirectionSources:
 
     def edit(self, spec: str, default_alpha: float) -> dirs.Edit:
         """``FILE:NAME`` or ``FILE:NAME=ALPHA`` -> an edit."""
-        ref, _, value = spec.partition("=")
-        path, sep, name = ref.rpartition(":")
+        path, sep, rest = spec.rpartition(":")  # from the right: the file's path may hold ':' or '='
+        name, _, value = rest.partition("=")     # names hold neither (checked when a file is read)
         if not sep or not path or not name:
             raise InputError(f"direction '{spec}': expected FILE:NAME or FILE:NAME=ALPHA", param="direction")
         try:

@@ -11,13 +11,12 @@ kept (the paper decodes GAE.decode(z_dis') directly, the default).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Dict, Sequence
 
 import torch
 
 from ..errors import InputError, ModelError
-from ..io.models import CONFIG_FILE, DiffAEModel, read_json
+from ..io.models import DiffAEModel
 from ..networks.gae import GroupAutoencoder, swap_slices
 
 
@@ -28,12 +27,7 @@ def model_gae(model: DiffAEModel) -> GroupAutoencoder:
     if gae.config.z_sem_dim != width:
         raise ModelError(f"the GAE of '{model.model_id}' expects z_sem of width {gae.config.z_sem_dim}, "
                          f"the autoencoder gives {width}")
-    meta = read_json(Path(model.location.path) / "gae" / CONFIG_FILE, "gae component")
-    trained_on = meta.get("training", {}).get("autoencoder_fingerprint")
-    if trained_on and model.fingerprint and trained_on != model.fingerprint:
-        raise ModelError(f"the GAE of '{model.model_id}' was trained on other autoencoder weights "
-                         f"({trained_on}, now {model.fingerprint}); retrain it with 'diffedit train gae'")
-    return gae
+    return gae  # trained on this autoencoder's codes: load_model checks every component's record
 
 
 @torch.no_grad()

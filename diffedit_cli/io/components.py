@@ -46,7 +46,9 @@ COMPONENTS: Dict[str, Tuple[type, type]] = {
 
 def save_component(module: nn.Module, folder: Path, component: str, extra: Optional[dict] = None) -> None:
     """Write ``config.json`` + ``model.safetensors`` for one component into ``folder``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .files import write_bytes
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,8 +56,9 @@ def save_component(module: nn.Module, folder: Path, component: str, extra: Optio
     meta = {"component": component, "diffedit_format": FORMAT_VERSION, "config": module.config.to_dict()}
     if extra:
         meta.update(extra)
-    save_file(state, str(folder / WEIGHTS_FILE), metadata={"component": component, "format": "pt"})
-    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    # each file is written to a temporary name and renamed: a crash never leaves half a weight file
+    write_bytes(folder / WEIGHTS_FILE, save(state, metadata={"component": component, "format": "pt"}))
+    write_bytes(folder / CONFIG_FILE, (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def write_index(folder: Path, name: str, components: Iterable[str], extra: Optional[dict] = None) -> None:
@@ -146,7 +149,8 @@ def load_component(folder: Path, component: str, device: str = "cpu") -> nn.Modu
     meta = read_json(folder / CONFIG_FILE, f"{component} component")
     found = meta.get("component")
     if found != component:
-        raise ModelError(f"'{folder}' holds a {found or 'unknown'} component, not a {component} component")
+        article = "an" if component[0] in "aeiou" else "a"
+        raise ModelError(f"'{folder}' holds a {found or 'unknown'} component, not {article} {component} component")
     if component not in COMPONENTS:
         raise ModelError(f"unknown component kind '{component}' in '{folder}'")
     module_cls, config_cls = COMPONENTS[component]
@@ -155,7 +159,12 @@ def load_component(folder: Path, component: str, device: str = "cpu") -> nn.Modu
         module = module_cls(cfg)
     except (TypeError, ValueError, KeyError, ZeroDivisionError) as err:
         raise ModelError(f"invalid config in '{folder / CONFIG_FILE}': {err}") from None
-    load_state_strict(module, read_safetensors(folder / WEIGHTS_FILE), str(folder / WEIGHTS_FILE))
+    state = read_safetensors(folder / WEIGHTS_FILE)
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ModelError(f"'{folder / WEIGHTS_FILE}' holds NaN or infinite weights (e.g. {bad}): a diverged or "
+                         "corrupt model")
+    load_state_strict(module, state, str(folder / WEIGHTS_FILE))
     return module.to(device).eval().requires_grad_(False)
 
 

@@ -17,6 +17,10 @@ from ..errors import InputError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
+
+class OutputExists(InputError):
+    """An exclusive write found its target already there (another run or program wrote it meanwhile)."""
+
 EXISTS_HINT = "use --skip-existing to resume or --overwrite"
 
 
@@ -33,12 +37,12 @@ def _publish(tmp: str, name: str, exclusive: bool) -> None:
     try:
         os.link(tmp, name)
     except FileExistsError:
-        raise InputError(f"output '{name}' already exists ({EXISTS_HINT})") from None
+        raise OutputExists(f"output '{name}' already exists ({EXISTS_HINT})") from None
     except OSError as exc:  # file systems without hard links: check, then rename (a small race remains)
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
         if os.path.lexists(name):
-            raise InputError(f"output '{name}' already exists ({EXISTS_HINT})") from None
+            raise OutputExists(f"output '{name}' already exists ({EXISTS_HINT})") from None
         os.replace(tmp, name)
         return
     os.unlink(tmp)
@@ -53,7 +57,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None], exclusive: 
     """
     name = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(name))
-    stem = os.path.basename(name).encode()[:64].decode(errors="ignore")
+    stem = os.fsdecode(os.fsencode(os.path.basename(name))[:64])  # bytes: names need not be UTF-8
     try:
         tmp = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{stem}.", suffix=".tmp", delete=False)
     except OSError as exc:

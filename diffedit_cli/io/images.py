@@ -195,7 +195,8 @@ def to_u8(img: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(img.shape)}")
     x = img.detach().to("cpu", torch.float32)
     if torch.isnan(x).any():
-        raise NumericalError("the decoded image holds NaN values (numerical overflow; try --precision fp32)")
+        raise NumericalError("the decoded image holds NaN values (a numerical overflow: an extreme edit or latent "
+                             "code, or reduced precision; --precision fp32 rules out the last)")
     x = ((x.clamp(-1, 1) + 1) / 2 * 255 + 0.5).floor().clamp(0, 255)
     return x.to(torch.uint8).permute(1, 2, 0).numpy()
 

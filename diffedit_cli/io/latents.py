@@ -38,6 +38,12 @@ class LatentCode:
     meta: Dict[str, str] = field(default_factory=dict)
 
 
+def text_name(name: str) -> str:
+    """A file name as text that any format can store: bytes that are not UTF-8 (kept by Python as surrogates)
+    are written as backslash escapes (``b'\\xff'`` -> ``\\xff``), so the record stays readable and exact."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing: str,
                     extra: Optional[dict] = None, inv_spacing: Optional[str] = None) -> Dict[str, str]:
     """Metadata identifying ``model`` (a loaded :class:`~diffedit_cli.io.models.DiffAEModel`)."""
@@ -52,7 +58,7 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
         "inv_steps": str(inv_steps or ""),
         "inv_spacing": str(inv_spacing or "") if inv_steps else "",
         "image_size": str(model.image_size),
-        "source": source,
+        "source": text_name(source),
         "preprocessing": preprocessing,
     }
     from ..hierarchy import level_layout
@@ -79,21 +85,27 @@ def is_latent_path(path: Path) -> bool:
     return Path(path).suffix.lower() == LATENT_SUFFIX
 
 
+MAX_LATENT_BYTES = 64 << 20  # a 1024 px code is 12.6 MB; anything far larger is not a latent file
+
+
 def load_latent(path: Path) -> LatentCode:
     """Read a latent file; anything else (or a corrupt one) is a one-line InputError."""
-    from safetensors import safe_open
+    from safetensors.torch import load
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"latent file '{path}' not found")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
-            keys = set(fh.keys())
-            if "diffedit_latent" not in meta or "z_sem" not in keys:
-                raise InputError(f"'{path}' is a safetensors file but not a diffedit latent (no z_sem / metadata)")
-            z_sem = fh.get_tensor("z_sem").float()
-            x_T = fh.get_tensor("x_T").float() if "x_T" in keys else None
+    if path.stat().st_size > MAX_LATENT_BYTES:
+        raise InputError(f"'{path}' is {path.stat().st_size / 1e6:.0f} MB: too large for a latent file")
+    try:  # read as bytes: the path need not be UTF-8, which safetensors' own file API requires
+        data = path.read_bytes()
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        meta = dict(header.get("__metadata__") or {})
+        if "diffedit_latent" not in meta or "z_sem" not in header:
+            raise InputError(f"'{path}' is a safetensors file but not a diffedit latent (no z_sem / metadata)")
+        tensors = load(data)
+        z_sem = tensors["z_sem"].float()
+        x_T = tensors["x_T"].float() if "x_T" in tensors else None
     except InputError:
         raise
     except Exception as err:

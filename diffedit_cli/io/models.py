@@ -194,6 +194,34 @@ class DiffAEModel:
         return module
 
 
+PROCESS_FIELDS = ("prediction", "beta_schedule")
+
+
+def check_process_recorded(folder: Path, index: dict) -> None:
+    """An autoencoder config that does not say which diffusion process it was trained for decodes as the official
+    one (eps prediction, linear schedule): said in one warning line, except for converted official weights."""
+    import warnings
+
+    from ..errors import InputWarning
+
+    config = read_json(folder / CONFIG_FILE, "autoencoder component").get("config", {})
+    missing = [f for f in PROCESS_FIELDS if f not in config]
+    if missing and "converted_from" not in index:
+        warnings.warn(InputWarning(
+            f"'{folder / CONFIG_FILE}' does not record {' or '.join(missing)} (written before diffedit recorded the "
+            "diffusion process): decoding as the official eps prediction on the linear schedule; if it was trained "
+            "otherwise (e.g. --prediction v), add those fields or results will be wrong"))
+
+
+def check_trained_on(folder: Path, name: str, model: "DiffAEModel") -> None:
+    """Refuse a component trained on the codes of other autoencoder weights than the model's (its config records
+    their fingerprint): its directions, samples or swaps would silently be wrong."""
+    trained_on = read_json(folder / CONFIG_FILE, f"{name} component").get("training", {}).get("autoencoder_fingerprint")
+    if trained_on and model.fingerprint and trained_on != model.fingerprint:
+        raise ModelError(f"the {name} of '{model.model_id}' was trained on other autoencoder weights ({trained_on}, "
+                         f"this autoencoder is {model.fingerprint}); retrain it with 'diffedit train {name}'")
+
+
 def load_model(spec: Optional[str] = None, device: str = "cpu", components: Iterable[str] = ("latent", "classifier"),
                log=None) -> DiffAEModel:
     """Load the autoencoder of ``spec`` plus whichever optional ``components`` it has (``log``: notes of a first-use
@@ -203,11 +231,13 @@ def load_model(spec: Optional[str] = None, device: str = "cpu", components: Iter
     available = set(index.get("components", []))
     if "autoencoder" not in available:
         raise ModelError(f"model '{location.model_id}' has no autoencoder component ({INDEX_FILE} lists {sorted(available)})")
+    check_process_recorded(location.path / "autoencoder", index)
     model = DiffAEModel(location, index, load_component(location.path / "autoencoder", "autoencoder", device))
     model.fingerprint = file_fingerprint(location.path / "autoencoder" / WEIGHTS_FILE)
     for name in components:
         if name in available:
             module = load_component(location.path / name, name, device)
+            check_trained_on(location.path / name, name, model)
             if name in ("latent", "classifier"):
                 setattr(model, name, module)
             else:

@@ -16,6 +16,7 @@ import torch
 from ..editing import directions as dirs
 from ..io import images as imageio
 from ..errors import InputError, InputWarning
+from .outputs import OutputPlan
 from .runner import Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes
 from ..io.models import DiffAEModel
 
@@ -45,10 +46,17 @@ def _provenance(method: str, **extra) -> dict:
     return {"method": method, "diffedit_version": __version__, **extra}
 
 
+def plan_output_file(out: Path, specs: Sequence[str], overwrite: bool, also: Sequence[Path] = ()) -> None:
+    """Refuse, before any work, an ``out`` that is one of the inputs (``specs`` expanded, ``also``) or that exists."""
+    items, _ = collect_inputs(specs, "any")
+    OutputPlan([i.path for i in items] + list(also), overwrite).claim(Path(out))
+
+
 def pca_file(model: DiffAEModel, specs: Sequence[str], out: Path, components: int, opts: RunOptions,
              reporter: Reporter) -> dirs.DirectionSet:
     """PCA of the normalised codes of ``specs``; writes ``out`` with components pc01, pc02, ..."""
     opts.validate(model, decode=False, invert=False)
+    plan_output_file(out, specs, opts.overwrite)
     z = semantic_codes(model, specs, opts, reporter)
     mean, std, which = dirs.model_normalisation(model, z)
     vectors, explained = dirs.pca_directions(dirs.normalise(z, mean, std), components)
@@ -63,6 +71,7 @@ def examples_file(model: DiffAEModel, positive: Sequence[str], negative: Sequenc
                   method: str, opts: RunOptions, reporter: Reporter) -> Tuple[dirs.DirectionSet, str]:
     """One direction ``name`` from example folders with / without the attribute; writes ``out``."""
     opts.validate(model, decode=False, invert=False)
+    plan_output_file(out, [*positive, *negative], opts.overwrite)
     z_pos = semantic_codes(model, positive, opts, reporter, "encoding positives")
     z_neg = semantic_codes(model, negative, opts, reporter, "encoding negatives")
     if min(len(z_pos), len(z_neg)) < dirs.FEW_EXAMPLES:
@@ -100,6 +109,7 @@ def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, a
     from ..editing.attributes import check_alpha
 
     check_alpha(alpha, "--alpha")
+    plan_output_file(out, specs, opts.overwrite, also=[path])
     found = dirs.load_directions(path)
     dirs.check_directions_model(found, model, path)
     opts.validate(model)

@@ -328,7 +328,7 @@ def interpolate_photos(model, a: str, b: str, out: Optional[str], frames: int, o
     check_face_spec(options.face)
     which = options.face if options.face != "all" else "largest"
     chooser = FaceOptions(options.detector, which, options.weights, options.parsing, options.device, options._detector)
-    crops, stems = [], []
+    crops, stems, paths = [], [], []
     for spec in (a, b):
         items, errors = collect_inputs([spec], "images")
         if errors or len(items) != 1:
@@ -338,11 +338,12 @@ def interpolate_photos(model, a: str, b: str, out: Optional[str], frames: int, o
             raise InputError(f"'{spec}': no face found")
         crops.append(faces[0].tensor)
         stems.append(items[0].path.stem)
-    out_dir = interpolation_folder(out, stems[0], stems[1], opts)
+        paths.append(items[0].path)
+    plan = interpolation_folder(out, stems[0], stems[1], opts, frames, paths)
     reporter.start("interpolating", frames)
     z, x_T = encode_codes(model, torch.stack(crops), opts, reporter)
     imgs = interpolate_codes(model, z, x_T, frames, level_list, opts, reporter)
-    return write_interpolation(imgs, out_dir, f"{a} {b}", reporter)
+    return write_interpolation(imgs, plan, f"{a} {b}", reporter)
 
 
 # -- evaluation on real photos -------------------------------------------------------------------------------

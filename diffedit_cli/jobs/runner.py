@@ -22,9 +22,11 @@ import torch
 from ..io import images as imageio
 from .. import defaults, pipeline
 from ..editing.plan import EditPlan, plan_edit
-from ..errors import DiffeditError, InputError
+from ..errors import DiffeditError, InputError, NumericalError
+from ..io.files import OutputExists
 from ..io.latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
 from ..io.models import DiffAEModel
+from .outputs import OutputPlan, out_folder
 
 DEFAULT_OUT = "diffedit-out"
 
@@ -156,6 +158,8 @@ def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None,
     errors: List[Tuple[str, str]] = []
     expanded: List[str] = []
     for spec in specs:
+        if not str(spec).strip():
+            raise InputError("an input is an empty string (an unset shell variable?): give a file, folder or pattern")
         if spec == "-":
             stream = stdin or sys.stdin
             listed = [line.strip() for line in stream if line.strip()]
@@ -173,6 +177,9 @@ def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None,
                 errors.append((spec, f"folder '{spec}' holds no usable input files"))
             pairs = [(p, p.relative_to(path)) for p in found]
         elif path.exists():
+            if kinds == "images" and is_latent_path(path):
+                errors.append((spec, f"'{spec}' is a latent file; this command takes images"))
+                continue
             pairs = [(path, Path(path.name))]
         elif any(ch in spec for ch in "*?["):
             found = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and accept(Path(p)))
@@ -211,6 +218,8 @@ def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bo
     """Whether ``out`` names one output file (else a folder); refuses names that cannot work, before any work."""
     if out is None:
         return False
+    if not str(out).strip():
+        raise InputError("out is an empty string (an unset shell variable?): give a file or folder name", param="out")
     path = Path(out)
     suffix = path.suffix.lower()
     known = {s.lower() for s in suffixes}
@@ -350,9 +359,11 @@ def shown_inputs(model: DiffAEModel, items: Sequence[Optional[Item]], z: torch.T
 
 
 def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str, file_suffixes: Iterable[str],
-              opts: "RunOptions", reporter: Reporter, what: str, noun: str) -> List[Tuple[Item, Path]]:
+              opts: "RunOptions", reporter: Reporter, what: str, noun: str,
+              protect: Sequence[Path] = ()) -> List[Tuple[Item, Path]]:
     """Inputs -> [(item, output path)], reporting bad inputs, outputs that exist (see ``_existing``) and
-    inputs that would share an output name (the first one keeps it). Output folders are created here."""
+    inputs that would share an output name (the first one keeps it). ``protect``: other files the run reads
+    (a donor), never written either. Output folders are created here."""
     items, errors = collect_inputs(specs, kinds, relative_to=opts.relative_to)
     for spec, msg in errors:
         reporter.fail(spec, msg)
@@ -362,7 +373,7 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
     out_path = Path(out or DEFAULT_OUT)
     if single and suffix != ".safetensors":
         imageio.check_writable_extension(out_path)
-    inputs = {i.path.resolve() for i in items}
+    inputs = {i.path.resolve() for i in items} | {Path(p).resolve() for p in protect}
     reporter.start(what, len(items), noun)
     todo = []
     claimed = {}
@@ -429,11 +440,12 @@ class Unit:
 _PENDING = object()  # a slot's result before its batch has run
 
 
-def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Slot]], List[Any]],
+def run_units(units: Iterable[Unit], opts: "RunOptions", compute: Callable[[List[Slot]], List[Any]],
               write: Callable[[Slot, Any], None], reporter: Reporter, info: Optional[dict] = None) -> None:
     """The batch loop of every file job.
 
-    Slots of consecutive units are batched together (up to ``batch_size``); ``compute(slots)`` runs the
+    Slots of consecutive units are batched together (up to ``opts.batch_size``); an output that another run
+    published while this one computed is a skip with ``opts.skip_existing``, else a per-file failure; ``compute(slots)`` runs the
     model on a batch and returns one result per slot; once all slots of a unit have their results the
     unit is written: ``write(slot, result)`` per slot (reported with ``slot.info`` and ``info``), or the
     unit's ``finish``. A failure is reported for its input and the run goes on; every unit advances the
@@ -442,19 +454,26 @@ def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Sl
     queue: List[Tuple[Slot, List[Any], int]] = []  # (slot, its unit's results, its place there)
     waiting: List[Tuple[Unit, List[Any]]] = []  # units in input order, with their results so far
 
+    def failed(source: str, err: DiffeditError, target: Optional[Path] = None) -> None:
+        if isinstance(err, OutputExists) and opts.skip_existing and target is not None:
+            reporter.skip(source, str(target))  # another run wrote it meanwhile: what --skip-existing asks for
+            return
+        named = f"'{source}': {err}" if isinstance(err, NumericalError) else str(err)  # say whose decode it was
+        reporter.fail(source, named)
+
     def finish(unit: Unit, results: List[Any]) -> None:
         if unit.finish is not None:
             try:
                 unit.finish(results)
             except DiffeditError as err:
-                reporter.fail(unit.source, str(err))
+                failed(unit.source, err)
         else:
             for slot, result in zip(unit.slots, results):
                 try:
                     write(slot, result)
                     reporter.ok(slot.source, str(slot.target), **slot.info, **(info or {}))
                 except DiffeditError as err:
-                    reporter.fail(slot.source, str(err))
+                    failed(slot.source, err, slot.target)
         reporter.advance()
 
     def flush() -> None:
@@ -472,7 +491,7 @@ def run_units(units: Iterable[Unit], batch_size: int, compute: Callable[[List[Sl
         waiting.append((unit, results))
         for k, slot in enumerate(unit.slots):
             queue.append((slot, results, k))
-            if len(queue) >= max(1, batch_size):
+            if len(queue) >= max(1, opts.batch_size):
                 flush()
     if queue:
         flush()
@@ -547,7 +566,7 @@ def encode_units(model: DiffAEModel, units: Iterable[Unit], opts: RunOptions, re
                                inv_spacing=opts.spacing)
         save_latent(slot.target, LatentCode(codes[0], codes[1], meta), exclusive=not opts.overwrite)
 
-    run_units(units, opts.batch_size, compute, write, reporter)
+    run_units(units, opts, compute, write, reporter)
 
 
 def encode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions,
@@ -574,7 +593,7 @@ def decode_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], o
     def write(slot, image):
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
 
-    run_units(file_units(todo, model, reporter, need_xT=not random_xT), opts.batch_size, compute, write, reporter)
+    run_units(file_units(todo, model, reporter, need_xT=not random_xT), opts, compute, write, reporter)
     return reporter.summary("decoded")
 
 
@@ -592,13 +611,13 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
         raise InputError(errors[0][1])
     if len(items) != 2:
         raise InputError("interpolate needs two different inputs A and B")
-    out_dir = interpolation_folder(out, items[0].path.stem, items[1].path.stem, opts)
+    plan = interpolation_folder(out, items[0].path.stem, items[1].path.stem, opts, frames, [i.path for i in items])
     reporter.start("interpolating", frames)
     good, z, x_T = load_codes(model, items, opts, reporter)
     if len(good) != 2:
         return reporter.summary("frames")
     imgs = interpolate_codes(model, z, x_T, frames, level_list, opts, reporter)
-    return write_interpolation(imgs, out_dir, f"{a} {b}", reporter, gif_ms)
+    return write_interpolation(imgs, plan, f"{a} {b}", reporter, gif_ms)
 
 
 def check_interpolation(model: DiffAEModel, frames: int, levels: Optional[Sequence[int]], opts: RunOptions):
@@ -612,12 +631,18 @@ def check_interpolation(model: DiffAEModel, frames: int, levels: Optional[Sequen
     return level_list
 
 
-def interpolation_folder(out: Optional[str], stem_a: str, stem_b: str, opts: RunOptions) -> Path:
-    """The output folder (default ``diffedit-out/interp_<a>_<b>``); refused when it holds files, unless overwriting."""
-    out_dir = Path(out or Path(DEFAULT_OUT) / f"interp_{stem_a}_{stem_b}")
+def interpolation_folder(out: Optional[str], stem_a: str, stem_b: str, opts: RunOptions, frames: int,
+                         inputs: Sequence[Path] = ()) -> OutputPlan:
+    """The outputs of an interpolation (default folder ``diffedit-out/interp_<a>_<b>``), planned before compute:
+    the folder is refused when it holds files (unless overwriting), and no output may be an input."""
+    out_dir = out_folder(out, Path(DEFAULT_OUT) / f"interp_{stem_a}_{stem_b}")
+    plan = OutputPlan(inputs, opts.overwrite)
+    plan.folder(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
-    return out_dir
+    for name in [f"frame_{k:03d}.png" for k in range(frames)] + ["grid.png", "interpolation.gif"]:
+        plan.claim(out_dir / name)
+    return plan
 
 
 def interpolate_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, frames: int,
@@ -635,14 +660,16 @@ def interpolate_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, fr
     return torch.cat(imgs)
 
 
-def write_interpolation(imgs: torch.Tensor, out_dir: Path, source: str, reporter: Reporter, gif_ms: int = 120) -> int:
-    """frame_NNN.png, grid.png and interpolation.gif of frames (F, 3, S, S); returns the exit code."""
-    frames = len(imgs)
+def write_interpolation(imgs: torch.Tensor, plan: OutputPlan, source: str, reporter: Reporter, gif_ms: int = 120) -> int:
+    """frame_NNN.png, grid.png and interpolation.gif of frames (F, 3, S, S) into the planned folder; returns the
+    exit code."""
+    frames, out_dir = len(imgs), plan.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     for k in range(frames):
-        imageio.save_image(imgs[k], out_dir / f"frame_{k:03d}.png")
-    imageio.save_image(imageio.make_grid(imgs, ncol=frames), out_dir / "grid.png")
-    imageio.save_gif(list(imgs), out_dir / "interpolation.gif", duration_ms=gif_ms, pingpong=True)
+        imageio.save_image(imgs[k], out_dir / f"frame_{k:03d}.png", exclusive=plan.exclusive)
+    imageio.save_image(imageio.make_grid(imgs, ncol=frames), out_dir / "grid.png", exclusive=plan.exclusive)
+    imageio.save_gif(list(imgs), out_dir / "interpolation.gif", duration_ms=gif_ms, pingpong=True,
+                     exclusive=plan.exclusive)
     reporter.done = frames
     reporter.ok(source, str(out_dir), frames=frames, grid=str(out_dir / "grid.png"), gif=str(out_dir / "interpolation.gif"))
     reporter.done = frames
@@ -700,7 +727,7 @@ def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: 
         slot.target.parent.mkdir(parents=True, exist_ok=True)
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
 
-    run_units(units, opts.batch_size, compute, write, reporter, info)
+    run_units(units, opts, compute, write, reporter, info)
 
 
 def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
@@ -726,18 +753,27 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
 def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptions, reporter: Reporter,
                   where: Sequence[str] = (), latent_steps: int = 100, max_tries: int = 50) -> int:
     """Latent DDIM -> z_sem -> image DDIM; ``where`` keeps samples the classifier labels so (rejection sampling)."""
+    from ..diffusion import respaced_timesteps
     from ..editing.attributes import resolve_attribute
     from ..pipeline import sample_latents
 
     latent = model.component("latent")
+    try:  # the latent schedule's step counts, checked before any work
+        respaced_timesteps(latent.config.diffusion_steps, latent_steps)
+    except ValueError as err:
+        raise DiffeditError(f"latent_steps {latent_steps}: {err}", param="latent_steps") from None
     conditions = []
     if where:
         classifier = model.component("classifier")
         conditions = [resolve_attribute(w, classifier.attributes) for w in where]
     opts.validate(model, invert=False)
-    out_dir = Path(out or Path(DEFAULT_OUT) / "samples")
+    out_dir = out_folder(out, Path(DEFAULT_OUT) / "samples")
+    plan = OutputPlan((), opts.overwrite)
+    plan.folder(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
+    for name in [f"sample_{k:04d}.png" for k in range(n)] + ["grid.png"]:
+        plan.claim(out_dir / name)
     reporter.start("sampling", n)
     kept: List[torch.Tensor] = []
     drawn = 0
@@ -767,10 +803,10 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
     images = torch.cat(images)
     out_dir.mkdir(parents=True, exist_ok=True)
     for k in range(n):
-        imageio.save_image(images[k], out_dir / f"sample_{k:04d}.png")
+        imageio.save_image(images[k], out_dir / f"sample_{k:04d}.png", exclusive=plan.exclusive)
         reporter.ok(f"sample {k}", str(out_dir / f"sample_{k:04d}.png"), seed=opts.seed, index=k,
                     latent_steps=latent_steps, where=list(where))
-    imageio.save_image(imageio.make_grid(images, ncol=min(8, n)), out_dir / "grid.png")
+    imageio.save_image(imageio.make_grid(images, ncol=min(8, n)), out_dir / "grid.png", exclusive=plan.exclusive)
     if conditions:
         reporter.console.print(f"kept {n} of {drawn} latent samples satisfying {' and '.join(where)}")
     return reporter.summary("samples")

@@ -22,8 +22,13 @@ from ..io import images as imageio
 from .. import pipeline
 from ..errors import InputError
 from ..hierarchy import check_levels, format_levels
-from .runner import DEFAULT_OUT, Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes, shown_inputs
+from .outputs import OutputPlan, out_folder
+from .runner import DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes, shown_inputs
 from ..io.models import DiffAEModel
+
+
+def mix_target(out_dir: Path, a: Item, b: Item) -> Path:
+    return out_dir / f"mix_{a.path.stem}__{b.path.stem}.png"
 
 
 def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str], levels: Sequence[int],
@@ -38,9 +43,15 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     if not a_items or not b_items:
         raise InputError("style-mix needs at least one A and one B input")
     default = Path(DEFAULT_OUT) / f"stylemix_{a_items[0].path.stem}_{b_items[0].path.stem}"
-    out_dir = Path(out or default)
+    out_dir = out_folder(out, default)
+    plan = OutputPlan([i.path for i in a_items + b_items], opts.overwrite)
+    plan.folder(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
         raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
+    for a_item in a_items:  # every file planned before compute: none over an input, none twice
+        for b_item in b_items:
+            plan.claim(mix_target(out_dir, a_item, b_item), f"{a_item.path} + {b_item.path}")
+    plan.claim(out_dir / "grid.png")
     reporter.start("style mixing", len(a_items) * len(b_items))
     a_good, z_a, x_a = load_codes(model, a_items, opts, reporter, need_xT=not random_xT)
     b_good, z_b, x_b = load_codes(model, b_items, opts, reporter, need_xT=False)
@@ -59,8 +70,8 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     b_pixels = shown_inputs(model, b_good, z_b, None, opts)  # a latent B is shown from the run's random x_T
     out_dir.mkdir(parents=True, exist_ok=True)
     for (i, j), image in zip(pairs, mixes):
-        target = out_dir / f"mix_{a_good[i].path.stem}__{b_good[j].path.stem}.png"
-        imageio.save_image(image, target)
+        target = mix_target(out_dir, a_good[i], b_good[j])
+        imageio.save_image(image, target, exclusive=plan.exclusive)
         reporter.ok(f"{a_good[i].path} {b_good[j].path}", str(target), levels=format_levels(level_list))
         reporter.advance()
     blank = torch.ones_like(mixes[0])
@@ -68,6 +79,7 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     for i in range(len(a_good)):
         cells.append(a_pixels[i])
         cells.extend(mixes[i * len(b_good):(i + 1) * len(b_good)])
-    imageio.save_image(imageio.display_grid(torch.stack(cells), len(b_good) + 1), out_dir / "grid.png")
+    imageio.save_image(imageio.display_grid(torch.stack(cells), len(b_good) + 1), out_dir / "grid.png",
+                       exclusive=plan.exclusive)
     return reporter.summary("mixes")
 

@@ -55,7 +55,8 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
     slices = [gae.resolve_slice(a) for a in attrs]
     opts.validate(model)
     donor_item, z_donor, x_donor = _one_code(model, donor, "donor B", opts, reporter, need_xT=False)
-    todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping", "swapped")
+    todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping", "swapped",
+                     protect=[donor_item.path])
     donor_pixels = []
 
     def compute(slots):
@@ -73,7 +74,7 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
                                          ["input", "donor", "with the donor's " + ", ".join(slices)])
         imageio.save_image(image, slot.target, exclusive=not opts.overwrite)
 
-    run_units(file_units(todo, model, reporter), opts.batch_size, compute, write, reporter,
+    run_units(file_units(todo, model, reporter), opts, compute, write, reporter,
               dict(donor=str(donor_item.path), slices=slices))
     return reporter.summary("swapped")
 
@@ -122,7 +123,7 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
         image = imageio.display_grid(torch.stack(panels + [image]), len(panels) + 1,
                                      ["base"] + [f"{n} from" for n in resolved] + ["result"])
     target.parent.mkdir(parents=True, exist_ok=True)
-    imageio.save_image(image, target)
+    imageio.save_image(image, target, exclusive=not opts.overwrite)  # never over a file that appeared meanwhile
     reporter.ok(str(base_item.path), str(target), parts={n: str(items[n].path) for n in resolved},
                 x_T="random" if random_xT else "base")
     reporter.advance()

@@ -38,7 +38,7 @@ from .. import diffusion, pipeline
 from ..data.part_masks import load_weight_maps, parse_part_weights
 from ..errors import DiffeditError, InputError
 from ..io.images import to_model_range
-from ..io.models import add_to_index, load_model, save_component
+from ..io.models import add_to_index, file_fingerprint, load_model, save_component
 from ..networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier, ClassifierConfig
 from ..networks.hdae import AnyAutoencoderConfig, autoencoder_config, build_autoencoder
@@ -132,6 +132,11 @@ def init_distributed(device: torch.device) -> Dist:
 
 
 # -- state files -----------------------------------------------------------
+
+def trained_on(run: Path) -> str:
+    """The fingerprint of the autoencoder whose codes a latent DDIM or classifier of ``run`` is trained on."""
+    return file_fingerprint(Path(run) / "autoencoder" / "model.safetensors")
+
 
 def save_train_state(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -334,14 +339,20 @@ def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False,
     from ..pipeline import pick_device
 
     device = pick_device(cfg.device)
-    dist = init_distributed(device)
-    if device.type == "cuda" and dist.world > 1:
-        device = torch.device("cuda", dist.local_rank)
+    # checked before the ranks meet (init_distributed), so no rank has written anything yet
     state_path = autoencoder_state_path(cfg.run)
     if state_path.exists() and not resume:
         raise DiffeditError(f"'{cfg.run}' already holds a training run; pass --resume to continue it")
     if resume and not state_path.exists():
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
+    run_dir = Path(cfg.run)
+    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
+        held = ", ".join(sorted(p.name for p in run_dir.iterdir())[:4])
+        raise DiffeditError(f"'{cfg.run}' is not empty and holds no training run ({held}); a trained model or other "
+                            "files would be replaced: train into a new or empty folder")
+    dist = init_distributed(device)
+    if device.type == "cuda" and dist.world > 1:
+        device = torch.device("cuda", dist.local_rank)
     if cfg.preset not in AUTOENCODER_PRESETS:
         raise DiffeditError(f"unknown preset '{cfg.preset}' (choose from {', '.join(AUTOENCODER_PRESETS)})")
     state = load_train_state(state_path) if resume else None
@@ -524,8 +535,6 @@ def write_sample_grid(ema: DiffAEAutoencoder, x0: torch.Tensor, path: Path, devi
 def dataset_codes(run: Path, data: Path, image_size: int, autoencoder: DiffAEAutoencoder,
                   progress=None) -> Tuple[torch.Tensor, List[str]]:
     """z_sem of a training folder, cached in ``run/train_state/codes.pt`` (keyed by the autoencoder weights)."""
-    from ..io.models import file_fingerprint
-
     files = image_files(data)
     cache = run / "train_state" / "codes.pt"
     key = file_fingerprint(run / "autoencoder" / "model.safetensors") if (run / "autoencoder" / "model.safetensors").exists() else ""
@@ -594,7 +603,8 @@ def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
         if log is not None:
             log(info)
         append_train_log(run / "train_log_latent.jsonl", info, last=step == cfg.steps)
-    save_component(ema, run / "latent", "latent", extra={"training": {**cfg.to_dict(), "codes": len(z)}})
+    save_component(ema, run / "latent", "latent", extra={"training": {**cfg.to_dict(), "codes": len(z),
+                                                                      "autoencoder_fingerprint": trained_on(run)}})
     add_to_index(run, run.name, "latent")
     return run
 
@@ -663,6 +673,7 @@ def train_classifier(cfg: ClassifierTrainConfig, log: Optional[StepLog] = None) 
         acc = ((clf(z[-n_val:]) > 0).float() == y[-n_val:]).float().mean(0)
     accuracy = {n: round(float(a), 4) for n, a in zip(names, acc)}
     save_component(clf.eval(), run / "classifier", "classifier",
-                   extra={"training": {**cfg.to_dict(), "codes": len(z)}, "heldout_accuracy": accuracy})
+                   extra={"training": {**cfg.to_dict(), "codes": len(z), "autoencoder_fingerprint": trained_on(run)},
+                          "heldout_accuracy": accuracy})
     add_to_index(run, run.name, "classifier")
     return accuracy
