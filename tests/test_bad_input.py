@@ -474,6 +474,14 @@ def _grid_input(tmp, good):
     png(tmp / "in" / "grid.png", seed=5)
 
 
+def _same_faces(tmp, good):
+    from test_faces import ASTRONAUT
+
+    for sub in ("x", "y"):
+        (tmp / "in" / sub).mkdir(parents=True)
+        shutil.copy(ASTRONAUT, tmp / "in" / sub / "a.png")
+
+
 def _dangling(tmp, good):
     (tmp / "out").symlink_to(tmp / "nowhere")
 
@@ -652,6 +660,10 @@ EXTRA_CASES = [
     Case("model-config-without-process", _run("encode", "in/a.png", "--out", "out", "--inv-steps", "2", *M2[:2], "-q",
                                               setup=_with_model(_no_process)), 0, written=("a.safetensors",),
          warning="does not record prediction"),
+    Case("align-same-names-from-two-folders", _run("align", "in/x/a.png", "in/y/a.png", "--detector", "dlib", "--size",
+                                                   "64", "--out", "out", "--overwrite", "-q", setup=_same_faces), 1,
+         ("in/y/a.png", "in/x/a.png", "--relative-to"), written=("a_00.png",)),
+    Case("data-toyfaces-into-users-files", _run("data", "toyfaces", "--n", "2", "--out", "in"), 2, ("in", "not empty")),
     Case("model-folder-of-unrelated-weights", _run("encode", "in/a.png", "--out", "out", "--model", "in/junk", "-q",
                                                    setup=_unrelated_weights), 2, ("in/junk", "no Diff-AE autoencoder")),
 ]

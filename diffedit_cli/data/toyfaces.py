@@ -670,6 +670,9 @@ def write_dataset(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int =
         raise InputError(f"{table} exists already: {out} holds a dataset; write to another directory")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} is a file, not a directory")
+    if out.is_dir() and any(out.iterdir()):  # the user's files are never mixed with (or replaced by) a dataset
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:3])
+        raise InputError(f"{out} is not empty ({held}); write the dataset to a new or empty directory")
     if int(n) != n or n < 1 or int(seed) != seed or seed < 0:
         raise DiffeditError(f"need a face count >= 1 and a seed >= 0, got n={n}, seed={seed}")
     (out / "images").mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,8 @@ from ..errors import DiffeditError, InputError, InputWarning
 from ..io.files import atomic_write
 from ..editing.plan import plan_edit
 from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, Slot, Unit, batched, check_interpolation,
-    collect_inputs, edit_info, edit_units, encode_codes, encode_units, interpolate_codes, interpolation_folder,
-    out_is_file, plan_output, write_interpolation)
+    collect_inputs, collision_hint, edit_info, edit_units, encode_codes, encode_units, interpolate_codes,
+    interpolation_folder, out_is_file, plan_output, write_interpolation)
 from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
 from ..faces.detection import Face, check_face_spec, make_detector, select_faces
 from ..faces.photos import Photo, load_photo, save_photo
@@ -115,10 +115,15 @@ def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suff
     out_path = Path(out or DEFAULT_OUT)
     inputs = {i.path.resolve() for i in items}
     reporter.start(what, len(items), noun)
-    todo = []
+    todo, claimed = [], {}
     for item in items:
         try:
-            todo.append((item, plan_output(item, out_path, single, suffix, inputs)))
+            target = plan_output(item, out_path, single, suffix, inputs)
+            first = claimed.setdefault(target.resolve(), item)
+            if first is not item:  # photo.jpg and photo.png, or same names listed from two folders
+                raise InputError(f"'{item.path}' and '{first.path}' would both be written to '{target.stem}_NN"
+                                 f"{target.suffix}'; " + collision_hint(relative_to))
+            todo.append((item, target))
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()
