@@ -38,9 +38,6 @@ class OutputPlan:
         self.claimed: Dict[Path, str] = {}
         self.out_dir: Optional[Path] = None  # the folder checked by :meth:`folder`
 
-    def add_inputs(self, paths: Iterable[os.PathLike]) -> None:
-        self.inputs |= {_key(Path(p)) for p in paths}
-
     def folder(self, folder: Path, what: str = "output folder") -> Path:
         """Check that ``folder`` can hold outputs (created later, when writing)."""
         if not str(folder).strip():
@@ -79,14 +76,3 @@ class OutputPlan:
     def exclusive(self) -> bool:
         """Publish without replacing a file that appeared meanwhile (always, unless overwriting)."""
         return not self.overwrite
-
-
-def planned(inputs: Iterable[os.PathLike], targets: Iterable[Path], overwrite: bool,
-            folder: Optional[Path] = None) -> OutputPlan:
-    """An :class:`OutputPlan` with ``targets`` claimed (and ``folder`` checked) at once."""
-    plan = OutputPlan(inputs, overwrite)
-    if folder is not None:
-        plan.folder(folder)
-    for target in targets:
-        plan.claim(target)
-    return plan
