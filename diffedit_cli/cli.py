@@ -129,7 +129,7 @@ SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whos
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 RelativeToOpt = Annotated[Optional[str], typer.Option("--relative-to", help="Name each output by its input's path inside this folder (keeps the tree of files listed one by one or read from stdin: find DIR ... | diffedit encode - --relative-to DIR).", show_default=False)]
-# -- HDAE (issue 4): resolution levels of the semantic code --------------------------------------------
+# -- HDAE: resolution levels of the semantic code --------------------------------------------
 LevelsOpt = Annotated[Optional[str], typer.Option(
     "--levels", help="Resolution levels, 1 = finest ... L = coarsest (UNet levels; L = len(channel_mult)): "
     "e.g. 3-4, 1,3 or all. On plain Diff-AE models the levels select UNet blocks (our extension).",
@@ -400,25 +400,32 @@ def sample(
     model: ModelOpt = None, steps: StepsOpt = defaults.STEPS, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING,
     latent_steps: Annotated[int, typer.Option("--latent-steps", min=1, max=1000, help="Latent DDIM steps.")] = 100,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep the samples already in --out and write the missing ones (complete an interrupted run with the same --n, --seed and settings).")] = False,
     overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
     """Generate new images: latent DDIM for z_sem, then the image decoder.
 
-    Writes sample_NNNN.png and grid.png. --where does class-conditional rejection
-    sampling with the model's classifier (Diff-AE section 5.6).
+    Writes sample_NNNN.png as they are decoded, then grid.png (the first 64). --where does class-conditional
+    rejection sampling with the model's classifier (Diff-AE section 5.6). Sample k is the same whatever the
+    batch size, so an interrupted run is completed with --skip-existing.
 
-    Example: diffedit sample --n 16 --where Smiling --seed 1
+    Examples:
+
+      diffedit sample --n 16 --where Smiling --seed 1
+
+      diffedit sample --n 10000 --out samples/ --skip-existing   (resume after Ctrl-C)
     """
     from .jobs.runner import sample_images
 
     loaded = _load(model, device, components=("latent", "classifier"))
     with _reporter(json_lines, quiet) as rep:
-        code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, overwrite=overwrite, sampler=sampler, spacing=spacing), rep,
+        code = sample_images(loaded, n, out, _opts(device, precision, batch_size, seed, steps, skip_existing=skip_existing,
+                                                   overwrite=overwrite, sampler=sampler, spacing=spacing), rep,
                              where or [], latent_steps)
     raise typer.Exit(code)
 
 
-# -- HDAE (issue 4): style mixing ------------------------------------------------------------------------
+# -- HDAE: style mixing ------------------------------------------------------------------------
 @app.command("style-mix")
 def style_mix_cmd(
     a: Annotated[str, typer.Argument(help="A: image or latent file, folder or glob (codes kept).", show_default=False)],
@@ -971,7 +978,7 @@ def eval_sample_cmd(
     typer.echo(json.dumps(rows) if json_out else format_table(rows))
 
 
-# -- HDAE (issue 4): the paper's comparison and training curves ----------------------------------------
+# -- HDAE: the paper's comparison and training curves ----------------------------------------
 @eval_app.command("compare")
 def eval_compare_cmd(
     data: Annotated[Path, typer.Argument(help="Generated face folder with params.jsonl and masks, held out from training.", show_default=False)],

@@ -1,4 +1,4 @@
-"""HDAE (issue 4): shapes and conditioning routes of HDAE(E)/HDAE(U), model-folder round trips, style mixing,
+"""HDAE: shapes and conditioning routes of HDAE(E)/HDAE(U), model-folder round trips, style mixing,
 level-restricted edits and interpolation end to end on a tiny randomly initialised HDAE model folder, and a few
 training steps of --arch hdae-u with resume."""
 

@@ -407,7 +407,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
                  precision: str = "fp32", progress=None, levels: Optional[Sequence[int]] = None) -> List[dict]:
     """Editing quality on the first ``n`` faces of a toy-faces folder, per attribute.
 
-    ``levels`` (0-based resolution levels, HDAE issue 4): restrict the edits to those levels
+    ``levels`` (0-based resolution levels, HDAE): restrict the edits to those levels
     (:func:`diffedit_cli.editing.attributes.level_edit_route`).
 
     Attributes: those of the model's classifier that the oracle (``model.extra["oracle"]``) also knows and

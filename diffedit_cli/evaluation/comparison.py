@@ -1,4 +1,4 @@
-"""The HDAE paper's comparison on generated faces (issue 4, item 6): DAE vs HDAE(U) vs HDAE(U) + top-k.
+"""The HDAE paper's comparison on generated faces: DAE vs HDAE(U) vs HDAE(U) + top-k.
 
 * :func:`eval_fidelity` — HDAE supplement Tab. 2 protocol: edit each face along each attribute's classifier
   direction with signed ``alpha`` in [-0.5, 0.5] (not toward a target), and measure MSE and LPIPS between

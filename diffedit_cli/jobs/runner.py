@@ -750,6 +750,9 @@ def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opt
 
 # -- sampling --------------------------------------------------------------
 
+GRID_SAMPLES = 64  # grid.png shows the first samples only: a 100,000-sample run still writes a viewable grid
+
+
 def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptions, reporter: Reporter,
                   where: Sequence[str] = (), latent_steps: int = 100, max_tries: int = 50) -> int:
     """Latent DDIM -> z_sem -> image DDIM; ``where`` keeps samples the classifier labels so (rejection sampling)."""
@@ -768,17 +771,19 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
         conditions = [resolve_attribute(w, classifier.attributes) for w in where]
     opts.validate(model, invert=False)
     out_dir = out_folder(out, Path(DEFAULT_OUT) / "samples")
-    plan = OutputPlan((), opts.overwrite)
+    resume = opts.skip_existing and not opts.overwrite  # samples already written are kept and not recomputed
+    plan = OutputPlan((), opts.overwrite or resume)
     plan.folder(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
-    for name in [f"sample_{k:04d}.png" for k in range(n)] + ["grid.png"]:
-        plan.claim(out_dir / name)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (opts.overwrite or resume):
+        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --skip-existing to "
+                         "complete an interrupted run, or --overwrite)")
+    targets = [plan.claim(out_dir / f"sample_{k:04d}.png") for k in range(n)]
+    grid_path = plan.claim(out_dir / "grid.png")
     reporter.start("sampling", n)
     kept: List[torch.Tensor] = []
     drawn = 0
     gen = torch.Generator().manual_seed(opts.seed)
-    while len(kept) < n and drawn < n * max_tries:
+    while len(kept) < n and drawn < n * max_tries:  # every code first (cheap), so a resumed run draws the same
         batch = max(opts.batch_size, n - len(kept)) if conditions else min(opts.batch_size, n - len(kept))
         z_T = torch.randn(batch, latent.config.num_channels, generator=gen)
         drawn += batch
@@ -795,18 +800,40 @@ def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptio
         raise DiffeditError(f"only {len(kept)} of {drawn} latent samples satisfy --where {' '.join(where)}; "
                             "the condition may be too rare for this model")
     z = torch.stack(kept)
-    x_T = pipeline.random_x_T(range(n), model.image_size, opts.seed)
-    images = []
-    for chunk in batched(list(range(n)), opts.batch_size):
-        images.append(decode_codes(model, z[chunk[0]:chunk[-1] + 1], x_T[chunk[0]:chunk[-1] + 1], opts, reporter))
-        reporter.advance(len(chunk))
-    images = torch.cat(images)
     out_dir.mkdir(parents=True, exist_ok=True)
+    shown = {}  # the first GRID_SAMPLES images, for grid.png
+
+    def report(k: int, skipped: bool) -> None:
+        if skipped:
+            reporter.skip(f"sample {k}", str(targets[k]))
+        else:
+            reporter.ok(f"sample {k}", str(targets[k]), seed=opts.seed, index=k, latent_steps=latent_steps,
+                        where=list(where))
+
+    todo = []
     for k in range(n):
-        imageio.save_image(images[k], out_dir / f"sample_{k:04d}.png", exclusive=plan.exclusive)
-        reporter.ok(f"sample {k}", str(out_dir / f"sample_{k:04d}.png"), seed=opts.seed, index=k,
-                    latent_steps=latent_steps, where=list(where))
-    imageio.save_image(imageio.make_grid(images, ncol=min(8, n)), out_dir / "grid.png", exclusive=plan.exclusive)
+        if resume and targets[k].exists():
+            report(k, True)
+            reporter.advance()
+        else:
+            todo.append(k)
+    for chunk in batched(todo, opts.batch_size):  # decoded and written as they go: memory stays one batch
+        x_T = pipeline.random_x_T(chunk, model.image_size, opts.seed)  # image k's x_T from seed + k
+        images = decode_codes(model, z[torch.tensor(chunk)], x_T, opts, reporter)
+        for k, image in zip(chunk, images):
+            try:
+                imageio.save_image(image, targets[k], exclusive=not opts.overwrite)
+                report(k, False)
+            except OutputExists as err:  # another run wrote it meanwhile
+                report(k, True) if resume else reporter.fail(f"sample {k}", str(err))
+            if k < GRID_SAMPLES:
+                shown[k] = image
+        reporter.advance(len(chunk))
+    if not (resume and grid_path.exists()):
+        tiles = [shown[k] if k in shown else imageio.load_image(targets[k], model.image_size)
+                 for k in range(min(n, GRID_SAMPLES))]
+        imageio.save_image(imageio.make_grid(torch.stack(tiles), ncol=min(8, n)), grid_path,
+                           exclusive=not opts.overwrite)
     if conditions:
         reporter.console.print(f"kept {n} of {drawn} latent samples satisfying {' and '.join(where)}")
     return reporter.summary("samples")
