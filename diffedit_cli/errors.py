@@ -23,6 +23,19 @@ class DiffeditError(Exception):
         self.param = param
 
 
+def reason(err: BaseException, limit: int = 160) -> str:
+    """A library exception as a short clause for a one-line message: whitespace folded, torch's long
+    "Weights only load failed ..." reduced to its "WeightsUnpickler error: ..." sentence, and cut at a word
+    boundary (with "...") rather than mid-word."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if "Weights only load failed" in text and "WeightsUnpickler error:" in text:
+        text = text[text.index("WeightsUnpickler error:"):].split(". ")[0]
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + " ..."
+
+
 def flag_message(err: DiffeditError, flags: Optional[Dict[str, str]] = None) -> str:
     """``str(err)`` with its leading parameter name spelled as a command-line flag (``inv_steps`` -> ``--inv-steps``)."""
     text, param = str(err), getattr(err, "param", None)

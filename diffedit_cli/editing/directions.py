@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import InputError, reason
 from ..io.files import write_bytes
 
 DIRECTIONS_FORMAT = "1"
@@ -194,7 +194,7 @@ def load_directions(path: Path) -> DirectionSet:
         raise
     except Exception as err:
         raise InputError(f"cannot read direction file '{path}': corrupt or not safetensors "
-                         f"({' '.join(str(err).split())[:120]})") from None
+                         f"({reason(err, 120)})") from None
     width = result.vectors.shape[1]
     if result.mean.shape != (width,) or result.std.shape != (width,):
         raise InputError(f"'{path}': mean / std do not match its {width}-value directions")

@@ -35,7 +35,7 @@ from ..io import downloads
 from .. import pipeline
 from ..data import toyfaces
 from ..editing.attributes import edit_z_sem, level_edit_route
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, reason
 from ..io.images import load_image
 from ..io.models import DiffAEModel
 
@@ -143,9 +143,9 @@ def lpips_network(device="cpu") -> torch.nn.Module:
     Downloads the backbone on first use (see :mod:`diffedit_cli.io.downloads`); raises :class:`ModelError` (one
     line) when LPIPS cannot be built. The backbone file is read with ``weights_only=True``.
     """
-    reason = lpips_unavailable()
-    if reason is not None:
-        raise ModelError(reason)
+    missing = lpips_unavailable()
+    if missing is not None:
+        raise ModelError(missing)
     import warnings
 
     import lpips
@@ -163,7 +163,7 @@ def lpips_network(device="cpu") -> torch.nn.Module:
     try:
         net.net.load_state_dict({name: state[key] for name, key in backbone.items()}, strict=True)
     except RuntimeError as err:
-        raise ModelError(f"'{path}' does not match torchvision's AlexNet: {' '.join(str(err).split())[:120]}") from None
+        raise ModelError(f"'{path}' does not match torchvision's AlexNet: {reason(err, 120)}") from None
     return net.to(device).eval().requires_grad_(False)
 
 

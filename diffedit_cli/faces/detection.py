@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..io.downloads import load_state_dict, mirrored, network_timeout, offline
-from ..errors import DiffeditError, InputError, ModelError
+from ..errors import DiffeditError, InputError, ModelError, reason
 
 FACEXLIB_WEIGHTS: Dict[str, Tuple[str, str]] = {
     "retinaface_resnet50": (
@@ -119,7 +119,7 @@ def facexlib_weight(name: str, folder: Optional[os.PathLike] = None) -> Path:
         if partial.exists() and partial.stat().st_size == 0:
             partial.unlink()
         raise ModelError(missing_weights_message([name], folder, f"download failed: {type(err).__name__}: "
-                                                 f"{' '.join(str(err).split())[:120]}")) from None
+                                                 f"{reason(err, 120)}")) from None
 
 
 def load_facexlib_network(module: torch.nn.Module, path: Path) -> torch.nn.Module:
@@ -127,7 +127,7 @@ def load_facexlib_network(module: torch.nn.Module, path: Path) -> torch.nn.Modul
         module.load_state_dict(load_state_dict(path), strict=True)
     except RuntimeError as err:
         raise ModelError(f"'{path}' does not match facexlib's {type(module).__name__}: "
-                         f"{' '.join(str(err).split())[:200]}") from None
+                         f"{reason(err, 200)}") from None
     return module.eval()
 
 

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, reason
 from .components import COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index
 from ..networks.autoencoder import AutoencoderConfig
 from ..networks.classifier import CELEBA_ATTRIBUTES, ClassifierConfig
@@ -96,8 +96,7 @@ def read_checkpoint(path: Path, trust_pickle: bool = False) -> Tuple[dict, List[
     except ModelError:
         raise
     except Exception as err:  # zip / pickle / EOF errors: not a readable checkpoint
-        reason = " ".join(str(err).split())[:160] or type(err).__name__
-        raise ModelError(f"cannot read checkpoint '{path}': not a PyTorch checkpoint or corrupt ({reason})") from None
+        raise ModelError(f"cannot read checkpoint '{path}': not a PyTorch checkpoint or corrupt ({reason(err)})") from None
 
 
 def _read_checkpoint(path: Path, trust_pickle: bool) -> Tuple[dict, List[str]]:

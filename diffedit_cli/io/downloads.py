@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, reason
 
 HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
 """torch hub's convention: ``name-<sha256 prefix>.ext``."""
@@ -95,7 +95,7 @@ def fetch(url: str, target: Path, what: str) -> Path:
             torch.hub.download_url_to_file(url, str(target), hash_prefix=hash_prefix(target.name),
                                            progress=sys.stderr.isatty())
     except Exception as err:  # no network, HTTP error, hash mismatch, disk full
-        detail = " ".join(str(err).split())[:160]
+        detail = reason(err, 160)
         raise ModelError(f"could not download {what} ({type(err).__name__}: {detail}); {put_it}") from None
     return target
 
@@ -111,7 +111,7 @@ def load_state_dict(path: Path, what: str = "weights") -> Dict[str, torch.Tensor
             warnings.filterwarnings("ignore", message=".*pickle protocol", category=UserWarning)
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ModelError(f"cannot read {what} '{path}': {' '.join(str(err).split())[:160]} "
+        raise ModelError(f"cannot read {what} '{path}': {reason(err, 160)} "
                          "(corrupt, or not a plain state dict; delete it to download it again)") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"'{path}' is not a state dict of tensors")

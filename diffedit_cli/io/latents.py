@@ -19,7 +19,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, reason
 from .files import write_bytes
 
 LATENT_FORMAT = "1"
@@ -109,7 +109,7 @@ def load_latent(path: Path) -> LatentCode:
     except InputError:
         raise
     except Exception as err:
-        raise InputError(f"cannot read latent file '{path}': corrupt or not safetensors ({' '.join(str(err).split())[:120]})") from None
+        raise InputError(f"cannot read latent file '{path}': corrupt or not safetensors ({reason(err, 120)})") from None
     return LatentCode(z_sem, x_T, meta)
 
 

@@ -45,7 +45,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, reason
 from .components import COMPONENTS
 from .convert import (PRESETS, WEIGHT_SUFFIXES, AutoencoderConfig, convert_checkpoints, infer_autoencoder_config,
                       latent_stats, read_state, split_official_state)
@@ -193,11 +193,11 @@ def hub_errors(label: str) -> Iterator[None]:
             f"Hub model '{label}' is not in the local cache and the Hub cannot be reached "
             f"(offline mode or no network); download it once online ('diffedit models pull') or pass a local folder") from None
     except EntryNotFoundError as err:
-        raise ModelError(f"Hub model '{label}' is missing a file: {' '.join(str(err).split())[:200]}") from None
+        raise ModelError(f"Hub model '{label}' is missing a file: {reason(err, 200)}") from None
     except ModelError:
         raise
     except Exception as err:  # HTTP errors, a dropped connection, a full disk: the download did not complete
-        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        detail = reason(err, 200)
         raise ModelError(f"cannot download Hub model '{label}' ({type(err).__name__}: {detail}); "
                          "nothing was converted, run the command again to resume") from None
 
@@ -210,8 +210,7 @@ def safetensors_header(path: Path) -> Dict[str, Tuple[int, ...]]:
         with safe_open(str(path), framework="pt") as fh:
             return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}
     except Exception as err:
-        reason = " ".join(str(err).split())[:160] or type(err).__name__
-        raise ModelError(f"cannot read '{path}': corrupt or truncated safetensors file ({reason})") from None
+        raise ModelError(f"cannot read '{path}': corrupt or truncated safetensors file ({reason(err)})") from None
 
 
 # -- classification ------------------------------------------------------------------------------------------

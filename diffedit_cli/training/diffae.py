@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import diffusion, pipeline
 from ..data.part_masks import load_weight_maps, parse_part_weights
-from ..errors import DiffeditError, InputError
+from ..errors import DiffeditError, InputError, reason
 from ..io.images import to_model_range
 from ..io.models import add_to_index, file_fingerprint, load_model, save_component
 from ..networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
@@ -139,17 +139,21 @@ def trained_on(run: Path) -> str:
 
 
 def save_train_state(path: Path, state: dict) -> None:
+    """Write the resumable state atomically; temporaries a killed run left (SIGKILL cannot clean up) go first."""
+    from ..io.files import atomic_write
+
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    for stale in [*path.parent.glob(f".{path.name}.*.tmp"), path.with_suffix(".tmp")]:
+        stale.unlink(missing_ok=True)
+    atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def load_train_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise DiffeditError(f"cannot resume from '{path}': {' '.join(str(err).split())[:160]}") from None
+        raise DiffeditError(f"cannot resume from '{path}': {reason(err, 160)}") from None
 
 
 def append_train_log(path: Path, info: dict, every: int = 10, last: bool = False) -> None:
