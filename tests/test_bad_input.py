@@ -908,3 +908,16 @@ def test_sample_writes_as_it_goes_and_resumes(tmp_path, capsys):
         b = np.asarray(Image.open(tmp_path / "b" / f"sample_{k:04d}.png"), dtype=int)
         assert np.abs(a - b).max() <= 1  # batch composition changes results by rounding only (fp32)
     assert (tmp_path / "a" / "grid.png").is_file() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_library_messages_are_cut_at_a_word_not_mid_word():
+    from diffedit_cli.errors import reason
+
+    torch_says = Exception("Weights only load failed. This file can still be loaded, to do so you have two options, "
+                           "do those steps only if you trust the source of the checkpoint. (1) ... WeightsUnpickler "
+                           "error: Unsupported global: GLOBAL builtins.open was not an allowed global by default. "
+                           "Please use `torch.serialization.add_safe_globals([open])`")
+    assert reason(torch_says) == ("WeightsUnpickler error: Unsupported global: GLOBAL builtins.open was not an "
+                                  "allowed global by default")
+    long = reason(Exception("checkpoint " * 40), 50)
+    assert long.endswith(" ...") and all(word == "checkpoint" for word in long[:-4].split())
