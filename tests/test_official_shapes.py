@@ -56,3 +56,15 @@ def test_wrong_layout_is_refused(reference):
     _, state = listing(reference, "ffhq128_autoenc_130M")
     with pytest.raises(ModelError, match="does not match"):
         build_components({"state_dict": state}, preset="ffhq256", device="meta")
+
+
+@pytest.mark.parametrize("name", [c for c in CASES if not c.endswith("_cls")])
+def test_ema_stripped_state_dicts_give_the_image_size_from_the_layout(reference, name):
+    """Without the x_T buffer (a state dict as others publish it: EMA only, prefix stripped) the image size comes
+    from the level that holds attention (16 px in every official model)."""
+    data, state = listing(reference, name)
+    stripped = {k[len("ema_model."):]: v for k, v in state.items() if k.startswith("ema_model.")}
+    stripped.update({k: v for k, v in state.items() if k in ("conds_mean", "conds_std")})  # a latent's statistics
+    modules = build_components(stripped, device="meta")
+    assert modules["autoencoder"].config.image_size == data["model_config"]["image_size"]
+    assert ("latent" in modules) == name.endswith("_latent")
