@@ -17,10 +17,15 @@ from ..errors import InputError
 from ..io.files import EXISTS_HINT
 
 
-def out_folder(out: Optional[str], default: Path) -> Path:
-    """``--out`` or the default folder; an empty string (an unset shell variable) is refused, not defaulted."""
+def refuse_empty_out(out: Optional[str]) -> None:
+    """An empty ``--out`` (an unset shell variable) is refused, never read as the current folder or the default."""
     if out is not None and not str(out).strip():
-        raise InputError("out is an empty string (an unset shell variable?): give a folder name", param="out")
+        raise InputError("out is an empty string (an unset shell variable?): give a file or folder name", param="out")
+
+
+def out_folder(out: Optional[str], default: Path) -> Path:
+    """``--out`` or the default folder (:func:`refuse_empty_out` first)."""
+    refuse_empty_out(out)
     return Path(out) if out is not None else Path(default)
 
 
@@ -40,8 +45,6 @@ class OutputPlan:
 
     def folder(self, folder: Path, what: str = "output folder") -> Path:
         """Check that ``folder`` can hold outputs (created later, when writing)."""
-        if not str(folder).strip():
-            raise InputError(f"{what} is an empty string (an unset shell variable?)", param="out")
         folder = Path(folder)
         if folder.is_symlink() and not folder.exists():
             raise InputError(f"{what} '{folder}' is a dangling symlink", param="out")

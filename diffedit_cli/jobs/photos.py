@@ -25,7 +25,7 @@ from ..errors import DiffeditError, InputError, InputWarning
 from ..io.files import atomic_write
 from ..editing.plan import plan_edit
 from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, Slot, Unit, batched, check_interpolation,
-    collect_inputs, collision_hint, edit_info, edit_units, encode_codes, encode_units, interpolate_codes,
+    claim_output, collect_inputs, edit_info, edit_units, encode_codes, encode_units, interpolate_codes,
     interpolation_folder, out_is_file, plan_output, write_interpolation)
 from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
 from ..faces.detection import Face, check_face_spec, make_detector, select_faces
@@ -118,12 +118,8 @@ def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suff
     todo, claimed = [], {}
     for item in items:
         try:
-            target = plan_output(item, out_path, single, suffix, inputs)
-            first = claimed.setdefault(target.resolve(), item)
-            if first is not item:  # photo.jpg and photo.png, or same names listed from two folders
-                raise InputError(f"'{item.path}' and '{first.path}' would both be written to '{target.stem}_NN"
-                                 f"{target.suffix}'; " + collision_hint(relative_to))
-            todo.append((item, target))
+            target = plan_output(item, out_path, single, suffix, inputs)  # photo.jpg and photo.png collide too
+            todo.append((item, claim_output(claimed, item, target, relative_to, f"{target.stem}_NN{target.suffix}")))
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()

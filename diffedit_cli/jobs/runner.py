@@ -26,7 +26,7 @@ from ..errors import DiffeditError, InputError, NumericalError
 from ..io.files import OutputExists
 from ..io.latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
 from ..io.models import DiffAEModel
-from .outputs import OutputPlan, out_folder
+from .outputs import OutputPlan, out_folder, refuse_empty_out
 
 DEFAULT_OUT = "diffedit-out"
 
@@ -216,10 +216,9 @@ def plan_output(item: Item, out: Path, single_file: bool, suffix: str, inputs: s
 
 def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bool:
     """Whether ``out`` names one output file (else a folder); refuses names that cannot work, before any work."""
+    refuse_empty_out(out)
     if out is None:
         return False
-    if not str(out).strip():
-        raise InputError("out is an empty string (an unset shell variable?): give a file or folder name", param="out")
     path = Path(out)
     suffix = path.suffix.lower()
     known = {s.lower() for s in suffixes}
@@ -379,11 +378,7 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
     claimed = {}
     for item in items:
         try:
-            target = plan_output(item, out_path, single, suffix, inputs)
-            first = claimed.setdefault(target.resolve(), item)
-            if first is not item:
-                raise InputError(f"'{item.path}' and '{first.path}' would both be written to '{target}'; "
-                                 + collision_hint(opts.relative_to))
+            target = claim_output(claimed, item, plan_output(item, out_path, single, suffix, inputs), opts.relative_to)
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()
@@ -397,12 +392,16 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
     return [job for job in todo if job[1].parent not in read_only]
 
 
-def collision_hint(relative_to: Optional[str]) -> str:
-    """How to keep two inputs with the same name apart."""
-    if relative_to:
-        return "rename one or give them separate runs"
-    return ("files given one by one (or read from stdin) keep only their names: --relative-to DIR keeps their "
+def claim_output(claimed: dict, item: Item, target: Path, relative_to: Optional[str], shown: Optional[str] = None) -> Path:
+    """``target``, recorded in ``claimed`` for ``item``; an InputError when an earlier input of the run has it already
+    (the first keeps the name). ``shown``: how the message names the target (a photo's ``<stem>_NN.png``)."""
+    first = claimed.setdefault(target.resolve(), item)
+    if first is not item:
+        hint = "rename one or give them separate runs" if relative_to else (
+            "files given one by one (or read from stdin) keep only their names: --relative-to DIR keeps their "
             "folders under --out")
+        raise InputError(f"'{item.path}' and '{first.path}' would both be written to '{shown or target}'; {hint}")
+    return target
 
 
 # -- the batch loop ----------------------------------------------------------
