@@ -645,9 +645,9 @@ app.add_typer(train_app, name="train")
 @data_app.command("toyfaces")
 def data_toyfaces(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create.", show_default=False)],
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of faces.")] = 20000,
+    n: Annotated[int, typer.Option("--n", min=1, max=10_000_000, help="Number of faces.")] = 20000,
     seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Dataset seed (face i uses a seed derived from it and i).")] = 0,
-    size: Annotated[int, typer.Option("--size", min=16, help="Image size in pixels.")] = 64,
+    size: Annotated[int, typer.Option("--size", min=16, max=1024, help="Image size in pixels.")] = 64,
     masks: Annotated[bool, typer.Option("--masks/--no-masks", help="Also write per-part masks.")] = True,
     quiet: QuietOpt = False,
 ):
@@ -1492,12 +1492,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
-    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+    except Exception as exc:
         if os.environ.get("DIFFEDIT_DEBUG"):
             raise
-        sys.stderr.write(f"error: internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
-                         "(set DIFFEDIT_DEBUG=1 for a traceback)\n")
+        sys.stderr.write(f"error: {_unexpected(exc)}\n")
         return 1
+
+
+def _unexpected(exc: Exception) -> str:
+    """One line for an exception that is not a DiffeditError: the file system's refusal (a name too long, no
+    permission, no space) names the file; anything else is a bug, reported as an internal error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        name = os.fsdecode(exc.filename) if exc.filename is not None else ""
+        shown = name if len(name) <= 120 else name[:60] + "..." + name[-40:]
+        return (f"'{shown}': " if name else "") + exc.strerror[:1].lower() + exc.strerror[1:]
+    return (f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+            "(set DIFFEDIT_DEBUG=1 for a traceback)")
 
 
 def run() -> None:

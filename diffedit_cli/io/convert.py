@@ -27,6 +27,7 @@ import torch
 
 from ..errors import ModelError, reason
 from .components import COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index
+from .outputs import OutputPlan
 from ..networks.autoencoder import AutoencoderConfig
 from ..networks.classifier import CELEBA_ATTRIBUTES, ClassifierConfig
 from ..networks.latent_mlp import LatentMLPConfig
@@ -402,14 +403,11 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
     import tempfile
 
     out_dir = Path(out_dir)
+    OutputPlan(paths).fresh_folder(out_dir, "a converted model (it is no diffedit model folder to add to)",
+                                   accepts=lambda folder: (folder / INDEX_FILE).is_file())
     existing: List[str] = []
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise ModelError(f"out '{out_dir}' exists and is not a folder", param="out")
-        if (out_dir / INDEX_FILE).is_file():
-            existing = list(read_json(out_dir / INDEX_FILE, "model index").get("components", []))
-        elif any(out_dir.iterdir()):
-            raise ModelError(f"out '{out_dir}' is a non-empty folder that is not a diffedit model", param="out")
+    if (out_dir / INDEX_FILE).is_file():
+        existing = list(read_json(out_dir / INDEX_FILE, "model index").get("components", []))
     files = weight_files(paths)
     split: List[Tuple[Path, Dict[str, Dict[str, torch.Tensor]], Optional[int]]] = []
     for path in files:

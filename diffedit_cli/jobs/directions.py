@@ -16,7 +16,7 @@ import torch
 from ..editing import directions as dirs
 from ..io import images as imageio
 from ..errors import InputError, InputWarning
-from .outputs import OutputPlan
+from ..io.outputs import OutputPlan
 from .runner import Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes
 from ..io.models import DiffAEModel
 

@@ -24,9 +24,10 @@ from .. import pipeline
 from ..errors import DiffeditError, InputError, InputWarning
 from ..io.files import atomic_write
 from ..editing.plan import plan_edit
+from ..io.outputs import OutputPlan
 from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, Slot, Unit, batched, check_interpolation,
-    claim_output, collect_inputs, edit_info, edit_units, encode_codes, encode_units, interpolate_codes,
-    interpolation_folder, out_is_file, plan_output, write_interpolation)
+    collect_inputs, collision_hint, edit_info, edit_units, encode_codes, encode_units, interpolate_codes,
+    interpolation_folder, out_is_file, output_path, report_existing, write_interpolation)
 from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
 from ..faces.detection import Face, check_face_spec, make_detector, select_faces
 from ..faces.photos import Photo, load_photo, save_photo
@@ -106,38 +107,36 @@ def face_target(target: Path, number: int) -> Path:
 
 
 def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suffixes, reporter: Reporter,
-                what: str, noun: str, relative_to: Optional[str] = None) -> List[Tuple[Item, Path]]:
-    """Inputs -> [(item, base output path)], without existence checks (per-face names come later)."""
-    items, errors = collect_inputs(specs, "images", relative_to=relative_to)
+                what: str, noun: str, opts: RunOptions) -> Tuple[OutputPlan, List[Tuple[Item, Path]]]:
+    """Inputs -> (the run's output plan, [(item, base output path)]). The base names are reserved (photo.jpg and
+    photo.png collide too); whether each face's output exists is decided per face, later (:func:`blocked`)."""
+    items, errors = collect_inputs(specs, "images", relative_to=opts.relative_to)
     for spec, msg in errors:
         reporter.fail(spec, msg)
     single = out_is_file(out, len(items), file_suffixes)
     out_path = Path(out or DEFAULT_OUT)
-    inputs = {i.path.resolve() for i in items}
+    plan = OutputPlan([i.path for i in items], opts.overwrite, opts.skip_existing)
     reporter.start(what, len(items), noun)
-    todo, claimed = [], {}
+    todo = []
     for item in items:
+        target = output_path(item, out_path, single, suffix)
         try:
-            target = plan_output(item, out_path, single, suffix, inputs)  # photo.jpg and photo.png collide too
-            todo.append((item, claim_output(claimed, item, target, relative_to, f"{target.stem}_NN{target.suffix}")))
+            todo.append((item, plan.reserve(target, str(item.path), f"{target.stem}_NN{target.suffix}",
+                                            collision_hint(opts.relative_to))))
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()
-    return todo
+    return plan, todo
 
 
-def blocked(target: Path, opts: RunOptions, source: str, reporter: Reporter, inputs=()) -> bool:
-    """True (and reported) when ``target`` must not be written: it exists and neither flag allows it."""
-    if target.resolve() in inputs:
-        reporter.fail(source, f"output '{target}' would overwrite an input; choose another --out")
+def blocked(plan: OutputPlan, target: Path, source: str, reporter: Reporter) -> bool:
+    """True (and reported) when ``target`` must not be written: an input, or it exists and neither flag allows it."""
+    try:
+        plan.reserve(target, source)
+    except DiffeditError as err:
+        reporter.fail(source, str(err))
         return True
-    if not target.exists() or opts.overwrite:
-        return False
-    if opts.skip_existing:
-        reporter.skip(source, str(target))
-    else:
-        reporter.fail(source, f"output '{target}' already exists (use --skip-existing to resume or --overwrite)")
-    return True
+    return report_existing(plan, target, source, reporter)
 
 
 def _faces_of(item: Item, size: int, options: FaceOptions, reporter: Reporter) -> Optional[Tuple[Photo, List[AlignedFace]]]:
@@ -188,15 +187,14 @@ def align_files(specs: Sequence[str], out: Optional[str], size: int, options: Fa
         raise InputError(f"size {size}: too small", param="size")
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning", "faces aligned", opts.relative_to)
-    inputs = {item.path.resolve() for item, _ in todo}
+    plan, todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning", "faces aligned", opts)
     for item, target in todo:
         found = _faces_of(item, size, options, reporter)
         if found is not None:
             photo, faces = found
             for face in faces:
                 path = face_target(target, face.number)
-                if blocked(path, opts, str(item.path), reporter, inputs):
+                if blocked(plan, path, str(item.path), reporter):
                     continue
                 try:
                     save_crop(face.crop, path, face.metadata(options.get_detector().name, str(item.path)),
@@ -214,7 +212,7 @@ def preprocessing(detector: str) -> str:
     return f"exif_transpose,rgb_alpha_over_white,ffhq_align(detector={detector})"
 
 
-def photo_units(todo: Sequence[Tuple[Item, Path]], model, options: FaceOptions, opts: RunOptions, reporter: Reporter,
+def photo_units(plan: OutputPlan, todo: Sequence[Tuple[Item, Path]], model, options: FaceOptions, opts: RunOptions, reporter: Reporter,
                 whole_photo: Optional[Callable[[Item, Path, Photo, List[AlignedFace]], Callable]] = None) -> Iterable[Unit]:
     """Photos as units of one slot per selected face: its aligned crop, written to ``<stem>_<NN>``.
 
@@ -222,11 +220,10 @@ def photo_units(todo: Sequence[Tuple[Item, Path]], model, options: FaceOptions, 
     own target, made by ``finish`` from all its faces' results; that target is what an existing output
     blocks instead of each face's. A photo that cannot be read or holds no face is reported, without slots.
     """
-    inputs = {item.path.resolve() for item, _ in todo}
     detector = options.get_detector().name
     for item, target in todo:
         source = str(item.path)
-        if whole_photo is not None and blocked(target, opts, source, reporter, inputs):
+        if whole_photo is not None and blocked(plan, target, source, reporter):
             yield Unit(source, [])
             continue
         found = _faces_of(item, model.image_size, options, reporter)
@@ -235,7 +232,7 @@ def photo_units(todo: Sequence[Tuple[Item, Path]], model, options: FaceOptions, 
             continue
         photo, faces = found
         if whole_photo is None:
-            faces = [f for f in faces if not blocked(face_target(target, f.number), opts, source, reporter, inputs)]
+            faces = [f for f in faces if not blocked(plan, face_target(target, f.number), source, reporter)]
         slots = [Slot(source, face_target(target, f.number), item.index, pixels=f.tensor, info={"face": f.number},
                       extra={"face": f.metadata(detector, source)}) for f in faces]
         finish = whole_photo(item, target, photo, faces) if whole_photo is not None and faces else None
@@ -250,8 +247,9 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
     opts.validate(model, decode=False)
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces", "faces encoded", opts.relative_to)
-    encode_units(model, photo_units(todo, model, options, opts, reporter), opts, reporter,
+    outputs, todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces",
+                                "faces encoded", opts)
+    encode_units(model, photo_units(outputs, todo, model, options, opts, reporter), opts, reporter,
                  preprocessing(options.get_detector().name))
     return reporter.summary("faces encoded")
 
@@ -284,7 +282,8 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
     opts.validate(model)
     check_face_spec(options.face)
     options.get_detector()
-    todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited", opts.relative_to)
+    outputs, todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited",
+                                opts)
     info = {**edit_info(plan, orthogonal), "detector": options.get_detector().name}
 
     def pasted_back(item: Item, target: Path, photo: Photo, faces: List[AlignedFace]):
@@ -300,7 +299,7 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
                         changed_pixels=int(pasted[0][1].sum()), mask="parsing" if masks is not None else "ellipse", **info)
         return finish
 
-    units = photo_units(todo, model, options, opts, reporter, pasted_back if paste_back else None)
+    units = photo_units(outputs, todo, model, options, opts, reporter, pasted_back if paste_back else None)
     edit_units(model, units, plan, opts, reporter, compare and not paste_back, info)
     return reporter.summary("photos edited" if paste_back else "faces edited")
 

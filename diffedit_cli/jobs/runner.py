@@ -23,10 +23,10 @@ from ..io import images as imageio
 from .. import defaults, pipeline
 from ..editing.plan import EditPlan, plan_edit
 from ..errors import DiffeditError, InputError, NumericalError
-from ..io.files import OutputExists
+from ..io.files import EXISTS_HINT, OutputExists
 from ..io.latents import LatentCode, check_latent_model, is_latent_path, latent_metadata, load_latent, save_latent
 from ..io.models import DiffAEModel
-from .outputs import OutputPlan, out_folder, refuse_empty_out
+from ..io.outputs import OutputPlan, out_folder, refuse_empty_out
 
 DEFAULT_OUT = "diffedit-out"
 
@@ -206,12 +206,16 @@ def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None,
     return items, errors
 
 
-def plan_output(item: Item, out: Path, single_file: bool, suffix: str, inputs: set) -> Path:
-    """Where ``item``'s output goes; never onto an input file."""
-    target = out if single_file else out / item.rel.with_suffix(suffix)
-    if target.resolve() in inputs:
-        raise InputError(f"output '{target}' would overwrite the input '{item.path}'; choose another --out")
-    return target
+def output_path(item: Item, out: Path, single_file: bool, suffix: str) -> Path:
+    """Where ``item``'s output goes: ``out`` itself, or its relative path under ``out`` with ``suffix``."""
+    return out if single_file else out / item.rel.with_suffix(suffix)
+
+
+def collision_hint(relative_to: Optional[str]) -> str:
+    """What to do when two inputs would be written to one output name."""
+    return "rename one or give them separate runs" if relative_to else (
+        "files given one by one (or read from stdin) keep only their names: --relative-to DIR keeps their "
+        "folders under --out")
 
 
 def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bool:
@@ -298,16 +302,22 @@ class RunOptions:
         return device, pipeline.pick_precision(self.precision, device)
 
 
-def _existing(target: Path, opts: RunOptions, item: Item, reporter: Reporter) -> bool:
-    """True if the item must not be processed because its output exists."""
-    if not target.exists() or opts.overwrite:
-        return False
-    if opts.skip_existing:
-        reporter.skip(str(item.path), str(target))
-    else:
-        reporter.fail(str(item.path), f"output '{target}' already exists (use --skip-existing to resume or --overwrite)")
-    reporter.advance()
-    return True
+def report_existing(plan: OutputPlan, target: Path, source: str, reporter: Reporter) -> bool:
+    """True (reported as skipped or failed) when ``target`` exists and the run must not write it."""
+    decision = plan.existing(target)
+    if decision == "skip":
+        reporter.skip(source, str(target))
+    elif decision == "refuse":
+        reporter.fail(source, f"output '{target}' already exists ({EXISTS_HINT})")
+    return decision is not None
+
+
+def _existing(plan: OutputPlan, target: Path, item: Item, reporter: Reporter) -> bool:
+    """True (reported, and counted as done) if the item must not be processed because its output exists."""
+    if report_existing(plan, target, str(item.path), reporter):
+        reporter.advance()
+        return True
+    return False
 
 
 def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, reporter: Optional[Reporter] = None,
@@ -372,36 +382,24 @@ def plan_jobs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: str,
     out_path = Path(out or DEFAULT_OUT)
     if single and suffix != ".safetensors":
         imageio.check_writable_extension(out_path)
-    inputs = {i.path.resolve() for i in items} | {Path(p).resolve() for p in protect}
+    plan = OutputPlan([i.path for i in items] + list(protect), opts.overwrite, opts.skip_existing)
     reporter.start(what, len(items), noun)
     todo = []
-    claimed = {}
     for item in items:
         try:
-            target = claim_output(claimed, item, plan_output(item, out_path, single, suffix, inputs), opts.relative_to)
+            target = plan.reserve(output_path(item, out_path, single, suffix), str(item.path),
+                                  hint=collision_hint(opts.relative_to))
         except DiffeditError as err:
             reporter.fail(str(item.path), str(err))
             reporter.advance()
             continue
-        if not _existing(target, opts, item, reporter):
+        if not _existing(plan, target, item, reporter):
             todo.append((item, target))
     read_only = prepare_output_folders(t for _, t in todo)
     for item, target in [job for job in todo if job[1].parent in read_only]:
         reporter.fail(str(item.path), f"cannot write '{target}': permission denied (read-only folder)")
         reporter.advance()
     return [job for job in todo if job[1].parent not in read_only]
-
-
-def claim_output(claimed: dict, item: Item, target: Path, relative_to: Optional[str], shown: Optional[str] = None) -> Path:
-    """``target``, recorded in ``claimed`` for ``item``; an InputError when an earlier input of the run has it already
-    (the first keeps the name). ``shown``: how the message names the target (a photo's ``<stem>_NN.png``)."""
-    first = claimed.setdefault(target.resolve(), item)
-    if first is not item:
-        hint = "rename one or give them separate runs" if relative_to else (
-            "files given one by one (or read from stdin) keep only their names: --relative-to DIR keeps their "
-            "folders under --out")
-        raise InputError(f"'{item.path}' and '{first.path}' would both be written to '{shown or target}'; {hint}")
-    return target
 
 
 # -- the batch loop ----------------------------------------------------------

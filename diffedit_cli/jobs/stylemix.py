@@ -22,7 +22,7 @@ from ..io import images as imageio
 from .. import pipeline
 from ..errors import InputError
 from ..hierarchy import check_levels, format_levels
-from .outputs import OutputPlan, out_folder
+from ..io.outputs import OutputPlan, out_folder
 from .runner import DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes, shown_inputs
 from ..io.models import DiffAEModel
 

@@ -18,23 +18,29 @@ from ..errors import InputError
 from ..io import images as imageio
 from ..io.latents import is_latent_path
 from ..io.models import DiffAEModel
+from ..io.outputs import OutputPlan
 from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, collect_inputs, decode_codes, file_units, load_codes,
-    plan_jobs, run_units, shown_inputs, slot_codes)
+    plan_jobs, prepare_output_folders, report_existing, run_units, shown_inputs, slot_codes)
 
 
-def _one_code(model: DiffAEModel, spec: str, what: str, opts: RunOptions, reporter: Reporter, need_xT: bool):
-    """(item, z_sem (D,), x_T or None) of a single image / latent file; a bad one is an InputError."""
+def _one_item(spec: str, what: str) -> Item:
+    """The single image / latent file ``spec`` names (nothing read yet); a bad one is an InputError."""
     items, errors = collect_inputs([spec], "any")
     if errors:
         raise InputError(f"{what}: {errors[0][1]}")
     if len(items) != 1:
         raise InputError(f"{what} must be one image or latent file, '{spec}' gives {len(items)}")
+    return items[0]
+
+
+def _one_code(model: DiffAEModel, item: Item, what: str, opts: RunOptions, need_xT: bool):
+    """(z_sem (D,), x_T or None) of one input; a bad one is an InputError."""
     silent = Reporter(quiet=True)
     # a latent file carries its x_T for free: comparisons show it decoded from that, not from random noise
-    good, z, x_T = load_codes(model, items, opts, silent, need_xT=need_xT or is_latent_path(items[0].path))
+    good, z, x_T = load_codes(model, [item], opts, silent, need_xT=need_xT or is_latent_path(item.path))
     if not good:
         raise InputError(f"{what}: {silent.failures[0][1]}")
-    return items[0], z[0], (x_T[0] if x_T is not None else None)
+    return z[0], (x_T[0] if x_T is not None else None)
 
 
 def _shown_one(model: DiffAEModel, item: Optional[Item], z: torch.Tensor, x_T: Optional[torch.Tensor],
@@ -54,9 +60,10 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
         raise InputError(f"give at least one --attr (slices: {', '.join(gae.slice_names)})")
     slices = [gae.resolve_slice(a) for a in attrs]
     opts.validate(model)
-    donor_item, z_donor, x_donor = _one_code(model, donor, "donor B", opts, reporter, need_xT=False)
+    donor_item = _one_item(donor, "donor B")
     todo = plan_jobs(inputs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "swapping", "swapped",
                      protect=[donor_item.path])
+    z_donor, x_donor = _one_code(model, donor_item, "donor B", opts, need_xT=False)
     donor_pixels = []
 
     def compute(slots):
@@ -96,24 +103,22 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
             raise InputError(f"slice '{slice_name}' is given twice")
         resolved[slice_name] = spec
     opts.validate(model, invert=not random_xT)
-    base_item, z_base, x_base = _one_code(model, base, "--base", opts, reporter, need_xT=not random_xT)
+    base_item = _one_item(base, "--base")
+    items = {name: _one_item(spec, f"--{name}") for name, spec in resolved.items()}
     target = Path(out) if out else Path(DEFAULT_OUT) / f"recombine_{base_item.path.stem}.png"
     if target.suffix.lower() not in imageio.IMAGE_EXTENSIONS:
         target = target / f"recombine_{base_item.path.stem}.png"
-    sources = {base_item.path.resolve()}
-    codes, items, part_xT = {}, {}, {}
-    for name, spec in resolved.items():
-        items[name], codes[name], part_xT[name] = _one_code(model, spec, f"--{name}", opts, reporter, need_xT=False)
-        sources.add(items[name].path.resolve())
-    if target.resolve() in sources:
-        raise InputError(f"output '{target}' would overwrite an input; choose another --out")
+    plan = OutputPlan([base_item.path, *(i.path for i in items.values())], opts.overwrite, opts.skip_existing)
+    plan.reserve(target, str(base_item.path))
     reporter.start("recombining", 1)
-    if target.exists() and not opts.overwrite:
-        if opts.skip_existing:
-            reporter.skip(str(base_item.path), str(target))
-            reporter.advance()
-            return reporter.summary("recombined")
-        raise InputError(f"output '{target}' already exists (use --overwrite)")
+    if report_existing(plan, target, str(base_item.path), reporter):
+        reporter.advance()
+        return reporter.summary("recombined")
+    prepare_output_folders([target])
+    z_base, x_base = _one_code(model, base_item, "--base", opts, need_xT=not random_xT)
+    codes, part_xT = {}, {}
+    for name, item in items.items():
+        codes[name], part_xT[name] = _one_code(model, item, f"--{name}", opts, need_xT=False)
     z_new = recombine_codes(gae, z_base, codes, residual)
     x_T = pipeline.random_x_T([0], model.image_size, opts.seed) if random_xT else x_base[None]
     image = decode_codes(model, z_new, x_T, opts, reporter)[0]
@@ -122,8 +127,7 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
         panels += [_shown_one(model, items[n], codes[n], part_xT[n], opts) for n in resolved]
         image = imageio.display_grid(torch.stack(panels + [image]), len(panels) + 1,
                                      ["base"] + [f"{n} from" for n in resolved] + ["result"])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    imageio.save_image(image, target, exclusive=not opts.overwrite)  # never over a file that appeared meanwhile
+    imageio.save_image(image, target, exclusive=plan.exclusive)  # never over a file that appeared meanwhile
     reporter.ok(str(base_item.path), str(target), parts={n: str(items[n].path) for n in resolved},
                 x_T="random" if random_xT else "base")
     reporter.advance()

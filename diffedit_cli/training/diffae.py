@@ -38,6 +38,7 @@ from .. import diffusion, pipeline
 from ..data.part_masks import load_weight_maps, parse_part_weights
 from ..errors import DiffeditError, InputError, reason
 from ..io.images import to_model_range
+from ..io.outputs import OutputPlan
 from ..io.models import add_to_index, file_fingerprint, load_model, save_component
 from ..networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier, ClassifierConfig
@@ -349,11 +350,8 @@ def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False,
         raise DiffeditError(f"'{cfg.run}' already holds a training run; pass --resume to continue it")
     if resume and not state_path.exists():
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
-    run_dir = Path(cfg.run)
-    if not resume and run_dir.is_dir() and any(run_dir.iterdir()):
-        held = ", ".join(sorted(p.name for p in run_dir.iterdir())[:4])
-        raise DiffeditError(f"'{cfg.run}' is not empty and holds no training run ({held}); a trained model or other "
-                            "files would be replaced: train into a new or empty folder")
+    if not resume:  # a trained model or other files are never replaced
+        OutputPlan([cfg.data] if cfg.data else []).fresh_folder(Path(cfg.run), "a training run (it holds none to --resume)")
     dist = init_distributed(device)
     if device.type == "cuda" and dist.world > 1:
         device = torch.device("cuda", dist.local_rank)

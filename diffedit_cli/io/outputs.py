@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 from ..errors import InputError
-from ..io.files import EXISTS_HINT
+from .files import EXISTS_HINT
 
 
 def refuse_empty_out(out: Optional[str]) -> None:
@@ -35,11 +35,12 @@ def _key(path: Path) -> Path:
 
 class OutputPlan:
     """The targets of one run. ``inputs``: every file the run reads (never written); ``overwrite``: replace
-    existing outputs (never inputs)."""
+    existing outputs (never inputs); ``skip_existing``: an existing output means "done" (see :meth:`existing`)."""
 
-    def __init__(self, inputs: Iterable[os.PathLike] = (), overwrite: bool = False):
-        self.inputs = {_key(Path(p)) for p in inputs}
+    def __init__(self, inputs: Iterable[os.PathLike] = (), overwrite: bool = False, skip_existing: bool = False):
+        self.inputs: Dict[Path, Path] = {_key(Path(p)): Path(p) for p in inputs}
         self.overwrite = overwrite
+        self.skip_existing = skip_existing
         self.claimed: Dict[Path, str] = {}
         self.out_dir: Optional[Path] = None  # the folder checked by :meth:`folder`
 
@@ -55,25 +56,52 @@ class OutputPlan:
         self.out_dir = folder
         return folder
 
-    def claim(self, target: Path, source: str = "") -> Path:
-        """Reserve ``target`` for one output of this run; raises InputError when it must not be written."""
+    def fresh_folder(self, folder: Path, what: str, accepts: Optional[Callable[[Path], bool]] = None) -> Path:
+        """A folder the run fills as a whole (a dataset, a model, a training run): refused when it is an input,
+        not a folder, or holds anything, unless ``accepts(folder)`` says it holds this run's kind of output
+        already (a model to add components to, a run to resume). Nothing is created here."""
+        folder = self.folder(folder)
+        if folder.is_dir() and any(folder.iterdir()) and not (accepts is not None and accepts(folder)):
+            held = ", ".join(sorted(p.name for p in folder.iterdir())[:4])
+            raise InputError(f"'{folder}' is not empty ({held}): {what} goes to a new or empty folder, never "
+                             "among other files", param="out")
+        return folder
+
+    def reserve(self, target: Path, source: str = "", shown: Optional[str] = None,
+                hint: str = "rename one input or give them separate runs") -> Path:
+        """Reserve ``target`` for the output of ``source``, whether or not it exists yet (see :meth:`existing`).
+
+        InputError when it is an input, when an earlier output of the run has it (the first keeps it: ``shown``
+        names it in the message, ``hint`` says what to do), or when it is a folder or a dangling symlink."""
         target = Path(target)
         key = _key(target)
         if key in self.inputs:
-            raise InputError(f"output '{target}' would overwrite an input; choose another --out")
-        if key in self.claimed:
-            other = self.claimed[key]
-            raise InputError(f"two outputs of this run would be written to '{target}'"
-                             + (f" ('{other}' and '{source}')" if other and source else "")
-                             + "; rename one input or give them separate runs")
+            raise InputError(f"output '{target}' would overwrite the input '{self.inputs[key]}'; choose another --out")
+        if key in self.claimed and not (source and self.claimed[key] == source):  # a source may ask again
+            first = self.claimed[key]
+            both = f"'{source}' and '{first}' would both" if source and first else "two outputs of this run would"
+            raise InputError(f"{both} be written to '{shown or target}'; {hint}")
         if target.is_symlink() and not target.exists():
             raise InputError(f"output '{target}' is a dangling symlink")
         if target.is_dir():
             raise InputError(f"output '{target}' is a folder")
-        if target.exists() and not self.overwrite:
-            raise InputError(f"output '{target}' already exists ({EXISTS_HINT})")
         self.claimed[key] = source
         return target
+
+    def claim(self, target: Path, source: str = "") -> Path:
+        """:meth:`reserve`, and refused when ``target`` exists (unless overwriting): for outputs that are not
+        skipped one by one."""
+        target = self.reserve(target, source)
+        if target.exists() and not self.overwrite:
+            raise InputError(f"output '{target}' already exists ({EXISTS_HINT})")
+        return target
+
+    def existing(self, target: Path) -> Optional[str]:
+        """What an existing ``target`` means: None (write it: absent, or overwriting), "skip" (done already,
+        with ``skip_existing``) or "refuse"."""
+        if self.overwrite or not Path(target).exists():
+            return None
+        return "skip" if self.skip_existing else "refuse"
 
     @property
     def exclusive(self) -> bool:
