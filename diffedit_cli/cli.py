@@ -88,8 +88,16 @@ ModelOpt = Annotated[Optional[str], typer.Option(
     "Default: the shipped 'toyfaces' model.", show_default=False)]
 OutOpt = Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/) or, for one input, a file name.", show_default=False)]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
-PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", help="fp32, fp16 or bf16 (default: fp16 on CUDA; on a CPU bf16 where it is native (AVX512-BF16 / AMX), else fp32; $DIFFEDIT_CPU_PRECISION overrides). fp32 reproduces the official numbers.", show_default=False)]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per batch.")]
+def _precision_choice(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in defaults.PRECISIONS:
+        raise typer.BadParameter(f"'{value}': choose {', '.join(defaults.PRECISIONS)}")
+    return value
+
+
+PrecisionOpt = Annotated[Optional[str], typer.Option("--precision", callback=_precision_choice, help="fp32, fp16 or bf16 (default: fp16 on CUDA; on a CPU bf16 where it is native (AVX512-BF16 / AMX), else fp32; $DIFFEDIT_CPU_PRECISION overrides). fp32 reproduces the official numbers.", show_default=False)]
+MAX_BATCH = 4096  # larger asks only for memory: batches never change results
+BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH, help="Images per batch.")]
+MAX_FACES = 1_000_000  # evaluation and generated training sets
 MAX_SEED = 2 ** 62  # torch generators take 64-bit seeds; image i of a run uses seed + i
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed for random x_T; image i uses seed + i, so batching never changes results.")]
 TrainSeedOpt = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the run (initial weights, batch order, noise): the same seed and data give the same weights.")]
@@ -601,8 +609,8 @@ def directions_show(
     out: Annotated[Path, typer.Option("--out", "-o", help="Grid image to write (.png).", show_default=False)],
     names: Annotated[Optional[List[str]], typer.Option("--name", help="Only these directions (repeatable).", show_default=False)] = None,
     alpha: Annotated[float, typer.Option("--alpha", callback=_check_alpha, help="Sweep from -alpha to +alpha.")] = 0.5,
-    columns: Annotated[int, typer.Option("--columns", min=2, help="Strengths per face.")] = 5,
-    faces: Annotated[int, typer.Option("--faces", min=1, help="Faces per row.")] = 2,
+    columns: Annotated[int, typer.Option("--columns", min=2, max=64, help="Strengths per face.")] = 5,
+    faces: Annotated[int, typer.Option("--faces", min=1, max=64, help="Faces per row.")] = 2,
     model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = defaults.SAMPLER, spacing: SpacingOpt = defaults.SPACING, inv_steps: InvStepsOpt = 50,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
@@ -809,9 +817,9 @@ def train_classifier_cmd(
 @train_app.command("oracle")
 def train_oracle_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Model (run) folder to add the oracle component to.", show_default=False)],
-    n_train: Annotated[int, typer.Option("--n-train", min=10, help="Generated training faces.")] = 20000,
+    n_train: Annotated[int, typer.Option("--n-train", min=10, max=MAX_FACES, help="Generated training faces.")] = 20000,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
-    size: Annotated[int, typer.Option("--size", min=16, help="Image size (the autoencoder's).")] = 64,
+    size: Annotated[int, typer.Option("--size", min=16, max=1024, help="Image size (the autoencoder's).")] = 64,
     quiet: QuietOpt = False,
 ):
     """Train the attribute oracle: a pixel-space CNN on generated faces that judges edits (independent of the autoencoder).
@@ -865,11 +873,11 @@ def _float_list(text: str, flag: str) -> List[float]:
 def eval_recon_cmd(
     data: Annotated[Path, typer.Argument(help="Generated face folder (diffedit data toyfaces), held out from training.", show_default=False)],
     model: ModelOpt = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Faces to use (the first N).")] = 500,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Faces to use (the first N).")] = 500,
     steps: Annotated[str, typer.Option("--steps", help="DDIM step counts for inferred x_T (inversion and decoding).")] = "10,20,50,100",
     random_steps: Annotated[int, typer.Option("--random-steps", min=1, help="Decoding steps with random x_T.")] = 100,
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", callback=_precision_choice, help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
     quiet: QuietOpt = False,
 ):
@@ -899,13 +907,13 @@ def eval_recon_cmd(
 def eval_edit_cmd(
     data: Annotated[Path, typer.Argument(help="Generated face folder with params.jsonl and masks, held out from training; or real photos (a photo or a folder without params.jsonl).", show_default=False)],
     model: ModelOpt = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Faces to use (the first N).")] = 100,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Faces to use (the first N).")] = 100,
     alphas: Annotated[str, typer.Option("--alphas", help="Edit strengths, comma-separated.")] = "0.3,0.5",
     topk: Annotated[Optional[int], typer.Option("--topk", min=1, help="HDAE truncated directions.", show_default=False)] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps.")] = 20,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps.")] = 20,
     batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", callback=_precision_choice, help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
     quiet: QuietOpt = False, levels: LevelsOpt = None,
     face: FaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
@@ -942,6 +950,11 @@ def eval_edit_cmd(
                                       progress=rep)
         typer.echo(json.dumps(result) if json_out else format_table(result["rows"], result["notes"]))
         raise typer.Exit(0)
+    photo_only = {"--attrs": attrs is not None, "--face": face != "all", "--detector": detector != "auto",
+                  "--face-weights": face_weights is not None}
+    if any(photo_only.values()):
+        raise DiffeditError(f"{', '.join(k for k, v in photo_only.items() if v)}: only for real photos; '{data}' is a "
+                            "generated face folder (params.jsonl), edited along every attribute")
     loaded = _load(model, device, components=("classifier", "latent", "oracle"))
     level_list = parse_levels(levels, num_levels(loaded.autoencoder))
     with _reporter(False, quiet) as rep:
@@ -955,11 +968,11 @@ def eval_edit_cmd(
 def eval_sample_cmd(
     data: Annotated[Path, typer.Argument(help="Generated face folder whose list_attr.txt gives the data frequencies.", show_default=False)],
     model: ModelOpt = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of samples.")] = 500,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Number of samples.")] = 500,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Image decoding steps.")] = 20,
     latent_steps: Annotated[int, typer.Option("--latent-steps", min=1, help="Latent DDIM steps.")] = 100,
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", callback=_precision_choice, help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
     quiet: QuietOpt = False,
 ):
@@ -984,14 +997,14 @@ def eval_compare_cmd(
     data: Annotated[Path, typer.Argument(help="Generated face folder with params.jsonl and masks, held out from training.", show_default=False)],
     models: Annotated[List[str], typer.Option("--model", "-m", help="Model to compare (repeatable), e.g. the Diff-AE and the HDAE(U) run.", show_default=False)],
     topk: Annotated[Optional[List[int]], typer.Option("--topk", min=1, help="Also rows with truncated directions (repeatable).", show_default=False)] = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Faces to use (the first N).")] = 50,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Faces to use (the first N).")] = 50,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps (edits and inferred-x_T reconstruction).")] = 20,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps.")] = 20,
     random_steps: Annotated[int, typer.Option("--random-steps", min=1, help="Decoding steps with random x_T.")] = 20,
     alphas: Annotated[str, typer.Option("--alphas", help="Signed alphas of the Tab. 2 fidelity average.")] = "-0.5,-0.25,0,0.25,0.5",
     edit_alphas: Annotated[str, typer.Option("--edit-alphas", help="Alphas toward the target for flip rate / AD.")] = "0.3,0.5",
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", callback=_precision_choice, help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
     quiet: QuietOpt = False,
 ):
@@ -1021,11 +1034,11 @@ def eval_compare_cmd(
 def eval_semantics_cmd(
     data: Annotated[Path, typer.Argument(help="Generated face folder (diffedit data toyfaces), held out from training.", show_default=False)],
     model: ModelOpt = None,
-    n: Annotated[int, typer.Option("--n", min=1, help="Faces to decode (the first N).")] = 100,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Faces to decode (the first N).")] = 100,
     probe_data: Annotated[Optional[Path], typer.Option("--probe-data", help="Labelled face folder for the linear probes (default: DATA).", show_default=False)] = None,
-    probe_n: Annotated[int, typer.Option("--probe-n", min=8, help="Faces for the probes: 3/4 fit, 1/4 held out.")] = 2000,
+    probe_n: Annotated[int, typer.Option("--probe-n", min=8, max=MAX_FACES, help="Faces for the probes: 3/4 fit, 1/4 held out.")] = 2000,
     steps: Annotated[int, typer.Option("--steps", min=1, max=1000, help="DDIM steps of every decode and inversion.")] = 20,
-    oracle: Annotated[Optional[str], typer.Option("--oracle", help="Model whose oracle judges random-x_T decodes when --model has none (default: the shipped toyfaces).", show_default=False)] = None,
+    oracle: Annotated[Optional[str], typer.Option("--oracle", help="Model whose oracle judges random-x_T decodes (default: --model's own, else the shipped toyfaces).", show_default=False)] = None,
     runs: Annotated[Optional[List[Path]], typer.Option("--run", help="Training run folder (repeatable): evaluate every EMA snapshot (train --keep-every N), one row per step.", show_default=False)] = None,
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
@@ -1075,11 +1088,11 @@ def eval_semantics_cmd(
 def eval_curve_cmd(
     data: Annotated[Path, typer.Argument(help="Generated face folder, held out from training.", show_default=False)],
     runs: Annotated[List[Path], typer.Option("--run", help="Training run folder (repeatable); snapshots from 'train autoencoder --keep-every N'.", show_default=False)],
-    n: Annotated[int, typer.Option("--n", min=1, help="Faces to use (the first N).")] = 32,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Faces to use (the first N).")] = 32,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion and decoding steps (inferred x_T).")] = 20,
     random_steps: Annotated[int, typer.Option("--random-steps", min=1, help="Decoding steps with random x_T.")] = 20,
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", callback=_precision_choice, help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
     quiet: QuietOpt = False,
 ):
@@ -1205,7 +1218,7 @@ def train_gae_cmd(
     slice_size: Annotated[int, typer.Option("--slice-size", min=1, help="Size of each z_dis slice when --slices is not given.")] = 16,
     hidden: Annotated[int, typer.Option("--hidden", min=8, help="Width of the GAE's MLP blocks.")] = 256,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 8000,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Groups per step.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH, help="Groups per step.")] = 32,
     lr: Annotated[float, typer.Option("--lr", callback=_check_lr, help="Adam learning rate (paper: 4e-5).")] = 4e-5,
     lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of the supervised swap loss L_ss (paper: 1).")] = 1.0,
     lambda_ur: Annotated[float, typer.Option("--lambda-ur", help="Weight of the unsupervised reassembly loss L_ur (paper: 0.5).")] = 0.5,
@@ -1251,7 +1264,7 @@ def train_gae_joint_cmd(
     groups: GroupCountOpt = 2000,
     group_seed: GroupSeedOpt = 100,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total optimisation steps.")] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Groups per step (each anchor + one face per group).")] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, max=MAX_BATCH, help="Groups per step (each anchor + one face per group).")] = 4,
     lr: Annotated[float, typer.Option("--lr", callback=_check_lr, help="Adam learning rate (paper: 1e-5).")] = 1e-5,
     gamma: Annotated[float, typer.Option("--gamma", help="Weight of the GAE loss L_dis against L_simple (paper: 1).")] = 1.0,
     lambda_ss: Annotated[float, typer.Option("--lambda-ss", help="Weight of L_ss inside L_dis (paper, joint stage: 0.5).")] = 0.5,
@@ -1286,14 +1299,14 @@ def train_gae_joint_cmd(
 @eval_app.command("gae")
 def eval_gae_cmd(
     model: ModelOpt = None,
-    probe_n: Annotated[int, typer.Option("--probe-n", min=10, help="Generated faces (independent groups) for the linear probes, split 80:20.")] = 2000,
-    n: Annotated[int, typer.Option("--n", min=1, help="Held-out face pairs (A, B) for the swap benchmark.")] = 50,
+    probe_n: Annotated[int, typer.Option("--probe-n", min=10, max=MAX_FACES, help="Generated faces (independent groups) for the linear probes, split 80:20.")] = 2000,
+    n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Held-out face pairs (A, B) for the swap benchmark.")] = 50,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps.")] = 20,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps for A's x_T.")] = 20,
     residual: Annotated[bool, typer.Option("--residual", help="Swap with A's GAE reconstruction error added back.")] = False,
     no_swap: Annotated[bool, typer.Option("--no-swap", help="Only the perplexity matrix (no decoding).")] = False,
     batch_size: BatchOpt = 16, device: DeviceOpt = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="fp32, fp16 or bf16.")] = "fp32",
+    precision: Annotated[str, typer.Option("--precision", callback=_precision_choice, help="fp32, fp16 or bf16.")] = "fp32",
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON instead of tables.")] = False,
     quiet: QuietOpt = False,
 ):
@@ -1470,6 +1483,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from click import exceptions as click_exc
 
     command = typer.main.get_command(app)
+    empty = _empty_value(sys.argv[1:] if argv is None else list(argv))
+    if empty:
+        sys.stderr.write(f"error: {empty} is an empty string (an unset shell variable?): give a value or leave it out\n")
+        return 2
     try:
         with _warnings_as_lines():
             result = command.main(args=argv, prog_name="diffedit", standalone_mode=False)
@@ -1497,6 +1514,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         sys.stderr.write(f"error: {_unexpected(exc)}\n")
         return 1
+
+
+def _empty_value(argv: List[str]) -> Optional[str]:
+    """The option (``--out``) or argument ('argument 2') given an empty value, if any: an unset shell variable
+    would otherwise mean "the current folder" or "the default" without a word."""
+    for k, arg in enumerate(argv):
+        if arg.startswith("-") and "=" in arg and not arg.split("=", 1)[1].strip():
+            return arg.split("=", 1)[0]
+        if arg.strip():
+            continue
+        before = argv[k - 1] if k else ""
+        if before.startswith("-") and "=" not in before and before != "--":
+            return before
+        return f"argument {k + 1} ('{' '.join(argv[:k])} \"\"')"
+    return None
 
 
 def _unexpected(exc: Exception) -> str:

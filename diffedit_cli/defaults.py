@@ -16,3 +16,5 @@ OFFICIAL_SAMPLER = "ddim"
 OFFICIAL_SPACING = "uniform"
 OFFICIAL_STEPS = 100
 OFFICIAL_INV_STEPS = 250
+
+PRECISIONS = ("fp32", "fp16", "bf16")  # the network's compute precision (fp32: the official numbers)

@@ -670,6 +670,65 @@ EXTRA_CASES = [
 CASES += EXTRA_CASES
 
 
+def _synthetic(tmp, good):
+    (tmp / "in" / "params.jsonl").write_text("")
+
+
+def _official_autoencoder(tmp, good):
+    shutil.copy(Path(__file__).parent / "fixtures" / "reference" / "tiny_autoenc" / "last.ckpt", tmp / "in" / "last.ckpt")
+
+
+def _users_folder(tmp, good):
+    _official_autoencoder(tmp, good)
+    png(tmp / "in" / "mine" / "holiday.png")
+
+
+def _recombine_output_exists(tmp, good):
+    png(tmp / "out" / "r.png", seed=5)
+
+
+LONG = "n" * 300
+# found by running every option of every command with hostile values (empty, NaN, huge, over-long)
+SWEEP_CASES = [
+    Case("empty-model", _run("encode", "in/a.png", "--model", "", "--out", "out", "-q"), 2, ("--model", "empty string")),
+    Case("empty-value-with-equals", _run("encode", "in/a.png", "--out=", "-q"), 2, ("--out", "empty string")),
+    Case("empty-argument-in-the-middle", _run("style-mix", "in/a.png", "", "--levels", "1", "--out", "out"), 2,
+         ("argument 3", "empty string")),
+    Case("out-name-too-long", _run("encode", "in/a.png", "--out", LONG, *ENCODE[:4], "-q"), 1,
+         ("file name too long",)),
+    Case("model-name-too-long", _run("encode", "in/a.png", "--model", LONG, "--out", "out", "-q"), 1,
+         ("file name too long",)),
+    Case("eval-precision-unknown", _run("eval", "recon", "in", "--precision", "nan"), 2, ("--precision", "fp32")),
+    Case("precision-unknown", _run("encode", "in/a.png", "--precision", "fp8", "--out", "out"), 2,
+         ("--precision", "fp32")),
+    Case("batch-size-huge", _run("encode", "in/a.png", "--batch-size", "999999999999", "--out", "out"), 2,
+         ("--batch-size",)),
+    Case("train-batch-size-huge", _run("train", "latent", "--model", "m", "--data", "in", "-b", "999999999999"), 2,
+         ("--batch-size",)),
+    Case("directions-show-columns-huge", _run("directions", "show", "in/dirs.safetensors", "--columns", "999999999",
+                                              "--out", "out/s.png", setup=_directions()), 2, ("--columns",)),
+    Case("train-oracle-size-huge", _run("train", "oracle", "--out", "out/m", "--size", "999999999999"), 2, ("--size",)),
+    Case("train-oracle-n-train-huge", _run("train", "oracle", "--out", "out/m", "--n-train", "999999999999"), 2,
+         ("--n-train",)),
+    Case("eval-sample-n-huge", _run("eval", "sample", "in", "--n", "999999999999"), 2, ("--n",)),
+    Case("data-toyfaces-size-huge", _run("data", "toyfaces", "--out", "out/d", "--size", "100000"), 2, ("--size",)),
+    Case("eval-edit-photo-options-on-generated-faces", _run("eval", "edit", "in", "--attrs", "Smiling", "--model", MODEL,
+                                                            setup=_synthetic), 2, ("--attrs", "only for real photos")),
+    Case("recombine-output-exists", _run("recombine", "--base", "in/a.png", "--hair", "in/b.png", "--out", "out/r.png",
+                                         *FAST, setup=_recombine_output_exists), 1, ("out/r.png", "already exists"),
+         written=("r.png",)),
+    Case("recombine-missing-part-before-compute", _run("recombine", "--base", "in/a.png", "--hair", "in/nope.png",
+                                                       "--out", "out/r.png", *FAST), 2, ("--hair", "in/nope.png")),
+    Case("convert-into-users-folder", _run("convert", "in/last.ckpt", "--out", "in/mine", setup=_users_folder), 2,
+         ("in/mine", "not empty", "holiday.png")),
+    Case("convert-out-is-the-checkpoint", _run("convert", "in/last.ckpt", "--out", "in/last.ckpt", "--overwrite",
+                                               setup=_official_autoencoder), 2, ("in/last.ckpt", "not a folder")),
+    Case("swap-missing-donor-before-compute", _run("swap", "in/a.png", "in/nope.png", "--attr", "hair", "--out", "out",
+                                                   *FAST), 2, ("donor", "in/nope.png")),
+]
+CASES += SWEEP_CASES
+
+
 def _snapshot(root: Path, skip: Path) -> dict:
     found = {}
     for p in root.rglob("*"):

@@ -23,7 +23,7 @@ import torch
 
 from .. import pipeline
 from .comparison import snapshot_steps
-from ..errors import InputError
+from ..errors import ModelError, InputError
 from .benchmarks import chunks, label_agreement, load_faces, to_unit
 from ..io.models import DiffAEModel, ModelLocation, load_component, load_model
 from ..networks.hdae import build_autoencoder
@@ -172,8 +172,10 @@ def semantics_curve(run, data_dir, oracle=None, device: str = "cpu", **options) 
 
 
 def load_oracle(spec: Optional[str], model: DiffAEModel):
-    """The oracle component of ``model``, else of the model ``spec`` (default: the shipped default model)."""
-    if "oracle" in model.extra:
+    """The oracle of the model ``spec`` when given, else ``model``'s, else the shipped default model's."""
+    if spec is None and "oracle" in model.extra:
         return model.extra["oracle"]
     source = load_model(spec, device=str(next(model.autoencoder.parameters()).device), components=("oracle",))
-    return source.extra.get("oracle")
+    if "oracle" not in source.extra:
+        raise ModelError(f"model '{spec}' has no oracle component (train one: 'diffedit train oracle --out MODEL')")
+    return source.extra["oracle"]
