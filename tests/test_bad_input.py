@@ -725,6 +725,11 @@ SWEEP_CASES = [
                                                setup=_official_autoencoder), 2, ("in/last.ckpt", "not a folder")),
     Case("swap-missing-donor-before-compute", _run("swap", "in/a.png", "in/nope.png", "--attr", "hair", "--out", "out",
                                                    *FAST), 2, ("donor", "in/nope.png")),
+    Case("directions-rename-to-an-unaddressable-name", _run("directions", "rename", "in/dirs.safetensors", "pc01=a:b",
+                                                            setup=_directions()), 2, ("a:b", "FILE:NAME=ALPHA")),
+    Case("directions-from-examples-bad-name", _run("directions", "from-examples", "--positive", "in/a.png", "--negative",
+                                                   "in/b.png", "--name", "x=y", "--out", "out/d.safetensors",
+                                                   "--model", MODEL, "-q"), 2, ("--name", "x=y")),
 ]
 CASES += SWEEP_CASES
 

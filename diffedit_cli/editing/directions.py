@@ -162,6 +162,7 @@ def save_directions(path: Path, directions: DirectionSet, exclusive: bool = Fals
     """Write a direction file atomically (``exclusive``: refuse an existing ``path``)."""
     from safetensors.torch import save
 
+    check_direction_names(list(directions.names), directions.vectors, path)  # never write a file load refuses
     tensors = {"directions": directions.vectors.float().contiguous(), "mean": directions.mean.float().contiguous(),
                "std": directions.std.float().contiguous()}
     if directions.explained is not None:

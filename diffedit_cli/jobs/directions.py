@@ -67,9 +67,17 @@ def pca_file(model: DiffAEModel, specs: Sequence[str], out: Path, components: in
     return result
 
 
+def check_new_name(name: str, what: str = "name") -> str:
+    """A direction name the command line can address: non-empty, without ``: = ,`` (they separate FILE:NAME=ALPHA)."""
+    if not name.strip() or any(c in name for c in dirs.NAME_FORBIDDEN):
+        raise InputError(f"{what}: '{name}' must be non-empty and hold none of ': = ,' (they separate FILE:NAME=ALPHA)")
+    return name
+
+
 def examples_file(model: DiffAEModel, positive: Sequence[str], negative: Sequence[str], name: str, out: Path,
                   method: str, opts: RunOptions, reporter: Reporter) -> Tuple[dirs.DirectionSet, str]:
     """One direction ``name`` from example folders with / without the attribute; writes ``out``."""
+    check_new_name(name, "--name")
     opts.validate(model, decode=False, invert=False)
     plan_output_file(out, [*positive, *negative], opts.overwrite)
     z_pos = semantic_codes(model, positive, opts, reporter, "encoding positives")
@@ -94,6 +102,8 @@ def rename_file(path: Path, renames: Sequence[str]) -> dirs.DirectionSet:
         if not sep or not new.strip():
             raise InputError(f"bad rename '{spec}': expected OLD=NEW")
         names[found.index(old.strip(), f"'{path}'")] = new.strip()
+    for spec in renames:
+        check_new_name(spec.partition("=")[2].strip(), "bad rename")
     if len(set(n.lower() for n in names)) != len(names):
         raise InputError(f"renaming would give two directions the same name: {', '.join(names)}")
     found.names = names
