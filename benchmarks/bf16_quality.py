@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from diffedit_cli import pipeline
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.io.images import is_image_path, load_image
 from diffedit_cli.io.models import load_model
 
@@ -53,12 +54,12 @@ def main(argv=None) -> int:
     for precision in ("fp32", "bf16"):
         tick = time.perf_counter()
         z = pipeline.encode_semantic(ae, x, precision)
-        x_T = pipeline.invert(ae, x, z, steps=args.inv_steps, precision=precision)
-        out[precision] = (z, x_T, pipeline.decode(ae, z, x_T, args.steps, precision))
+        x_T = pipeline.invert(ae, x, z, OFFICIAL.replace(inv_steps=args.inv_steps, precision=precision))
+        out[precision] = (z, x_T, pipeline.decode(ae, z, x_T, OFFICIAL.replace(steps=args.steps, precision=precision)))
         seconds[precision] = time.perf_counter() - tick
     z32, xT32, rt32 = out["fp32"]
     rt16 = out["bf16"][2]
-    dec16 = pipeline.decode(ae, z32, xT32, args.steps, "bf16")
+    dec16 = pipeline.decode(ae, z32, xT32, OFFICIAL.replace(steps=args.steps, precision="bf16"))
     print(f"# {len(files)} faces of {args.images}, model {model.model_id}, {args.inv_steps} inversion + {args.steps} "
           f"decoding steps; CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
     print(f"round trip bf16 vs fp32:       {psnr(rt16, rt32):6.2f} dB, max {max_levels(rt16, rt32)} levels")

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from diffedit_cli import diffusion, pipeline
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.editing import attributes as editing
 from diffedit_cli.io.convert import build_components, convert_checkpoints, read_checkpoint
 from diffedit_cli.io.models import load_model
@@ -57,9 +58,9 @@ def main() -> None:
         check("eps_pred", ae(a["x_t"], a["t"], z_sem=a["z_sem"]), a["eps_pred"], 1e-4)
         check("eps_pred_nonema", raw["autoencoder"](a["x_t"], a["t"], z_sem=a["z_sem_nonema"]), a["eps_pred_nonema"], 1e-4)
     for n in (10, 20):
-        check(f"xT_inv_T{n}", pipeline.invert(ae, a["x0"], a["z_sem"], n), a[f"xT_inv_T{n}"], 5e-4)
-        check(f"x0_rec_T{n}", pipeline.decode(ae, a["z_sem"], a[f"xT_inv_T{n}"], n), a[f"x0_rec_T{n}"], 5e-3)
-        check(f"x0_from_noise_T{n}", pipeline.decode(ae, a["z_sem"], a["noise"], n), a[f"x0_from_noise_T{n}"], 5e-4)
+        check(f"xT_inv_T{n}", pipeline.invert(ae, a["x0"], a["z_sem"], OFFICIAL.replace(inv_steps=n)), a[f"xT_inv_T{n}"], 5e-4)
+        check(f"x0_rec_T{n}", pipeline.decode(ae, a["z_sem"], a[f"xT_inv_T{n}"], OFFICIAL.replace(steps=n)), a[f"x0_rec_T{n}"], 5e-3)
+        check(f"x0_from_noise_T{n}", pipeline.decode(ae, a["z_sem"], a["noise"], OFFICIAL.replace(steps=n)), a[f"x0_from_noise_T{n}"], 5e-4)
     traj_inv, traj_x0, traj_rec, traj_rec_x0 = [], [], [], []
     sched = diffusion.ddim_schedule(linear, 10)
     styles = ae.project_style(a["z_sem"])
@@ -85,7 +86,7 @@ def main() -> None:
             check(f"latent_T{n}", lat.denormalize(zn), l[f"latent_T{n}"], 5e-4)
             zr = diffusion.ddim_sample(lambda x, t: raw["latent"](x, t), l["z_T"], s, clip=False)
             check(f"latent_T{n}_normalized_nonema", zr, l[f"latent_T{n}_normalized_nonema"], 5e-4)
-    check("x0_uncond_T10", pipeline.decode(ae, sample_latents(lat, l["z_T"], 10), l["noise"], 10), l["x0_uncond_T10"], 5e-4)
+    check("x0_uncond_T10", pipeline.decode(ae, sample_latents(lat, l["z_T"], 10), l["noise"], OFFICIAL.replace(steps=10)), l["x0_uncond_T10"], 5e-4)
     with torch.no_grad():
         check("conds_mean (classifier)", clf.conds_mean, c["conds_mean"], 0)
         check("z_sem_normalized", clf.normalize(c["z_sem"]), c["z_sem_normalized"], 1e-5)
@@ -97,7 +98,7 @@ def main() -> None:
         z_manip = editing.edit_z_sem(c["z_sem"], clf, {int(c["cls_id"]): float(c["amplitude"])})
         check("z_sem_manip_normalized", clf.normalize(z_manip), c["z_sem_manip_normalized"], 1e-4)
         check("z_sem_manip", z_manip, c["z_sem_manip"], 1e-4)
-    check("x0_manip_T10", pipeline.decode(ae, z_manip, c["xT_inv_T10"], 10), c["x0_manip_T10"], 5e-3)
+    check("x0_manip_T10", pipeline.decode(ae, z_manip, c["xT_inv_T10"], OFFICIAL.replace(steps=10)), c["x0_manip_T10"], 5e-3)
     print(f"{'tensor':34s} {'max |diff|':>12s} {'tolerance':>10s}")
     for name, err, tol in rows:
         print(f"{name:34s} {err:12.3e} {tol:10.0e} {'ok' if err <= tol else 'FAIL'}")

@@ -17,6 +17,7 @@ import time
 import torch
 
 from diffedit_cli import diffusion, pipeline
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.io.convert import PRESETS
 from diffedit_cli.networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 
@@ -34,12 +35,12 @@ def sync(device: torch.device) -> None:
 
 def time_decode(model, z, x_T, steps, precision, device, repeat):
     """Best wall-clock of ``repeat`` decodes of ``steps`` steps, and the last output."""
-    pipeline.decode(model, z, x_T, 2, precision)  # warm-up (kernel selection, allocator); 1 step cannot be respaced
+    pipeline.decode(model, z, x_T, OFFICIAL.replace(steps=2, precision=precision))  # warm-up (kernel selection, allocator); 1 step cannot be respaced
     sync(device)
     best, out = float("inf"), None
     for _ in range(repeat):
         start = time.perf_counter()
-        out = pipeline.decode(model, z, x_T, steps, precision)
+        out = pipeline.decode(model, z, x_T, OFFICIAL.replace(steps=steps, precision=precision))
         sync(device)
         best = min(best, time.perf_counter() - start)
     return best, out

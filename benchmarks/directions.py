@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from diffedit_cli.editing import directions as dirs
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli import pipeline
 from diffedit_cli.editing.attributes import classifier_edit
 from diffedit_cli.evaluation.benchmarks import load_faces
@@ -68,7 +69,7 @@ def main() -> None:
 
     faces = load_faces(args.heldout, args.n, model.image_size)
     z = torch.cat([pipeline.encode_semantic(ae, x, precision) for x in faces.images.split(args.batch_size)])
-    x_T = torch.cat([pipeline.invert(ae, x, zz, args.steps, precision=precision) for x, zz in
+    x_T = torch.cat([pipeline.invert(ae, x, zz, OFFICIAL.replace(inv_steps=args.steps, precision=precision)) for x, zz in
                      zip(faces.images.split(args.batch_size), z.split(args.batch_size))])
     with torch.no_grad():
         seen = torch.cat([oracle(x).float() for x in faces.images.split(args.batch_size)])
@@ -80,7 +81,7 @@ def main() -> None:
         up = dirs.apply_edits(z, [edit_for(name, args.alpha)], against)
         down = dirs.apply_edits(z, [edit_for(name, -args.alpha)], against)
         codes = torch.where(toward[:, None], up, down)
-        out = torch.cat([pipeline.decode(ae, c, x, args.steps, precision=precision) for c, x in
+        out = torch.cat([pipeline.decode(ae, c, x, OFFICIAL.replace(steps=args.steps, precision=precision)) for c, x in
                          zip(codes.split(args.batch_size), x_T.split(args.batch_size))])
         with torch.no_grad():
             after = torch.cat([oracle(o).float() for o in out.split(args.batch_size)])

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from diffedit_cli import pipeline
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.diffusion import SAMPLERS, SAMPLING_SPACINGS
 from diffedit_cli.io.images import is_image_path, load_image
 from diffedit_cli.io.models import load_model
@@ -60,11 +61,11 @@ def main() -> None:
     print(f"{'spacing':>9} {'inv steps':>9} {'sampler':>9} {'steps':>5} {'MSE':>9} {'PSNR':>6}")
     for spacing in args.spacings:
         for inv in args.inv_steps:
-            xs = [pipeline.invert(ae, x, zz, inv, precision=precision, spacing=spacing) for x, zz in zip(parts, zs)]
+            xs = [pipeline.invert(ae, x, zz, OFFICIAL.replace(inv_steps=inv, precision=precision, spacing=spacing)) for x, zz in zip(parts, zs)]
             for sampler in args.samplers:
                 for steps in args.steps:
-                    rec = torch.cat([pipeline.decode(ae, zz, xx, steps, precision=precision, sampler=sampler,
-                                                     spacing=spacing) for zz, xx in zip(zs, xs)])
+                    rec = torch.cat([pipeline.decode(ae, zz, xx, OFFICIAL.replace(
+                        steps=steps, precision=precision, sampler=sampler, spacing=spacing)) for zz, xx in zip(zs, xs)])
                     err = mse(rec, x0)
                     print(f"{spacing:>9} {inv:9d} {sampler:>9} {steps:5d} {err:9.2e} {psnr(err):6.2f}", flush=True)
     print(f"# {time.perf_counter() - started:.0f} s")

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffedit_cli import diffusion, pipeline
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.evaluation.benchmarks import chunks, label_agreement, load_faces
 from diffedit_cli.io.models import load_model
 from diffedit_cli.pipeline import encode_semantic
@@ -42,7 +43,7 @@ def colour_table(autoencoder, images: torch.Tensor, timesteps, seed: int = 0, ba
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(images.shape, generator=gen)
     centred = noise - channel_means(noise)[..., None, None]
-    z_sem = torch.cat([encode_semantic(autoencoder, images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+    z_sem = torch.cat([encode_semantic(autoencoder, images[i:i + batch_size], "fp32") for i in range(0, len(images), batch_size)])
     rows = []
     for t in timesteps:
         a = float(alphas_cumprod[t])
@@ -67,10 +68,10 @@ def random_xt_label_agreement(model, faces, steps: int, seed: int = 0, batch_siz
     agree = label_agreement(model.extra["oracle"], faces)
     kept = {"random x_T": [], "centred random x_T": []}
     for batch in chunks(len(faces.files), batch_size):
-        z_sem = encode_semantic(model.autoencoder, faces.images[batch])
+        z_sem = encode_semantic(model.autoencoder, faces.images[batch], "fp32")
         x_T = pipeline.random_x_T(range(batch.start, batch.stop), model.image_size, seed)
         for name, start in (("random x_T", x_T), ("centred random x_T", x_T - channel_means(x_T)[..., None, None])):
-            decoded = pipeline.decode(model.autoencoder, z_sem, start, steps)
+            decoded = pipeline.decode(model.autoencoder, z_sem, start, OFFICIAL.replace(steps=steps))
             kept[name].append(agree(decoded, batch))
     return {name: torch.cat(values).mean().item() for name, values in kept.items()}
 

@@ -6,7 +6,29 @@ single line naming the offending file or value. The CLI prints that line and
 exits non-zero; it never shows a traceback for these.
 """
 
-from typing import Dict, Optional
+import re
+from typing import Callable, Optional
+
+_MARK = "\ue000"  # (a private-use character) brackets a parameter name inside a message (see :func:`opt`)
+_MARKED = re.compile(f"{_MARK}(\\w+){_MARK}")
+_spelling: Callable[[str], str] = lambda name: name
+
+
+def opt(name: str) -> str:
+    """A parameter named inside a message (``opt("inv_steps")``): shown as the front end spells it, the command line
+    as its flag (``--inv-steps``), Python as the keyword (``inv_steps``). The library never writes a flag itself."""
+    return f"{_MARK}{name}{_MARK}"
+
+
+def spell(text: str) -> str:
+    """``text`` with every :func:`opt` marker written as the current front end spells parameters."""
+    return _MARKED.sub(lambda m: _spelling(m.group(1)), text)
+
+
+def use_spelling(spelling: Callable[[str], str]) -> None:
+    """Set how messages spell parameters (the command line installs its flag table at start-up)."""
+    global _spelling
+    _spelling = spelling
 
 
 class DiffeditError(Exception):
@@ -22,6 +44,9 @@ class DiffeditError(Exception):
         super().__init__(" ".join(str(message).split()))
         self.param = param
 
+    def __str__(self) -> str:
+        return spell(super().__str__())
+
 
 def reason(err: BaseException, limit: int = 160) -> str:
     """A library exception as a short clause for a one-line message: whitespace folded, torch's long
@@ -36,13 +61,14 @@ def reason(err: BaseException, limit: int = 160) -> str:
     return cut.rstrip(",;:") + " ..."
 
 
-def flag_message(err: DiffeditError, flags: Optional[Dict[str, str]] = None) -> str:
-    """``str(err)`` with its leading parameter name spelled as a command-line flag (``inv_steps`` -> ``--inv-steps``)."""
+def flag_message(err: DiffeditError, spelling: Optional[Callable[[str], str]] = None) -> str:
+    """``str(err)`` with its leading parameter name (``err.param``) spelled by ``spelling`` (``inv_steps`` ->
+    ``--inv-steps``; default: the same rule without a table)."""
     text, param = str(err), getattr(err, "param", None)
     if not param or not text.startswith(param):
         return text
-    flag = (flags or {}).get(param, "--" + param.replace("_", "-"))
-    return flag + text[len(param):]
+    spelled = spelling(param) if spelling is not None else "--" + param.replace("_", "-")
+    return spelled + text[len(param):]
 
 
 class InputError(DiffeditError):

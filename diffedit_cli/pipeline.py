@@ -10,13 +10,14 @@ per-block z_sem projections are computed once per batch, not once per step.
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 
 from . import diffusion
+from .errors import DiffeditError
 from .io import images as imageio
+from .sampling import DEFAULT, Sampling, default_precision
 from .networks.autoencoder import DiffAEAutoencoder
 from .networks.latent_mlp import LatentMLP
 
@@ -27,8 +28,6 @@ PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def pick_device(device: str = "auto") -> torch.device:
     """``auto`` -> cuda if available else cpu."""
-    from .errors import DiffeditError
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -45,9 +44,6 @@ def pick_device(device: str = "auto") -> torch.device:
     return dev
 
 
-CPU_PRECISION_ENV = "DIFFEDIT_CPU_PRECISION"  # fp32 | bf16: overrides the CPU default below
-
-
 def native_bf16_cpu() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast is faster than fp32."""
     try:
@@ -57,17 +53,10 @@ def native_bf16_cpu() -> bool:
 
 
 def pick_precision(precision: Optional[str], device: torch.device) -> str:
-    """``None``/``"auto"``: fp16 on CUDA; on a CPU bf16 where it is native (:func:`native_bf16_cpu`), else fp32
-    (``$DIFFEDIT_CPU_PRECISION`` = fp32 | bf16 overrides the CPU choice). Measured cost of bf16: docs/speed.md."""
-    from .errors import DiffeditError
-
+    """``None``/``"auto"``: :func:`diffedit_cli.sampling.default_precision` for ``device`` (the one rule of the
+    command line and the library). Measured cost of bf16: docs/speed.md."""
     if precision in (None, "auto"):
-        if device.type == "cuda":
-            return "fp16"
-        chosen = os.environ.get(CPU_PRECISION_ENV, "").strip().lower()
-        if chosen and chosen not in ("fp32", "bf16"):
-            raise DiffeditError(f"${CPU_PRECISION_ENV} must be fp32 or bf16, got '{chosen}'")
-        return chosen or ("bf16" if native_bf16_cpu() else "fp32")
+        return default_precision(device.type, device.type == "cpu" and native_bf16_cpu())
     if precision not in PRECISIONS:
         raise DiffeditError(f"precision must be one of fp32, fp16, bf16 (got '{precision}')", param="precision")
     return precision
@@ -138,66 +127,61 @@ def _callback(progress: StepProgress, total: int):
     return lambda step, x, x0: progress(step + 1, total)
 
 
-@torch.inference_mode()
-def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
-    """images (N, 3, S, S) in [-1, 1] -> z_sem (N, D) float32."""
+def _ready(autoencoder: DiffAEAutoencoder, precision: Optional[str]) -> Tuple[torch.device, str]:
     device = next(autoencoder.parameters()).device
+    return device, pick_precision(precision, device)
+
+
+@torch.inference_mode()
+def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precision: Optional[str] = None) -> torch.Tensor:
+    """images (N, 3, S, S) in [-1, 1] -> z_sem (N, D) float32. ``precision`` None: the device's default."""
+    device, precision = _ready(autoencoder, precision)
     with autocast(device, precision):
         return autoencoder.encode(images.to(device).contiguous(memory_format=_memory_format(autoencoder))).float()
 
 
 @torch.inference_mode()
-def invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, z_sem: torch.Tensor, steps: int = 250,
-           precision: str = "fp32", progress: StepProgress = None, spacing: Optional[str] = None) -> torch.Tensor:
-    """Deterministic DDIM inversion: images (N, 3, S, S) + z_sem -> x_T (N, 3, S, S) float32.
-
-    ``spacing``: None (the model's own, official) or ``quadratic`` (dense at low noise; docs/speed.md)."""
-    device = next(autoencoder.parameters()).device
+def invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, z_sem: torch.Tensor,
+           sampling: Sampling = DEFAULT, progress: StepProgress = None) -> torch.Tensor:
+    """Deterministic DDIM inversion with ``sampling.inv_steps`` network calls on ``sampling.spacing``:
+    images (N, 3, S, S) + z_sem (N, D) -> x_T (N, 3, S, S) float32."""
+    device, precision = _ready(autoencoder, sampling.precision)
     with autocast(device, precision):
         styles = autoencoder.project_style(z_sem.to(device))
     fn = _model_fn(autoencoder, styles, device, precision)
-    schedule = _schedule(autoencoder, steps, spacing)
+    schedule = _schedule(autoencoder, sampling.inv_steps, sampling.spacing)
     return diffusion.ddim_invert(fn, images.to(device), schedule,
                                  callback=_callback(progress, diffusion.inversion_calls(schedule)))
 
 
 @torch.inference_mode()
-def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = 100,
-           precision: str = "fp32", progress: StepProgress = None, sampler: str = "ddim",
-           spacing: Optional[str] = None) -> torch.Tensor:
-    """Decode z_sem (N, D), x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1] with ``steps`` network calls.
-
-    ``sampler``: ddim (official) or dpmpp-2m (:data:`diffedit_cli.diffusion.SAMPLERS`); ``spacing``: None (the
-    model's own, official) or ``quadratic``.
-    """
-    device = next(autoencoder.parameters()).device
-    with autocast(device, precision):
-        styles = autoencoder.project_style(z_sem.to(device))
-    fn = _model_fn(autoencoder, styles, device, precision)
-    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps, spacing),
-                             callback=_callback(progress, steps))
+def decode(autoencoder: DiffAEAutoencoder, z_sem: torch.Tensor, x_T: torch.Tensor, sampling: Sampling = DEFAULT,
+           progress: StepProgress = None) -> torch.Tensor:
+    """Decode z_sem (N, D), x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1] with ``sampling.sampler`` in
+    ``sampling.steps`` network calls (:data:`diffedit_cli.sampling.OFFICIAL`: the official DDIM)."""
+    return decode_levels(autoencoder, z_sem, z_sem, None, x_T, sampling, progress)
 
 
 # -- decoding with per-level codes (HDAE levels, style mixing; see hierarchy.py) ---------------------------
 
 @torch.inference_mode()
 def decode_levels(autoencoder: DiffAEAutoencoder, z_base: torch.Tensor, z_other: torch.Tensor,
-                  levels: Optional[Sequence[int]], x_T: torch.Tensor, steps: int = 100, precision: str = "fp32",
-                  progress: StepProgress = None, sampler: str = "ddim", spacing: Optional[str] = None) -> torch.Tensor:
+                  levels: Optional[Sequence[int]], x_T: torch.Tensor, sampling: Sampling = DEFAULT,
+                  progress: StepProgress = None) -> torch.Tensor:
     """Decode (as :func:`decode`) where the blocks of ``levels`` (0-based) follow ``z_other`` and the rest ``z_base``.
 
     z_base, z_other (N, D); x_T (N, 3, S, S) -> images (N, 3, S, S) in [-1, 1]. ``levels`` None: all
     levels follow ``z_other`` (the same as :func:`decode` of ``z_other``). HDAE codes mix their level
     slices; plain Diff-AE codes mix per-block projections (:func:`hierarchy.level_styles`).
     """
-    from .hierarchy import level_styles
+    from .networks.hierarchy import level_styles
 
-    device = next(autoencoder.parameters()).device
+    device, precision = _ready(autoencoder, sampling.precision)
     with autocast(device, precision):
         styles = level_styles(autoencoder, z_base.to(device), z_other.to(device), levels)
     fn = _model_fn(autoencoder, styles, device, precision)
-    return _sampler(sampler)(fn, x_T.to(device), _schedule(autoencoder, steps, spacing),
-                             callback=_callback(progress, steps))
+    return _sampler(sampling.sampler)(fn, x_T.to(device), _schedule(autoencoder, sampling.steps, sampling.spacing),
+                                      callback=_callback(progress, sampling.steps))
 
 
 def random_x_T(indices: Sequence[int], image_size: int, seed: int, channels: int = 3) -> torch.Tensor:
@@ -228,17 +212,17 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def encode_and_invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, inv_steps: int, precision: str = "fp32",
+def encode_and_invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, sampling: Sampling = DEFAULT,
                       batch_size: int = 32, progress: StepProgress = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    """images (N, 3, S, S) in [-1, 1], ``batch_size`` at a time -> z_sem (N, D) and x_T (N, 3, S, S) from an
-    ``inv_steps`` DDIM inversion, both float32 on the CPU. ``progress``: (images done, N)."""
+    """images (N, 3, S, S) in [-1, 1], ``batch_size`` at a time -> z_sem (N, D) and x_T (N, 3, S, S) from a
+    DDIM inversion with ``sampling``, both float32 on the CPU. ``progress``: (images done, N)."""
     device = next(autoencoder.parameters()).device
     z_sem, x_T = [], []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size].to(device)
-        codes = encode_semantic(autoencoder, batch, precision)
+        codes = encode_semantic(autoencoder, batch, sampling.precision)
         z_sem.append(codes.cpu())
-        x_T.append(invert(autoencoder, batch, codes, inv_steps, precision).cpu())
+        x_T.append(invert(autoencoder, batch, codes, sampling).cpu())
         if progress:
             progress(min(start + batch_size, len(images)), len(images))
     return torch.cat(z_sem), torch.cat(x_T)
@@ -246,12 +230,13 @@ def encode_and_invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, inv_
 
 @torch.inference_mode()
 def encode_dataset(autoencoder: DiffAEAutoencoder, data_u8: torch.Tensor, batch_size: int = 64,
-                   progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
-    """z_sem of every image: uint8 (N, 3, S, S) -> (N, D) float32 on the CPU."""
+                   progress: Optional[Callable[[int, int], None]] = None, precision: Optional[str] = None) -> torch.Tensor:
+    """z_sem of every image: uint8 (N, 3, S, S) -> (N, D) float32 on the CPU (``precision`` None: the device's)."""
     device = next(autoencoder.parameters()).device
     out = []
     for i in range(0, len(data_u8), batch_size):
-        out.append(encode_semantic(autoencoder, imageio.to_model_range(data_u8[i:i + batch_size]).to(device)).cpu())
+        images = imageio.to_model_range(data_u8[i:i + batch_size]).to(device)
+        out.append(encode_semantic(autoencoder, images, precision).cpu())
         if progress:
             progress(min(i + batch_size, len(data_u8)), len(data_u8))
     return torch.cat(out)

@@ -509,8 +509,15 @@ def _directions(vectors=None, names=None, std=None, where="in/dirs.safetensors")
         vec = torch.randn(2, width, generator=torch.Generator().manual_seed(0)) if vectors is None else vectors(width)
         sd = torch.ones(width) if std is None else std(width)
         (tmp / where).parent.mkdir(parents=True, exist_ok=True)
-        save_directions(tmp / where, DirectionSet(names or ["pc01", "pc02"], vec, torch.zeros(width), sd, MODEL,
+        save_directions(tmp / where, DirectionSet(["pc01", "pc02"], vec, torch.zeros(width), sd, MODEL,
                                                   model.fingerprint, {}))
+        if names:  # names save_directions refuses to write: put them into the file's metadata by hand
+            from safetensors import safe_open
+            from safetensors.torch import load_file, save_file
+
+            with safe_open(str(tmp / where), "pt") as fh:
+                meta = fh.metadata()
+            save_file(load_file(tmp / where), tmp / where, metadata={**meta, "names": json.dumps(names)})
     return setup
 
 

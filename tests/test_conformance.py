@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from diffedit_cli import diffusion, pipeline
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.editing import attributes as editing
 from diffedit_cli.io.models import load_component
 from diffedit_cli.networks.blocks import timestep_embedding
@@ -81,11 +82,11 @@ def test_one_network_call(ae, ref):
 
 @pytest.mark.parametrize("n", [10, 20])
 def test_inversion_and_decoding(ae, ref, n):
-    x_T = pipeline.invert(ae, ref["x0"], ref["z_sem"], steps=n)
+    x_T = pipeline.invert(ae, ref["x0"], ref["z_sem"], OFFICIAL.replace(inv_steps=n))
     assert maxdiff(x_T, ref[f"xT_inv_T{n}"]) < 5e-4
-    rec = pipeline.decode(ae, ref["z_sem"], ref[f"xT_inv_T{n}"], steps=n)
+    rec = pipeline.decode(ae, ref["z_sem"], ref[f"xT_inv_T{n}"], OFFICIAL.replace(steps=n))
     assert maxdiff(rec, ref[f"x0_rec_T{n}"]) < 5e-3
-    from_noise = pipeline.decode(ae, ref["z_sem"], ref["noise"], steps=n)
+    from_noise = pipeline.decode(ae, ref["z_sem"], ref["noise"], OFFICIAL.replace(steps=n))
     assert maxdiff(from_noise, ref[f"x0_from_noise_T{n}"]) < 5e-4
 
 
@@ -157,7 +158,7 @@ def test_unconditional_sample_path(tiny_model, ref_tensors):
     lat = ref_tensors["tiny_latent"]
     z_sem = sample_latents(tiny_model.latent, lat["z_T"], steps=10)
     assert maxdiff(z_sem, lat["latent_T10"]) < 5e-4
-    img = pipeline.decode(tiny_model.autoencoder, z_sem, lat["noise"], steps=10)
+    img = pipeline.decode(tiny_model.autoencoder, z_sem, lat["noise"], OFFICIAL.replace(steps=10))
     assert maxdiff(img, lat["x0_uncond_T10"]) < 5e-4
 
 
@@ -174,7 +175,7 @@ def test_classifier_and_official_edit(tiny_model, ref_tensors):
         z_manip = editing.edit_z_sem(cls["z_sem"], clf, edits)
         assert maxdiff(clf.normalize(z_manip), cls["z_sem_manip_normalized"]) < 1e-4
         assert maxdiff(z_manip, cls["z_sem_manip"]) < 1e-4
-    img = pipeline.decode(tiny_model.autoencoder, z_manip, cls["xT_inv_T10"], steps=10)
+    img = pipeline.decode(tiny_model.autoencoder, z_manip, cls["xT_inv_T10"], OFFICIAL.replace(steps=10))
     assert maxdiff(img, cls["x0_manip_T10"]) < 5e-3
 
 

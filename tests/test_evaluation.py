@@ -11,6 +11,7 @@ import torch
 torch.set_num_threads(1)
 
 from diffedit_cli.data import toyfaces  # noqa: E402
+from diffedit_cli.sampling import EVALUATION
 from diffedit_cli.evaluation.benchmarks import (EDIT_PARTS, dilate, edit_region, eval_editing, eval_reconstruction,
     format_table, load_lpips, lpips_unavailable, masked_mse, mse, psnr, ssim)
 from diffedit_cli.networks.oracle import AttributeOracle, OracleConfig  # noqa: E402
@@ -172,7 +173,7 @@ def test_eval_reconstruction_without_oracle(tiny_model, dataset):
 
 
 def test_eval_editing_rows(model_with_oracle, dataset):
-    rows = eval_editing(model_with_oracle, dataset, n=2, alphas=(0.3, 0.5), steps=2, inv_steps=2, batch_size=5)
+    rows = eval_editing(model_with_oracle, dataset, n=2, alphas=(0.3, 0.5), sampling=EVALUATION.replace(steps=2, inv_steps=2), batch_size=5)
     classifier_names = model_with_oracle.classifier.attributes
     expected = [name for name in classifier_names if name in toyfaces.ATTRIBUTES]
     assert [row["attribute"] for row in rows] == expected + ["mean"]
@@ -182,7 +183,7 @@ def test_eval_editing_rows(model_with_oracle, dataset):
         assert row["dependency"] >= 0 and row["MSE outside"] >= 0
     assert rows[-1]["dependency"] == pytest.approx(np.mean([row["dependency"] for row in rows[:-1]]))
 
-    other_batches = eval_editing(model_with_oracle, dataset, n=2, alphas=(0.3, 0.5), steps=2, inv_steps=2,
+    other_batches = eval_editing(model_with_oracle, dataset, n=2, alphas=(0.3, 0.5), sampling=EVALUATION.replace(steps=2, inv_steps=2),
                                  batch_size=3)
     for row, same in zip(rows, other_batches):
         assert_rows_close(row, same, rel=1e-4, abs=1e-6)

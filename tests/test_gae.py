@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from diffedit_cli.data import groups as groups_mod
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.data import toyfaces
 from diffedit_cli.cli import main
 from diffedit_cli.errors import DiffeditError, InputError
@@ -22,7 +23,8 @@ from diffedit_cli.training.gae import GAETrainConfig, gae_losses, train_gae
 from diffedit_cli.data.groups import table_groups, toyface_group
 from diffedit_cli.io.models import load_component, load_model, save_model_folder
 from diffedit_cli.networks.gae import GAEConfig, GroupAutoencoder, swap_slices
-from diffedit_cli.editing.swapping import parse_part_args, recombine_codes, swap_codes
+from diffedit_cli.editing.swapping import recombine_codes, swap_codes
+from diffedit_cli.cli.edit import parse_part_args
 
 GROUP_NAMES = list(toyfaces.GROUPS)
 
@@ -292,9 +294,9 @@ def test_shipped_gae_swaps_a_group(group):
     size = model.image_size
     a = to_model_range(render_faces([p[0] for p in pairs], size))
     b = to_model_range(render_faces([p[1] for p in pairs], size))
-    z_a, z_b = pipeline.encode_semantic(model.autoencoder, a), pipeline.encode_semantic(model.autoencoder, b)
-    x_T = pipeline.invert(model.autoencoder, a, z_a, steps=20)
-    images = pipeline.decode(model.autoencoder, swap_codes(gae, z_a, z_b, [group]), x_T, steps=20)
+    z_a, z_b = pipeline.encode_semantic(model.autoencoder, a, "fp32"), pipeline.encode_semantic(model.autoencoder, b, "fp32")
+    x_T = pipeline.invert(model.autoencoder, a, z_a, OFFICIAL.replace(inv_steps=20))
+    images = pipeline.decode(model.autoencoder, swap_codes(gae, z_a, z_b, [group]), x_T, OFFICIAL.replace(steps=20))
     seen = oracle.predict(images)
     names = oracle.attributes
     target = torch.tensor([[toyfaces.attributes(toyfaces.share_group(p[0], p[1], group))[n] for n in names]

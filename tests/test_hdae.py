@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from diffedit_cli import defaults, pipeline
+from diffedit_cli import pipeline
+from diffedit_cli.sampling import DEFAULT, EVALUATION, OFFICIAL
 from diffedit_cli.cli import main
 from diffedit_cli.editing.attributes import edit_z_sem
 from diffedit_cli.errors import InputError, ModelError
-from diffedit_cli.hierarchy import level_mask, level_styles, mix_codes, parse_levels
+from diffedit_cli.networks.hierarchy import level_mask, level_styles, mix_codes, parse_levels
 from diffedit_cli.io.latents import load_latent
 from diffedit_cli.io.models import load_model, save_model_folder
 from diffedit_cli.networks.autoencoder import DiffAEAutoencoder
@@ -25,7 +26,7 @@ from diffedit_cli.networks.hdae import (HDAEConfig, HierarchicalAutoencoder, aut
 TINY = dict(image_size=16, model_channels=16, channel_mult=(1, 1, 1), num_res_blocks=1, attention_resolutions=(8,),
             embed_channels=32, enc_out_channels=8, enc_channel_mult=(1, 1, 1), enc_num_res_block=1, dropout=0.0)
 FAST = ["--steps", "3", "--inv-steps", "3", "--quiet"]
-CLI = dict(sampler=defaults.SAMPLER, spacing=defaults.SPACING)  # what the commands decode with
+CLI = DEFAULT.replace(steps=3, precision="fp32")  # what the commands decode with (at --steps 3 --precision fp32)
 
 
 def tiny(arch: str, seed: int = 0):
@@ -148,7 +149,7 @@ def test_parse_levels():
 
 
 def test_library_takes_levels_as_values():
-    from diffedit_cli.hierarchy import check_levels, num_levels
+    from diffedit_cli.networks.hierarchy import check_levels, num_levels
     from diffedit_cli.io.models import load_model
 
     ae = load_model("toyfaces-hdae", components=()).autoencoder
@@ -228,7 +229,7 @@ def test_encode_writes_all_levels_and_style_mix(hdae_dir, faces, tmp_path, capsy
     code, _, err = run(["decode", tmp_path / "lat" / "a0.safetensors", "--model", hdae_dir, "--out", tmp_path / "rec.png",
                         *FAST], capsys)
     assert code == 0, err
-    expected = pipeline.decode(model.autoencoder, lat["a0"].z_sem[None], lat["a0"].x_T[None], steps=3, **CLI)[0]
+    expected = pipeline.decode(model.autoencoder, lat["a0"].z_sem[None], lat["a0"].x_T[None], CLI)[0]
     assert np.abs(_pixels(tmp_path / "rec.png") - _u8(expected)).max() <= 1
 
     # 2 A x 1 B grid from latent files, x_T from A: equals decoding A's code with level 3 taken from B
@@ -243,10 +244,10 @@ def test_encode_writes_all_levels_and_style_mix(hdae_dir, faces, tmp_path, capsy
     for name in ("a0", "a1"):
         mixed = mix_codes(ae, lat[name].z_sem[None], lat["b0"].z_sem[None], [2])
         assert torch.equal(mixed[0, :16], lat[name].z_sem[:16]) and torch.equal(mixed[0, 16:], lat["b0"].z_sem[16:])
-        expected = pipeline.decode(ae, mixed, lat[name].x_T[None], steps=3, **CLI)[0]
+        expected = pipeline.decode(ae, mixed, lat[name].x_T[None], CLI)[0]
         got = _pixels(tmp_path / "mix" / f"mix_{name}__b0.png")
         assert np.abs(got - _u8(expected)).max() <= 1
-        plain = pipeline.decode(ae, lat[name].z_sem[None], lat[name].x_T[None], steps=3, **CLI)[0]
+        plain = pipeline.decode(ae, lat[name].z_sem[None], lat[name].x_T[None], CLI)[0]
         assert np.abs(got - _u8(plain)).max() > 1  # mixing did change the image
     # images as inputs with random x_T work too; bad levels are one clear line
     code, _, err = run(["style-mix", faces / "a0.png", faces / "b0.png", "--levels", "1-2", "--random-xt",
@@ -276,7 +277,7 @@ def test_level_restricted_edit_and_interpolation(hdae_dir, faces, tmp_path, caps
     code, _, err = run(["edit", tmp_path / "a0.safetensors", "--model", hdae_dir, "--attr", "smiling", "--alpha", "0.5",
                         "--levels", "2", "--topk", "4", "--out", tmp_path / "e.png", *FAST], capsys)
     assert code == 0, err
-    expected = pipeline.decode(ae, edit_z_sem(z, clf, {0: 0.5}, topk=4, mask=mask), lat.x_T[None], steps=3, **CLI)[0]
+    expected = pipeline.decode(ae, edit_z_sem(z, clf, {0: 0.5}, topk=4, mask=mask), lat.x_T[None], CLI)[0]
     assert np.abs(_pixels(tmp_path / "e.png") - _u8(expected)).max() <= 1
     code, _, err = run(["edit", tmp_path / "a0.safetensors", "--model", hdae_dir, "--attr", "smiling", "--levels", "2",
                         "--topk", "9", "--out", tmp_path / "e2.png", *FAST], capsys)
@@ -288,9 +289,9 @@ def test_level_restricted_edit_and_interpolation(hdae_dir, faces, tmp_path, caps
     code, _, err = run(["interpolate", tmp_path / "a0.safetensors", tmp_path / "b0.safetensors", "--levels", "3",
                         "--frames", "3", "--model", hdae_dir, "--out", tmp_path / "ip", *FAST], capsys)
     assert code == 0, err
-    last = pipeline.decode(ae, mix_codes(ae, z, lat_b.z_sem[None], [2]), lat.x_T[None], steps=3, **CLI)[0]
+    last = pipeline.decode(ae, mix_codes(ae, z, lat_b.z_sem[None], [2]), lat.x_T[None], CLI)[0]
     assert np.abs(_pixels(tmp_path / "ip" / "frame_002.png") - _u8(last)).max() <= 1
-    first = pipeline.decode(ae, z, lat.x_T[None], steps=3, **CLI)[0]
+    first = pipeline.decode(ae, z, lat.x_T[None], CLI)[0]
     assert np.abs(_pixels(tmp_path / "ip" / "frame_000.png") - _u8(first)).max() <= 1
 
 
@@ -303,10 +304,10 @@ def test_style_mix_on_plain_diffae_routes_blocks(tmp_path, faces, capsys):
     assert code == 0, err
     za, zb = model.encode(torch.stack([_load(faces / "a0.png"), _load(faces / "b0.png")]))
     x_T = pipeline.random_x_T([0], 16, 4)
-    expected = pipeline.decode_levels(model, za[None], zb[None], [0], x_T, steps=3, **CLI)[0]
+    expected = pipeline.decode_levels(model, za[None], zb[None], [0], x_T, CLI)[0]
     assert np.abs(_pixels(tmp_path / "mix" / "mix_a0__b0.png") - _u8(expected)).max() <= 1
-    only_a = pipeline.decode(model, za[None], x_T, steps=3, **CLI)[0]
-    only_b = pipeline.decode(model, zb[None], x_T, steps=3, **CLI)[0]
+    only_a = pipeline.decode(model, za[None], x_T, CLI)[0]
+    only_b = pipeline.decode(model, zb[None], x_T, CLI)[0]
     assert not torch.allclose(expected, only_a) and not torch.allclose(expected, only_b)
 
 
@@ -378,19 +379,19 @@ def test_fidelity_compare_and_curve_rows(hdae_dir, tmp_path):
     torch.manual_seed(0)
     model.extra["oracle"] = AttributeOracle(OracleConfig(image_size=16, channels=(8, 16))).eval()
     # alpha = 0: the fidelity is the reconstruction error outside the attribute's parts, computed directly here
-    rows = eval_fidelity(model, data, n=2, alphas=(0.0,), steps=2, inv_steps=2)
+    rows = eval_fidelity(model, data, n=2, alphas=(0.0,), sampling=EVALUATION.replace(steps=2, inv_steps=2))
     assert [r["attribute"] for r in rows] == ["Smiling", "Male", "mean"]
     faces = load_faces(data, 2, 16)
     params = load_face_params(data, faces.files)
     ae = model.autoencoder
-    z = pipeline.encode_semantic(ae, faces.images)
-    rec = pipeline.decode(ae, z, pipeline.invert(ae, faces.images, z, 2), 2)
+    z = pipeline.encode_semantic(ae, faces.images, "fp32")
+    rec = pipeline.decode(ae, z, pipeline.invert(ae, faces.images, z, OFFICIAL.replace(inv_steps=2)), OFFICIAL.replace(steps=2))
     keep = torch.stack([~edit_region(p, "Smiling", toyfaces.attributes(p)["Smiling"], 16) for p in params])
     direct = masked_mse(to_unit(faces.images), to_unit(rec), keep).mean().item()
     assert rows[0]["MSE outside"] == pytest.approx(direct, rel=1e-5)
 
-    table = compare_models([model], data, n=2, topks=[4], fidelity_alphas=(-0.5, 0.5), edit_alphas=(0.5,), steps=2,
-                           inv_steps=2, random_steps=2)
+    table = compare_models([model], data, n=2, topks=[4], fidelity_alphas=(-0.5, 0.5), edit_alphas=(0.5,),
+                           sampling=EVALUATION.replace(steps=2, inv_steps=2), random_steps=2)
     label = "(HDAE(U))" if hdae_dir.name == "hdae-u" else "(HDAE(E))"
     assert [(r["model"].split(" ")[-1], r["top-k"]) for r in table] == [(label, "-"), (label, "4")]
     assert list(table[0]) == ["model", "top-k", "MSE out", "LPIPS out", "AD", "flip@0.5", "recon MSE inferred",
@@ -404,7 +405,7 @@ def test_fidelity_compare_and_curve_rows(hdae_dir, tmp_path):
 
     save_component(ae, run / "snapshots" / "autoencoder_0000010", "autoencoder")
     (run / "train_log.jsonl").write_text("".join(json.dumps({"step": s, "loss": s / 10}) + "\n" for s in (5, 10, 20)))
-    curve = training_curve(run, data, n=2, inv_steps=2, random_steps=2)
+    curve = training_curve(run, data, n=2, sampling=EVALUATION.replace(steps=2, inv_steps=2), random_steps=2)
     assert [(r["step"], r["train loss"]) for r in curve] == [(10, 0.75)]
     assert curve[0]["recon MSE inferred"] == pytest.approx(mse_of(rec, faces.images), rel=1e-5)
 
@@ -435,7 +436,7 @@ def test_compare_loads_lpips_once(hdae_dir, tmp_path, monkeypatch):
         monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
         monkeypatch.setenv("DIFFEDIT_LPIPS_ALEXNET_URL", f"{served.url}/alexnet-missing-0123abcd.pth")
         rows = compare_models([model, model], data, n=2, topks=[4], fidelity_alphas=(-0.5, 0.5), edit_alphas=(0.5,),
-                              steps=2, inv_steps=2, random_steps=2)
+                              sampling=EVALUATION.replace(steps=2, inv_steps=2), random_steps=2)
     finally:
         served.close()
     # 2 reconstructions + 4 fidelity evals (2 models x 2 top-k rows), one download attempt

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from diffedit_cli import diffusion, pipeline
+from diffedit_cli.sampling import OFFICIAL
 from diffedit_cli.io.models import load_model
 from diffedit_cli.networks.autoencoder import AutoencoderConfig
 from diffedit_cli.networks.hdae import build_autoencoder
@@ -156,11 +157,11 @@ def test_pipeline_decodes_and_inverts_a_v_model():
     torch.manual_seed(0)
     model = pipeline.prepare(build_autoencoder(cfg), torch.device("cpu"))
     images = torch.rand(2, 3, 32, 32) * 2 - 1
-    z = pipeline.encode_semantic(model, images)
+    z = pipeline.encode_semantic(model, images, "fp32")
     done = []
-    x_T = pipeline.invert(model, images, z, steps=5, progress=lambda d, n: done.append((d, n)))
+    x_T = pipeline.invert(model, images, z, OFFICIAL.replace(inv_steps=5), progress=lambda d, n: done.append((d, n)))
     assert done[-1] == (4, 4)
-    out = pipeline.decode(model, z, x_T, steps=5)
+    out = pipeline.decode(model, z, x_T, OFFICIAL.replace(steps=5))
     assert out.shape == images.shape and torch.isfinite(out).all() and out.abs().max() <= 1
 
 

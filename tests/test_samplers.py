@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from diffedit_cli import diffusion
+from diffedit_cli.sampling import OFFICIAL
 
 MU, S = 0.3, 0.5
 PROCESSES = {
@@ -146,11 +147,11 @@ def test_dpmpp_decode_on_the_shipped_model_is_nearer_ddim_at_many_steps(two_face
 
     ae = load_model(None, components=()).autoencoder
     x0 = load_image(two_faces / "0.png", 64)[None]
-    z = pipeline.encode_semantic(ae, x0)
+    z = pipeline.encode_semantic(ae, x0, "fp32")
     x_T = pipeline.random_x_T([0], 64, seed=3)
-    fine = pipeline.decode(ae, z, x_T, 200)
-    fast = pipeline.decode(ae, z, x_T, 20, sampler="dpmpp-2m")
-    coarse = pipeline.decode(ae, z, x_T, 20)
+    fine = pipeline.decode(ae, z, x_T, OFFICIAL.replace(steps=200))
+    fast = pipeline.decode(ae, z, x_T, OFFICIAL.replace(steps=20, sampler="dpmpp-2m"))
+    coarse = pipeline.decode(ae, z, x_T, OFFICIAL.replace(steps=20))
     assert float((fast - fine).pow(2).mean()) <= float((coarse - fine).pow(2).mean())
 
 
@@ -176,11 +177,11 @@ def test_quadratic_spacing_reconstructs_the_shipped_model_better_at_few_steps():
     ae = load_model(None, components=()).autoencoder
     faces = np.stack([render(sample_face(face_seed(7, i)))[0] for i in range(3)])
     x0 = to_model_range(torch.from_numpy(faces).permute(0, 3, 1, 2))
-    z = pipeline.encode_semantic(ae, x0)
+    z = pipeline.encode_semantic(ae, x0, "fp32")
 
     def mse(sampler, spacing):
-        x_T = pipeline.invert(ae, x0, z, 10, spacing=spacing)
-        return float((pipeline.decode(ae, z, x_T, 10, sampler=sampler, spacing=spacing) - x0).pow(2).mean())
+        x_T = pipeline.invert(ae, x0, z, OFFICIAL.replace(inv_steps=10, spacing=spacing))
+        return float((pipeline.decode(ae, z, x_T, OFFICIAL.replace(steps=10, sampler=sampler, spacing=spacing)) - x0).pow(2).mean())
 
     for sampler in ("ddim", "dpmpp-2m"):
         assert mse(sampler, "quadratic") < 0.7 * mse(sampler, "uniform"), sampler

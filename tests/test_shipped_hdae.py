@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from diffedit_cli import defaults, pipeline
+from diffedit_cli import pipeline
+from diffedit_cli.sampling import DEFAULT
 from diffedit_cli.cli import main
 from diffedit_cli.editing.attributes import edit_z_sem
-from diffedit_cli.hierarchy import level_mask, mix_codes, num_levels
+from diffedit_cli.networks.hierarchy import level_mask, mix_codes, num_levels
 from diffedit_cli.io.latents import load_latent
 from diffedit_cli.io.models import load_model, save_model_folder, shipped_models
 from diffedit_cli.networks.hdae import HierarchicalAutoencoder
@@ -73,10 +74,10 @@ def test_style_mix_on_the_shipped_hdae(hdae, tmp_path, capsys):
     assert code == 0, err
     mixed = mix_codes(ae, a.z_sem[None], b.z_sem[None], [2, 3])
     assert torch.equal(mixed[0, :512], a.z_sem[:512]) and torch.equal(mixed[0, 512:], b.z_sem[512:])
-    expected = pipeline.decode(ae, mixed, a.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0]
+    expected = pipeline.decode(ae, mixed, a.x_T[None], DEFAULT.replace(steps=5, precision="fp32"))[0]
     got = _pixels(tmp_path / "mix" / "mix_a__b.png")
     assert np.abs(got - _u8(expected)).max() <= 1
-    plain = _u8(pipeline.decode(ae, a.z_sem[None], a.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0])
+    plain = _u8(pipeline.decode(ae, a.z_sem[None], a.x_T[None], DEFAULT.replace(steps=5, precision="fp32"))[0])
     assert np.abs(got - plain).mean() > 0.5  # B's coarse levels changed A's picture
     assert Image.open(tmp_path / "mix" / "grid.png").size[0] > 64
 
@@ -95,10 +96,10 @@ def test_level_restricted_edit_on_the_shipped_hdae(hdae, tmp_path, capsys):
     edited = edit_z_sem(lat.z_sem[None], clf, {index: 0.5}, topk=64, mask=mask)
     moved = (edited - lat.z_sem[None]).abs()[0] > 1e-6
     assert int(moved.sum()) == 64 and not moved[512:].any()  # only levels 1-2 move
-    expected = pipeline.decode(ae, edited, lat.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0]
+    expected = pipeline.decode(ae, edited, lat.x_T[None], DEFAULT.replace(steps=5, precision="fp32"))[0]
     got = _pixels(tmp_path / "e.png")
     assert np.abs(got - _u8(expected)).max() <= 1
-    plain = _u8(pipeline.decode(ae, lat.z_sem[None], lat.x_T[None], steps=5, sampler=defaults.SAMPLER, spacing=defaults.SPACING)[0])
+    plain = _u8(pipeline.decode(ae, lat.z_sem[None], lat.x_T[None], DEFAULT.replace(steps=5, precision="fp32"))[0])
     assert np.abs(got - plain).max() > 1  # the edit changed the picture
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import toyfaces
-from ..errors import InputError
+from ..errors import InputError, opt
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -153,7 +153,7 @@ def table_group_rows(files: Sequence[str], table: Path, group_attributes: Option
         raise InputError(f"no image of the dataset is listed in '{table}'")
     group_attributes = group_attributes or default_group_attributes(names)
     if not group_attributes:
-        raise InputError(f"'{table}' has none of the toy-face group attributes; pass --group-attrs")
+        raise InputError(f"'{table}' has none of the toy-face group attributes; pass {opt('group_attrs')}")
     index = table_groups(labels[[r for _, r in keep]], names, group_attributes, n_groups, seed)
     return np.asarray([k for k, _ in keep], dtype=np.int64)[index], list(group_attributes)
 

@@ -25,7 +25,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..networks.classifier import AttributeClassifier
 
 # Largest edit strength accepted: alpha is in units of sqrt(D) normalised-code standard deviations, so at 10
@@ -60,7 +60,7 @@ def resolve_attribute(name: str, attributes: Sequence[str]) -> Tuple[int, float]
     if "no_" + key in lower:
         return lower["no_" + key], -1.0
     close = difflib.get_close_matches(key, list(lower), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(attributes[lower[c]] for c in close)}?" if close else " (see --list-attrs)"
+    hint = f"; did you mean {', '.join(attributes[lower[c]] for c in close)}?" if close else f" (see {opt('list_attrs')})"
     raise InputError(f"unknown attribute '{name}'{hint}")
 
 
@@ -121,7 +121,7 @@ def level_edit_route(autoencoder, levels: Optional[Sequence[int]]):
     ``block_levels`` = ``levels``: the edited code drives only the UNet blocks of those levels
     (:func:`diffedit_cli.pipeline.decode_levels`; our extension).
     """
-    from ..hierarchy import is_hierarchical, level_mask
+    from ..networks.hierarchy import is_hierarchical, level_mask
 
     if levels is None:
         return None, None

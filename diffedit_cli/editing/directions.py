@@ -162,7 +162,7 @@ def save_directions(path: Path, directions: DirectionSet, exclusive: bool = Fals
     """Write a direction file atomically (``exclusive``: refuse an existing ``path``)."""
     from safetensors.torch import save
 
-    check_direction_names(list(directions.names), directions.vectors, path)  # never write a file load refuses
+    check_direction_names(list(directions.names), directions.vectors, path, nonzero=False)  # names load can read
     tensors = {"directions": directions.vectors.float().contiguous(), "mean": directions.mean.float().contiguous(),
                "std": directions.std.float().contiguous()}
     if directions.explained is not None:
@@ -213,9 +213,9 @@ def load_directions(path: Path) -> DirectionSet:
 NAME_FORBIDDEN = ":=,"  # they separate FILE:NAME=ALPHA and comma lists on the command line
 
 
-def check_direction_names(names, vectors: torch.Tensor, path) -> None:
+def check_direction_names(names, vectors: torch.Tensor, path, nonzero: bool = True) -> None:
     """Names are distinct strings (case-insensitively: the command line resolves them so) without ``: = ,``;
-    one per direction; no direction is zero."""
+    one per direction; with ``nonzero``, no direction is zero."""
     if not isinstance(names, list) or len(names) != len(vectors):
         raise InputError(f"'{path}': expected {len(vectors)} direction names, found {names!r:.80}")
     seen = {}
@@ -226,7 +226,7 @@ def check_direction_names(names, vectors: torch.Tensor, path) -> None:
         if name.lower() in seen:
             raise InputError(f"'{path}': directions '{seen[name.lower()]}' and '{name}' differ only in case")
         seen[name.lower()] = name
-        if not vectors[k].abs().sum() > 0:
+        if nonzero and not vectors[k].abs().sum() > 0:
             raise InputError(f"'{path}': direction '{name}' is zero (it would edit nothing)")
 
 

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..errors import InputError
-from ..hierarchy import check_levels
+from ..networks.hierarchy import check_levels
 from ..io.models import DiffAEModel
 from .attributes import attribute_direction, check_alpha, classifier_edit, edit_z_sem, level_edit_route, parse_edits
 

@@ -15,7 +15,7 @@ from typing import Dict, Sequence
 
 import torch
 
-from ..errors import InputError, ModelError
+from ..errors import ModelError
 from ..io.models import DiffAEModel
 from ..networks.gae import GroupAutoencoder, swap_slices
 
@@ -60,24 +60,3 @@ def recombine_codes(gae: GroupAutoencoder, z_base: torch.Tensor, parts: Dict[str
     if residual:
         out = z_base + out - gae.decode(d_base)
     return out.cpu()
-
-
-def parse_part_args(args: Sequence[str]) -> Dict[str, str]:
-    """``["--hair", "b.png", "--background=c.png"]`` -> {"hair": "b.png", "background": "c.png"}."""
-    parts: Dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or len(arg) < 3:
-            raise InputError(f"unexpected argument '{arg}': give parts as --SLICE IMAGE (e.g. --hair b.png)")
-        name, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(args) or args[i + 1].startswith("--"):
-                raise InputError(f"--{name} needs an image or latent file")
-            value = args[i + 1]
-            i += 1
-        if name in parts:
-            raise InputError(f"--{name} is given twice")
-        parts[name] = value
-        i += 1
-    return parts

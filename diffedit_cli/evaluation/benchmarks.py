@@ -38,6 +38,7 @@ from ..editing.attributes import edit_z_sem, level_edit_route
 from ..errors import InputError, ModelError, reason
 from ..io.images import load_image
 from ..io.models import DiffAEModel
+from ..sampling import EVALUATION as EVAL_SAMPLING, OFFICIAL, Sampling
 
 # torchvision's AlexNet_Weights.IMAGENET1K_V1, the backbone lpips uses
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
@@ -294,16 +295,17 @@ def finite_or_none(value: float) -> Optional[float]:
 
 @torch.inference_mode()
 def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Sequence[int] = (10, 20, 50, 100),
-                        random_steps: int = 100, batch_size: int = 32, seed: int = 0, precision: str = "fp32",
+                        random_steps: int = 100, batch_size: int = 32, seed: int = 0, sampling: Sampling = OFFICIAL,
                         progress=None, lpips: Optional[LPIPS] = None) -> dict:
     """Reconstruction quality of the first ``n`` faces of ``data_dir`` (Diff-AE Table 2 protocol).
 
-    For each T in ``steps``: x_T by DDIM inversion with T steps, decoded with T steps. Then x_T drawn by
+    For each T in ``steps``: x_T by DDIM inversion with T steps, decoded with T steps (``sampling``'s sampler,
+    spacing and precision; its step counts are replaced by T). Then x_T drawn by
     :func:`pipeline.random_x_T` (``seed`` + face index) decoded with ``random_steps``. Each decode is compared
     with its input. With an oracle in ``model.extra["oracle"]``, "Attr acc" is the fraction of (face,
     attribute) pairs where the oracle's prediction on the decode equals the ``list_attr.txt`` label, over the
     attributes both know; an extra "input" row gives the oracle's accuracy on the inputs themselves.
-    ``progress``: an optional :class:`~diffedit_cli.jobs.runner.Reporter`; ``lpips``: :func:`load_lpips`'s result
+    ``progress``: an optional :class:`~diffedit_cli.jobs.report.Reporter`; ``lpips``: :func:`load_lpips`'s result
     (loaded here when None).
 
     Returns ``{"n": faces used, "rows": [...], "notes": [one-line strings]}``; each row is ``{"x_T": "inferred
@@ -315,7 +317,8 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
     faces = load_faces(data_dir, n, model.image_size)
     count = len(faces.files)
     batches = chunks(count, batch_size)
-    notes = []
+    notes = [f"sampling: {sampling.sampler} decoding and DDIM inversion with T steps (per row), {sampling.spacing} "
+             f"spacing, {sampling.precision or 'default precision'}"]
     lpips_fn, lpips_reason = lpips or load_lpips(device)
     if lpips_fn is None:
         notes.append(f"LPIPS n/a: {lpips_reason}")
@@ -335,7 +338,7 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
         progress.start("reconstruction", count * (2 + 2 * len(steps)))
     z_sem = []
     for batch in batches:
-        z_sem.append(pipeline.encode_semantic(autoencoder, faces.images[batch], precision).cpu())
+        z_sem.append(pipeline.encode_semantic(autoencoder, faces.images[batch], sampling.precision).cpu())
         if progress is not None:
             progress.advance(batch.stop - batch.start)
     z_sem = torch.cat(z_sem)
@@ -348,10 +351,11 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
             inputs, codes = faces.images[batch], z_sem[batch]
             if inversion_steps is None:
                 x_T = pipeline.random_x_T(range(batch.start, batch.stop), model.image_size, seed)
-                decoded = pipeline.decode(autoencoder, codes, x_T, random_steps, precision)
+                decoded = pipeline.decode(autoencoder, codes, x_T, sampling.replace(steps=random_steps))
             else:
-                x_T = pipeline.invert(autoencoder, inputs, codes, inversion_steps, precision)
-                decoded = pipeline.decode(autoencoder, codes, x_T, inversion_steps, precision)
+                at_t = sampling.replace(steps=inversion_steps, inv_steps=inversion_steps)
+                x_T = pipeline.invert(autoencoder, inputs, codes, at_t)
+                decoded = pipeline.decode(autoencoder, codes, x_T, at_t)
             reference, output = to_unit(inputs), to_unit(decoded.cpu())
             scores["MSE"].append(mse(reference, output))
             scores["PSNR"].append(psnr(reference, output))
@@ -403,8 +407,8 @@ def edits_toward_targets(z_sem: torch.Tensor, classifier, names: Sequence[str], 
 
 @torch.inference_mode()
 def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[float] = (0.3, 0.5),
-                 topk: Optional[int] = None, steps: int = 20, inv_steps: int = 20, batch_size: int = 32,
-                 precision: str = "fp32", progress=None, levels: Optional[Sequence[int]] = None) -> List[dict]:
+                 topk: Optional[int] = None, sampling: Sampling = EVAL_SAMPLING, batch_size: int = 32,
+                 progress=None, levels: Optional[Sequence[int]] = None) -> List[dict]:
     """Editing quality on the first ``n`` faces of a toy-faces folder, per attribute.
 
     ``levels`` (0-based resolution levels, HDAE): restrict the edits to those levels
@@ -413,7 +417,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
     Attributes: those of the model's classifier that the oracle (``model.extra["oracle"]``) also knows and
     that toy faces have. For every face and attribute the target is the opposite of the oracle's prediction on
     the input; z_sem is moved toward it by ``alpha`` for each of ``alphas`` (``topk``: HDAE truncation), with
-    x_T from one DDIM inversion per face (``inv_steps``) and decoding with ``steps``. Per attribute:
+    x_T from one DDIM inversion per face and decoding, both with ``sampling``. Per attribute:
 
     * ``flip@ALPHA``: fraction of faces where the oracle predicts the target after the edit, in [0, 1];
     * ``dependency``: mean |logit change| (input vs edit) of the oracle's other attributes, >= 0, averaged
@@ -425,7 +429,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
 
     Returns one row per attribute, ``{"attribute", "flip@0.3", "flip@0.5", "dependency", "MSE outside"}``
     (floats; None where undefined), then a row ``"attribute": "mean"`` averaging them.
-    ``progress``: an optional :class:`~diffedit_cli.jobs.runner.Reporter`.
+    ``progress``: an optional :class:`~diffedit_cli.jobs.report.Reporter`.
     """
     classifier = model.component("classifier")
     oracle = model.component("oracle")
@@ -440,7 +444,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
 
     if progress is not None:
         progress.start("editing", count + count * n_attrs * n_alphas)
-    z_sem, x_T = pipeline.encode_and_invert(autoencoder, faces.images, inv_steps, precision, batch_size,
+    z_sem, x_T = pipeline.encode_and_invert(autoencoder, faces.images, sampling, batch_size,
                                             progress.advancing() if progress is not None else None)
     oracle_device = next(oracle.parameters()).device
     input_logits = torch.cat([oracle(faces.images[batch].to(oracle_device)).float().cpu()
@@ -459,8 +463,7 @@ def eval_editing(model: DiffAEModel, data_dir, n: int = 100, alphas: Sequence[fl
     flipped, dependency, outside_mse = [], [], []
     for batch in chunks(len(edited_codes), batch_size):
         face, attr = face_of_job[batch], attr_of_job[batch]
-        edited = pipeline.decode_levels(autoencoder, z_sem[face], edited_codes[batch], route, x_T[face], steps,
-                                        precision)
+        edited = pipeline.decode_levels(autoencoder, z_sem[face], edited_codes[batch], route, x_T[face], sampling)
         logits = oracle(edited).float().cpu()
         target_column = target_columns[attr]
         rows_index = torch.arange(len(face))
@@ -522,8 +525,8 @@ def format_table(rows: Sequence[dict], notes: Sequence[str] = ()) -> str:
 # -- sampling ----------------------------------------------------------------------------------------------------
 
 @torch.inference_mode()
-def eval_sampling(model: DiffAEModel, data_dir, n: int = 500, steps: int = 20, latent_steps: int = 100, seed: int = 0,
-                  batch_size: int = 32, precision: str = "fp32", progress=None) -> List[dict]:
+def eval_sampling(model: DiffAEModel, data_dir, n: int = 500, sampling: Sampling = EVAL_SAMPLING,
+                  latent_steps: int = 100, seed: int = 0, batch_size: int = 32, progress=None) -> List[dict]:
     """Attribute frequencies of ``n`` unconditional samples (latent DDIM -> decoder), judged by the oracle.
 
     Rows: ``{"attribute", "data": label frequency in data_dir's list_attr.txt, "samples": oracle frequency on
@@ -550,7 +553,7 @@ def eval_sampling(model: DiffAEModel, data_dir, n: int = 500, steps: int = 20, l
         progress.start("sampling", n)
     predicted = []
     for batch in chunks(n, batch_size):
-        images = pipeline.decode(model.autoencoder, z_sem[batch], x_T[batch], steps, precision)
+        images = pipeline.decode(model.autoencoder, z_sem[batch], x_T[batch], sampling)
         predicted.append(oracle.predict(images.to(device)).cpu())
         if progress is not None:
             progress.advance(batch.stop - batch.start)

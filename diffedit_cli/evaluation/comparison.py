@@ -25,23 +25,24 @@ import torch
 from .. import pipeline
 from ..data import toyfaces
 from ..editing.attributes import edit_z_sem, level_edit_route
-from ..errors import InputError
+from ..errors import InputError, opt
 from .benchmarks import (EDIT_PARTS, LPIPS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
     load_face_params, load_faces, load_lpips, masked_mse, to_unit, with_mean_row)
 from ..io.models import DiffAEModel
+from ..sampling import EVALUATION, Sampling
 
 TAB2_ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 
 
 @torch.inference_mode()
 def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[float] = TAB2_ALPHAS,
-                  topk: Optional[int] = None, levels: Optional[Sequence[int]] = None, steps: int = 20,
-                  inv_steps: int = 20, batch_size: int = 32, precision: str = "fp32", progress=None,
+                  topk: Optional[int] = None, levels: Optional[Sequence[int]] = None,
+                  sampling: Sampling = EVALUATION, batch_size: int = 32, progress=None,
                   lpips: Optional[LPIPS] = None) -> List[dict]:
     """Tab. 2 fidelity of edits on the first ``n`` faces, per attribute of the classifier that toy faces have.
 
     Edit: ``alpha`` along the classifier direction (``topk`` truncation, ``levels`` restriction), x_T from DDIM
-    inversion (``inv_steps``), decoded with ``steps``. The mask M is the attribute's dilated part region for
+    inversion, decoded (both with ``sampling``). The mask M is the attribute's dilated part region for
     the edit's sign (alpha > 0: toward having it; alpha = 0: the face as it is). Rows ``{"attribute",
     "MSE outside", "LPIPS outside"}`` averaged over faces and alphas, then a ``"mean"`` row. ``lpips``:
     :func:`evaluation.load_lpips`'s result (loaded here when None).
@@ -59,7 +60,7 @@ def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[fl
     mask, route = level_edit_route(autoencoder, levels)
     if progress is not None:
         progress.start("fidelity", count * (1 + len(names) * len(alphas)))
-    z_sem, x_T = pipeline.encode_and_invert(autoencoder, faces.images, inv_steps, precision, batch_size,
+    z_sem, x_T = pipeline.encode_and_invert(autoencoder, faces.images, sampling, batch_size,
                                             progress.advancing() if progress is not None else None)
     clf_device = next(classifier.parameters()).device
     rows = []
@@ -73,7 +74,7 @@ def eval_fidelity(model: DiffAEModel, data_dir, n: int = 50, alphas: Sequence[fl
                                 for i in range(count)])  # (N, S, S): pixels that must not change
             for batch in chunks(count, batch_size):
                 edited = pipeline.decode_levels(autoencoder, z_sem[batch], edited_codes[batch], route, x_T[batch],
-                                                steps, precision).cpu()
+                                                sampling).cpu()
                 before, after = to_unit(faces.images[batch]), to_unit(edited)
                 mse_values.append(masked_mse(before, after, keep[batch]))
                 if lpips_fn is not None:
@@ -94,8 +95,8 @@ def model_label(model: DiffAEModel) -> str:
 
 def compare_models(models: Sequence[DiffAEModel], data_dir, n: int = 50, topks: Sequence[int] = (),
                    levels: Optional[Sequence[int]] = None, fidelity_alphas: Sequence[float] = TAB2_ALPHAS,
-                   edit_alphas: Sequence[float] = (0.3, 0.5), steps: int = 20, inv_steps: int = 20,
-                   random_steps: int = 20, seed: int = 0, batch_size: int = 32, precision: str = "fp32",
+                   edit_alphas: Sequence[float] = (0.3, 0.5), sampling: Sampling = EVALUATION,
+                   random_steps: int = 20, seed: int = 0, batch_size: int = 32,
                    progress=None, lpips: Optional[LPIPS] = None) -> List[dict]:
     """One row per model and per model x top-k (the paper's DAE / HDAE(U) / HDAE(U)+top-k, and more).
 
@@ -103,30 +104,29 @@ def compare_models(models: Sequence[DiffAEModel], data_dir, n: int = 50, topks: 
     folder of a new autoencoder need not hold its own). Columns: ``model``, ``top-k``, ``MSE out`` / ``LPIPS
     out`` (Tab. 2, :func:`eval_fidelity`), ``AD`` (mean |logit change| of the other attributes, the oracle's),
     ``flip@A`` (oracle flip rate toward the opposite attribute value at each edit alpha), ``recon MSE
-    inferred`` (x_T by ``inv_steps``-step inversion, decoded with ``steps``), ``recon MSE random`` (random
+    inferred`` (x_T by ``sampling.inv_steps``-step inversion, decoded with as many steps), ``recon MSE random`` (random
     x_T, ``random_steps``). Reconstruction does not depend on top-k and is repeated on the top-k rows.
     ``lpips``: :func:`evaluation.load_lpips`'s result, loaded once here when None.
     """
     oracle = next((m.extra["oracle"] for m in models if "oracle" in m.extra), None)
     if oracle is None:
-        raise InputError("no model has an oracle component (train one: diffedit train oracle --out RUN)")
+        raise InputError("no model has an oracle component (train one: 'diffedit train oracle')")
     lpips = lpips or load_lpips(next(models[0].autoencoder.parameters()).device)
     rows = []
+    inv_steps = sampling.inv_steps
     for model in models:
         model.extra.setdefault("oracle", oracle)
         recon = eval_reconstruction(model, data_dir, n=n, steps=[inv_steps], random_steps=random_steps,
-                                    batch_size=batch_size, seed=seed, precision=precision, progress=progress,
+                                    batch_size=batch_size, seed=seed, sampling=sampling, progress=progress,
                                     lpips=lpips)
         by_label = {row["x_T"]: row for row in recon["rows"]}
         recon_inferred = by_label[f"inferred T={inv_steps}"]["MSE"]
         recon_random = by_label[f"random T={random_steps}"]["MSE"]
         for topk in [None, *topks]:
             fidelity = eval_fidelity(model, data_dir, n=n, alphas=fidelity_alphas, topk=topk, levels=levels,
-                                     steps=steps, inv_steps=inv_steps, batch_size=batch_size, precision=precision,
-                                     progress=progress, lpips=lpips)[-1]
-            editing = eval_editing(model, data_dir, n=n, alphas=edit_alphas, topk=topk, steps=steps,
-                                   inv_steps=inv_steps, batch_size=batch_size, precision=precision,
-                                   progress=progress, levels=levels)[-1]
+                                     sampling=sampling, batch_size=batch_size, progress=progress, lpips=lpips)[-1]
+            editing = eval_editing(model, data_dir, n=n, alphas=edit_alphas, topk=topk, sampling=sampling,
+                                   batch_size=batch_size, progress=progress, levels=levels)[-1]
             row = {"model": model_label(model), "top-k": "-" if topk is None else str(topk),
                    "MSE out": fidelity["MSE outside"], "LPIPS out": fidelity["LPIPS outside"],
                    "AD": editing["dependency"]}
@@ -140,7 +140,7 @@ def compare_models(models: Sequence[DiffAEModel], data_dir, n: int = 50, topks: 
 
 def snapshot_steps(run: Path) -> Dict[int, Path]:
     """{step: snapshot component folder} of a training run (``snapshots/autoencoder_<step>/``)."""
-    from ..training.diffae import SNAPSHOT_DIR
+    from ..io.components import SNAPSHOT_DIR
 
     folder = Path(run) / SNAPSHOT_DIR
     found = {}
@@ -166,12 +166,14 @@ def logged_loss(run: Path) -> Dict[int, float]:
 
 
 @torch.inference_mode()
-def training_curve(run: Path, data_dir, n: int = 32, inv_steps: int = 20, random_steps: int = 20, seed: int = 0,
-                   batch_size: int = 32, device: str = "cpu", precision: str = "fp32", progress=None) -> List[dict]:
+def training_curve(run: Path, data_dir, n: int = 32, random_steps: int = 20, seed: int = 0,
+                   batch_size: int = 32, device: str = "cpu", sampling: Sampling = EVALUATION,
+                   progress=None) -> List[dict]:
     """Reconstruction vs steps: one row per EMA snapshot ``{"run", "step", "train loss", "recon MSE inferred",
     "recon MSE random"}``; ``train loss`` is the mean logged loss over the steps since the previous snapshot.
 
-    A run without snapshots gives only its loss curve (one row per 250 logged steps, recon columns None).
+    Inferred x_T: ``sampling.inv_steps`` steps of inversion and of decoding. A run without snapshots gives only its
+    loss curve (one row per 250 logged steps, recon columns None).
     """
     from ..io.models import ModelLocation, load_component
 
@@ -179,7 +181,8 @@ def training_curve(run: Path, data_dir, n: int = 32, inv_steps: int = 20, random
     snapshots = snapshot_steps(run)
     losses = logged_loss(run)
     if not snapshots and not losses:
-        raise InputError(f"'{run}' has no snapshots/ and no train_log.jsonl (train with --keep-every N)")
+        raise InputError(f"'{run}' has no snapshots/ and no train_log.jsonl (train with {opt('keep_every')} N)")
+    inv_steps = sampling.inv_steps
     points = list(snapshots) or sorted({((s + 249) // 250) * 250 for s in losses})
     rows, previous = [], 0
     for step in points:
@@ -190,7 +193,7 @@ def training_curve(run: Path, data_dir, n: int = 32, inv_steps: int = 20, random
             ae = load_component(snapshots[step], "autoencoder", device)
             model = DiffAEModel(ModelLocation(snapshots[step], str(snapshots[step])), {}, ae)
             recon = eval_reconstruction(model, data_dir, n=n, steps=[inv_steps], random_steps=random_steps,
-                                        batch_size=batch_size, seed=seed, precision=precision, progress=progress)
+                                        batch_size=batch_size, seed=seed, sampling=sampling, progress=progress)
             by_label = {r["x_T"]: r for r in recon["rows"]}
             row["recon MSE inferred"] = by_label[f"inferred T={inv_steps}"]["MSE"]
             row["recon MSE random"] = by_label[f"random T={random_steps}"]["MSE"]

@@ -31,6 +31,7 @@ from .benchmarks import chunks, mse, ssim, to_unit
 from ..errors import InputError
 from ..data.groups import render_faces
 from ..io.models import DiffAEModel
+from ..sampling import EVALUATION, Sampling
 from ..editing.swapping import model_gae, swap_codes
 from ..io.images import to_model_range
 
@@ -100,7 +101,7 @@ def perplexity_matrix(model: DiffAEModel, n: int = 2000, seed: int = 777, batch_
     size = model.image_size
     faces = [independent_face(seed, i) for i in range(n)]
     z = pipeline.encode_dataset(model.autoencoder, render_faces(faces, size), batch_size=batch_size,
-                       progress=progress)
+                                progress=progress, precision=EVALUATION.precision)
     z_dis = gae.encode(z.to(gae.z_mean.device)).cpu()
     z_norm = gae.normalize(z.to(gae.z_mean.device)).cpu()
     ranges = gae.slice_ranges()
@@ -165,8 +166,8 @@ def _swap_row(group: str, faces_a, faces_b, truth_a: torch.Tensor, images_a: tor
     return row, (n_differ, n_hits, int(kept.sum()), kept.numel())
 
 
-def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, steps: int = 20, inv_steps: int = 20,
-                   batch_size: int = 16, precision: str = "fp32", residual: bool = False, progress=None) -> dict:
+def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, sampling: Sampling = EVALUATION,
+                   batch_size: int = 16, residual: bool = False, progress=None) -> dict:
     """Swap success / preservation per slice and reconstruction through the GAE on ``n`` pairs (A, B).
 
     Returns {"recon": rows, "swap": rows, "summary": {...}}; see the module docstring.
@@ -192,14 +193,15 @@ def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, steps: int 
         if progress:
             progress(done, total)
 
-    z_a, x_T = pipeline.encode_and_invert(ae, images_a, inv_steps, precision, batch_size)
-    z_b = torch.cat([pipeline.encode_semantic(ae, images_b[part], precision).cpu() for part in chunks(n, batch_size)])
+    z_a, x_T = pipeline.encode_and_invert(ae, images_a, sampling, batch_size)
+    z_b = torch.cat([pipeline.encode_semantic(ae, images_b[part], sampling.precision).cpu()
+                     for part in chunks(n, batch_size)])
     tick(n)
 
     def decode_all(z: torch.Tensor) -> torch.Tensor:
         outs = []
         for part in chunks(n, batch_size):
-            outs.append(pipeline.decode(ae, z[part], x_T[part], steps, precision).cpu())
+            outs.append(pipeline.decode(ae, z[part], x_T[part], sampling).cpu())
             tick(part.stop - part.start)
         return torch.cat(outs)
 
@@ -219,19 +221,19 @@ def swap_benchmark(model: DiffAEModel, n: int = 50, seed: int = 888, steps: int 
     differ, hits, kept, others = (sum(counts[k] for _, counts in swaps) for k in range(4))
     summary = {"pairs": n, "swap_success": hits / differ if differ else None,
                "preserved": kept / others if others else None,
-               "steps": steps, "inv_steps": inv_steps, "residual": residual}
+               "sampling": sampling.describe(), "residual": residual}
     return {"recon": recon_rows, "swap": swap_rows, "summary": summary}
 
 
 def eval_gae(model: DiffAEModel, probe_n: int = 2000, probe_seed: int = 777, n: int = 50, pair_seed: int = 888,
-             steps: int = 20, inv_steps: int = 20, batch_size: int = 16, precision: str = "fp32",
+             sampling: Sampling = EVALUATION, batch_size: int = 16,
              residual: bool = False, swap: bool = True, progress=None) -> dict:
     """Both benchmarks; ``progress`` is a :class:`jobs.Reporter` (or None)."""
     bar = progress.steps("encoding probe faces") if progress is not None else None
     result = {"perplexity": perplexity_matrix(model, probe_n, probe_seed, progress=bar)}
     if swap:
         bar = progress.steps("swapping and decoding") if progress is not None else None
-        result.update(swap_benchmark(model, n, pair_seed, steps, inv_steps, batch_size, precision, residual, bar))
+        result.update(swap_benchmark(model, n, pair_seed, sampling, batch_size, residual, bar))
     return result
 
 
@@ -251,6 +253,6 @@ def format_gae_report(result: dict) -> str:
         def fmt(v):
             return "n/a" if v is None else f"{v:.3f}"
         parts.append(f"swap success {fmt(s['swap_success'])}, other attributes preserved {fmt(s['preserved'])} "
-                     f"({s['pairs']} pairs, {s['inv_steps']} inversion / {s['steps']} decoding steps"
+                     f"({s['pairs']} pairs; sampling: {s['sampling']}"
                      f"{', residual' if s['residual'] else ''})")
     return "\n".join(parts)

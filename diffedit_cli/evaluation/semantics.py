@@ -23,9 +23,10 @@ import torch
 
 from .. import pipeline
 from .comparison import snapshot_steps
-from ..errors import ModelError, InputError
+from ..errors import ModelError, InputError, opt
 from .benchmarks import chunks, label_agreement, load_faces, to_unit
 from ..io.models import DiffAEModel, ModelLocation, load_component, load_model
+from ..sampling import EVALUATION
 from ..networks.hdae import build_autoencoder
 
 
@@ -57,7 +58,8 @@ def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch
 
 @torch.inference_mode()
 def _codes(encoder_model, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([pipeline.encode_semantic(encoder_model, images[b]).cpu() for b in chunks(len(images), batch_size)])
+    return torch.cat([pipeline.encode_semantic(encoder_model, images[b], EVALUATION.precision).cpu()
+                      for b in chunks(len(images), batch_size)])
 
 
 def probe_table(autoencoder, probe_data, n: int, batch_size: int = 64, seed: int = 0,
@@ -105,7 +107,8 @@ def eval_semantics(model: DiffAEModel, data_dir, n: int = 100, probe_data=None, 
     ``mean colour MSE``, ``recon MSE inferred``. ``floor``: see :func:`probe_table`.
     """
     autoencoder = model.autoencoder
-    notes = []
+    protocol = EVALUATION.replace(steps=steps, inv_steps=steps)
+    notes = [f"sampling: {protocol.describe()}"]
     oracle = oracle if oracle is not None else model.extra.get("oracle")
     probe, probe_count = probe_table(autoencoder, probe_data or data_dir, probe_n, seed=seed, floor=floor)
     faces = load_faces(data_dir, n, model.image_size)
@@ -119,19 +122,19 @@ def eval_semantics(model: DiffAEModel, data_dir, n: int = 100, probe_data=None, 
     kept, means_a, means_b, recon = [], [], [], []
     for batch in batches:
         inputs = faces.images[batch]
-        z = pipeline.encode_semantic(autoencoder, inputs)
+        z = pipeline.encode_semantic(autoencoder, inputs, protocol.precision)
         decoded = []
         for offset in (0, count):
             x_T = pipeline.random_x_T(range(batch.start + offset, batch.stop + offset), model.image_size, seed)
-            decoded.append(pipeline.decode(autoencoder, z, x_T, steps).cpu())
+            decoded.append(pipeline.decode(autoencoder, z, x_T, protocol).cpu())
             if progress is not None:
                 progress.advance(batch.stop - batch.start)
         if agree is not None:
             kept.append(agree(decoded[0], batch))
         means_a.append(channel_means(to_unit(decoded[0])))
         means_b.append(channel_means(to_unit(decoded[1])))
-        x_T = pipeline.invert(autoencoder, inputs, z, steps)
-        rec = pipeline.decode(autoencoder, z, x_T, steps).cpu()
+        x_T = pipeline.invert(autoencoder, inputs, z, protocol)
+        rec = pipeline.decode(autoencoder, z, x_T, protocol).cpu()
         recon.append((to_unit(rec) - to_unit(inputs)).pow(2).mean(dim=(1, 2, 3)))
         if progress is not None:
             progress.advance(2 * (batch.stop - batch.start))
@@ -160,7 +163,7 @@ def semantics_curve(run, data_dir, oracle=None, device: str = "cpu", **options) 
     run = Path(run)
     snapshots = snapshot_steps(run)
     if not snapshots:
-        raise InputError(f"'{run}' has no EMA snapshots (train with --keep-every N)")
+        raise InputError(f"'{run}' has no EMA snapshots (train with {opt('keep_every')} N)")
     rows, floor = [], None
     for step, folder in snapshots.items():
         ae = load_component(folder, "autoencoder", device)
@@ -177,5 +180,5 @@ def load_oracle(spec: Optional[str], model: DiffAEModel):
         return model.extra["oracle"]
     source = load_model(spec, device=str(next(model.autoencoder.parameters()).device), components=("oracle",))
     if "oracle" not in source.extra:
-        raise ModelError(f"model '{spec}' has no oracle component (train one: 'diffedit train oracle --out MODEL')")
+        raise ModelError(f"model '{spec}' has no oracle component (train one: 'diffedit train oracle')")
     return source.extra["oracle"]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..io.downloads import load_state_dict, mirrored, network_timeout, offline
-from ..errors import DiffeditError, InputError, ModelError, reason
+from ..errors import DiffeditError, InputError, ModelError, reason, opt
 
 FACEXLIB_WEIGHTS: Dict[str, Tuple[str, str]] = {
     "retinaface_resnet50": (
@@ -87,8 +87,8 @@ def facexlib_available() -> bool:
 def missing_weights_message(names: Sequence[str], folder: Path, cause: str = "") -> str:
     files = "; ".join(f"{FACEXLIB_WEIGHTS[n][0]} (from {weight_url(n)})" for n in names)
     why = f" ({cause})" if cause else ""
-    return (f"facexlib weights missing{why}: put {files} into {folder} (or pass --face-weights DIR / set "
-            f"DIFFEDIT_FACE_WEIGHTS), or use --detector dlib, which works offline")
+    return (f"facexlib weights missing{why}: put {files} into {folder} (or pass {opt('face_weights')} DIR / set "
+            f"DIFFEDIT_FACE_WEIGHTS), or use {opt('detector')} dlib, which works offline")
 
 
 def weight_url(name: str) -> str:
@@ -144,7 +144,7 @@ class FacexlibDetector:
                  min_score: float = 0.8, max_side: int = 1280):
         if not facexlib_available():
             raise ModelError("the facexlib detector needs the facexlib package: pip install 'diffedit[faces]' "
-                             "(or use --detector dlib)")
+                         f"(or use {opt('detector')} dlib)")
         self.name = "facexlib" if network == "resnet50" else "facexlib-mobile"
         self.network = network
         self.weights = weights_dir(weights)

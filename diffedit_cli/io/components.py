@@ -26,6 +26,7 @@ from ..networks.oracle import AttributeOracle, OracleConfig
 
 FORMAT_VERSION = 1
 INDEX_FILE = "model_index.json"
+SNAPSHOT_DIR = "snapshots"  # a training run's EMA autoencoder snapshots: snapshots/autoencoder_<step>/ components
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_MODEL = "toyfaces"

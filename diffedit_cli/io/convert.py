@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..errors import ModelError, reason
+from ..errors import ModelError, reason, opt
 from .components import COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index
 from .outputs import OutputPlan
 from ..networks.autoencoder import AutoencoderConfig
@@ -175,7 +175,7 @@ def size_from_attention(attn_levels: List[int]) -> int:
     """The image size of a network whose only attention level is ``attn_levels[0]`` (official: at 16 px)."""
     if len(attn_levels) != 1:
         raise ModelError(f"cannot infer the image size: no x_T buffer and attention at {len(attn_levels)} levels "
-                         "(official models attend at one, 16 px); give the size (--image-size, or MODEL:ffhq256)")
+                         f"(official models attend at one, 16 px); give the size ({opt('image_size')}, or MODEL:ffhq256)")
     return OFFICIAL_ATTENTION_PX * 2 ** attn_levels[0]
 
 
@@ -262,7 +262,7 @@ def network_prefix(state: Dict[str, torch.Tensor], weights: str = "ema") -> Opti
     if any(k.startswith(wanted) for k in state):
         return wanted
     if any(k.startswith(other) for k in state):
-        raise ModelError(f"no '{wanted}*' weights found, only '{other}*' (use --weights {'raw' if weights == 'ema' else 'ema'})")
+        raise ModelError(f"no '{wanted}*' weights found, only '{other}*' (use {opt('weights')} {'raw' if weights == 'ema' else 'ema'})")
     if AUTOENCODER_KEY in state or LATENT_NET_KEY in state or any(k.startswith("latent_net.") for k in state):
         return ""
     return None
@@ -441,7 +441,7 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
         raise ModelError(f"no network in {', '.join(map(str, files))}: only latent statistics")
     clash = [c for c in collected if c in existing]
     if clash and not overwrite:
-        raise ModelError(f"'{out_dir}' already has component(s) {', '.join(clash)}; pass --overwrite to replace them")
+        raise ModelError(f"'{out_dir}' already has component(s) {', '.join(clash)}; pass {opt('overwrite')} to replace them")
     out_dir.mkdir(parents=True, exist_ok=True)
     for comp, (module, source) in collected.items():
         tmp = Path(tempfile.mkdtemp(prefix=f".{comp}.", dir=out_dir))

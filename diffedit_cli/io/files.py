@@ -13,7 +13,7 @@ import os
 import tempfile
 from typing import IO, Callable, Union
 
-from ..errors import InputError
+from ..errors import InputError, opt
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -21,7 +21,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 class OutputExists(InputError):
     """An exclusive write found its target already there (another run or program wrote it meanwhile)."""
 
-EXISTS_HINT = "use --skip-existing to resume or --overwrite"
+EXISTS_HINT = f"use {opt('skip_existing')} to resume or {opt('overwrite')}"
 
 
 def _current_umask() -> int:

@@ -30,7 +30,7 @@ import torchvision.utils
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
-from ..errors import InputError, InputWarning, NumericalError
+from ..errors import InputError, InputWarning, NumericalError, opt
 from .files import atomic_write
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -196,7 +196,7 @@ def to_u8(img: torch.Tensor) -> np.ndarray:
     x = img.detach().to("cpu", torch.float32)
     if torch.isnan(x).any():
         raise NumericalError("the decoded image holds NaN values (a numerical overflow: an extreme edit or latent "
-                             "code, or reduced precision; --precision fp32 rules out the last)")
+                             f"code, or reduced precision; {opt('precision')} fp32 rules out the last)")
     x = ((x.clamp(-1, 1) + 1) / 2 * 255 + 0.5).floor().clamp(0, 255)
     return x.to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -243,7 +243,7 @@ def make_grid(
 
 
 DISPLAY_MIN_TILE = 256
-"""Comparison pictures (``--compare``, sweeps, direction overviews) show each tile at least this many pixels wide:
+"""Comparison pictures (side-by-side comparisons, sweeps, direction overviews) show each tile at least this many pixels wide:
 smaller models' tiles are enlarged by an integer factor with nearest-neighbour (no new detail is invented)."""
 
 

@@ -19,7 +19,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..errors import InputError, reason
+from ..errors import InputError, reason, opt
 from .files import write_bytes
 
 LATENT_FORMAT = "1"
@@ -61,7 +61,7 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
         "source": text_name(source),
         "preprocessing": preprocessing,
     }
-    from ..hierarchy import level_layout
+    from ..networks.hierarchy import level_layout
 
     meta["code_layout"] = json.dumps(level_layout(model.autoencoder), sort_keys=True)
     if extra:
@@ -119,7 +119,7 @@ def check_latent_model(code: LatentCode, model, path: Path) -> None:
     if fingerprint != model.fingerprint:
         raise InputError(
             f"'{path}' was encoded with model '{code.meta.get('model_id', '?')}' (weights {fingerprint or '?'}), "
-            f"not with '{model.model_id}' (weights {model.fingerprint}); re-encode it or pass --model "
+            f"not with '{model.model_id}' (weights {model.fingerprint}); re-encode it or pass {opt('model')} "
             f"{code.meta.get('model_id', '?')}")
     check_latent_values(code, model, path)
 

@@ -23,7 +23,7 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from torch import nn
 
-from ..errors import ModelError
+from ..errors import ModelError, opt
 from ..networks.autoencoder import DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier
 from ..networks.latent_mlp import LatentMLP
@@ -84,7 +84,7 @@ def resolve_model(spec: Optional[str], log=None) -> ModelLocation:
     names = ", ".join(sorted(shipped)) or "none"
     if spec is None:  # the default is always the shipped model, never a folder that happens to share its name
         if DEFAULT_MODEL not in shipped:
-            raise ModelError(f"the default model '{DEFAULT_MODEL}' is not installed (shipped models: {names}); pass --model")
+            raise ModelError(f"the default model '{DEFAULT_MODEL}' is not installed (shipped models: {names}); pass {opt('model')}")
         return ModelLocation(shipped[DEFAULT_MODEL], DEFAULT_MODEL)
     base, selector = split_spec(spec)
     local = Path(base).expanduser()
@@ -210,7 +210,7 @@ def check_process_recorded(folder: Path, index: dict) -> None:
         warnings.warn(InputWarning(
             f"'{folder / CONFIG_FILE}' does not record {' or '.join(missing)} (written before diffedit recorded the "
             "diffusion process): decoding as the official eps prediction on the linear schedule; if it was trained "
-            "otherwise (e.g. --prediction v), add those fields or results will be wrong"))
+            "otherwise (a v-prediction run, say), add those fields or results will be wrong"))
 
 
 def check_trained_on(folder: Path, name: str, model: "DiffAEModel") -> None:

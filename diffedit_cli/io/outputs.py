@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Optional
 
-from ..errors import InputError
+from ..errors import InputError, opt
 from .files import EXISTS_HINT
 
 
@@ -76,7 +76,7 @@ class OutputPlan:
         target = Path(target)
         key = _key(target)
         if key in self.inputs:
-            raise InputError(f"output '{target}' would overwrite the input '{self.inputs[key]}'; choose another --out")
+            raise InputError(f"output '{target}' would overwrite the input '{self.inputs[key]}'; choose another {opt('out')}")
         if key in self.claimed and not (source and self.claimed[key] == source):  # a source may ask again
             first = self.claimed[key]
             both = f"'{source}' and '{first}' would both" if source and first else "two outputs of this run would"

@@ -45,7 +45,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..errors import ModelError, reason
+from ..errors import ModelError, reason, opt
 from .components import COMPONENTS
 from .convert import (PRESETS, WEIGHT_SUFFIXES, AutoencoderConfig, convert_checkpoints, infer_autoencoder_config,
                       latent_stats, read_state, split_official_state)
@@ -332,7 +332,7 @@ def choose_model(source, infos: List[FileInfo], selector: Optional[str], spec: s
     if len(candidates) > 1:
         base = spec.rsplit(":", 1)[0] if selector else spec
         raise ModelError(f"'{source.label}' holds {len(candidates)} models: {', '.join(_short(i) for i in candidates)}; "
-                         f"choose one with --model {base}:NAME (e.g. {base}:{_selector_hint(candidates[0])})")
+                         f"choose one with {opt('model')} {base}:NAME (e.g. {base}:{_selector_hint(candidates[0])})")
     return candidates[0]
 
 

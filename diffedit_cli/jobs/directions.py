@@ -2,7 +2,7 @@
 
 The math is in :mod:`diffedit_cli.editing.directions`; this module reads inputs (images are encoded, latent files
 read and checked, failures per file), writes direction files and pictures, and turns ``--direction`` /
-``--orthogonal-to`` texts into edits for :func:`diffedit_cli.jobs.runner.edit_files`.
+``--orthogonal-to`` texts into edits for :func:`diffedit_cli.jobs.filejobs.edit_files`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ import torch
 
 from ..editing import directions as dirs
 from ..io import images as imageio
-from ..errors import InputError, InputWarning
+from ..errors import InputError, InputWarning, opt
 from ..io.outputs import OutputPlan
-from .runner import Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes
+from .inputs import batched, collect_inputs
+from .options import RunOptions
+from .report import Reporter
+from .runner import decode_codes, load_codes
 from ..io.models import DiffAEModel
 
 
@@ -77,7 +80,7 @@ def check_new_name(name: str, what: str = "name") -> str:
 def examples_file(model: DiffAEModel, positive: Sequence[str], negative: Sequence[str], name: str, out: Path,
                   method: str, opts: RunOptions, reporter: Reporter) -> Tuple[dirs.DirectionSet, str]:
     """One direction ``name`` from example folders with / without the attribute; writes ``out``."""
-    check_new_name(name, "--name")
+    check_new_name(name, opt("name"))
     opts.validate(model, decode=False, invert=False)
     plan_output_file(out, [*positive, *negative], opts.overwrite)
     z_pos = semantic_codes(model, positive, opts, reporter, "encoding positives")
@@ -118,7 +121,7 @@ def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, a
     """One row per direction: for each of ``faces`` inputs, decodes at ``columns`` strengths in [-alpha, alpha]."""
     from ..editing.attributes import check_alpha
 
-    check_alpha(alpha, "--alpha")
+    check_alpha(alpha, opt("alpha"))
     plan_output_file(out, specs, opts.overwrite, also=[path])
     found = dirs.load_directions(path)
     dirs.check_directions_model(found, model, path)

@@ -21,13 +21,17 @@ import torch
 
 from ..io import images as imageio
 from .. import pipeline
-from ..errors import DiffeditError, InputError, InputWarning
+from ..errors import DiffeditError, InputError, InputWarning, opt
 from ..io.files import atomic_write
 from ..editing.plan import plan_edit
 from ..io.outputs import OutputPlan
-from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, Slot, Unit, batched, check_interpolation,
-    collect_inputs, collision_hint, edit_info, edit_units, encode_codes, encode_units, interpolate_codes,
-    interpolation_folder, out_is_file, output_path, report_existing, write_interpolation)
+from ..sampling import EVALUATION, Sampling
+from .filejobs import edit_info, edit_units
+from .generate import check_interpolation, interpolate_codes, interpolation_folder, write_interpolation
+from .inputs import Item, batched, collect_inputs, plan_outputs, report_existing
+from .options import RunOptions
+from .report import Reporter
+from .runner import Slot, Unit, encode_codes, encode_units
 from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
 from ..faces.detection import Face, check_face_spec, make_detector, select_faces
 from ..faces.photos import Photo, load_photo, save_photo
@@ -82,7 +86,7 @@ def warn_if_not_photo_model(model) -> None:
         about = model.index.get("about", "not trained on photos")
         warnings.warn(InputWarning(
             f"model '{model.model_id}' is not a photo model ({about}): faces come back as blurred "
-            f"{model.image_size} px cartoons; for real photos use --model ffhq256 ('diffedit models')"))
+            f"{model.image_size} px cartoons; for real photos use {opt('model')} ffhq256 ('diffedit models')"))
 
 
 def align_photo(photo: Photo, size: int, options: FaceOptions) -> List[AlignedFace]:
@@ -104,29 +108,6 @@ def align_photo(photo: Photo, size: int, options: FaceOptions) -> List[AlignedFa
 def face_target(target: Path, number: int) -> Path:
     """``out/photo.png`` -> ``out/photo_03.png`` for face 3."""
     return target.with_name(f"{target.stem}_{number:02d}{target.suffix}")
-
-
-def plan_photos(specs: Sequence[str], out: Optional[str], suffix: str, file_suffixes, reporter: Reporter,
-                what: str, noun: str, opts: RunOptions) -> Tuple[OutputPlan, List[Tuple[Item, Path]]]:
-    """Inputs -> (the run's output plan, [(item, base output path)]). The base names are reserved (photo.jpg and
-    photo.png collide too); whether each face's output exists is decided per face, later (:func:`blocked`)."""
-    items, errors = collect_inputs(specs, "images", relative_to=opts.relative_to)
-    for spec, msg in errors:
-        reporter.fail(spec, msg)
-    single = out_is_file(out, len(items), file_suffixes)
-    out_path = Path(out or DEFAULT_OUT)
-    plan = OutputPlan([i.path for i in items], opts.overwrite, opts.skip_existing)
-    reporter.start(what, len(items), noun)
-    todo = []
-    for item in items:
-        target = output_path(item, out_path, single, suffix)
-        try:
-            todo.append((item, plan.reserve(target, str(item.path), f"{target.stem}_NN{target.suffix}",
-                                            collision_hint(opts.relative_to))))
-        except DiffeditError as err:
-            reporter.fail(str(item.path), str(err))
-            reporter.advance()
-    return plan, todo
 
 
 def blocked(plan: OutputPlan, target: Path, source: str, reporter: Reporter) -> bool:
@@ -187,7 +168,8 @@ def align_files(specs: Sequence[str], out: Optional[str], size: int, options: Fa
         raise InputError(f"size {size}: too small", param="size")
     check_face_spec(options.face)
     options.get_detector()
-    plan, todo = plan_photos(specs, out, ".png", {".png"}, reporter, "aligning", "faces aligned", opts)
+    plan, todo = plan_outputs(specs, "images", out, ".png", {".png"}, opts, reporter, "aligning", "faces aligned",
+                              per_face=True)
     for item, target in todo:
         found = _faces_of(item, size, options, reporter)
         if found is not None:
@@ -247,8 +229,8 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
     opts.validate(model, decode=False)
     check_face_spec(options.face)
     options.get_detector()
-    outputs, todo = plan_photos(specs, out, ".safetensors", {".safetensors"}, reporter, "encoding faces",
-                                "faces encoded", opts)
+    outputs, todo = plan_outputs(specs, "images", out, ".safetensors", {".safetensors"}, opts, reporter,
+                                 "encoding faces", "faces encoded", per_face=True)
     encode_units(model, photo_units(outputs, todo, model, options, opts, reporter), opts, reporter,
                  preprocessing(options.get_detector().name))
     return reporter.summary("faces encoded")
@@ -282,8 +264,8 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
     opts.validate(model)
     check_face_spec(options.face)
     options.get_detector()
-    outputs, todo = plan_photos(specs, out, ".png", imageio.IMAGE_EXTENSIONS, reporter, "editing faces", "faces edited",
-                                opts)
+    outputs, todo = plan_outputs(specs, "images", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing faces",
+                                 "faces edited", per_face=True)
     info = {**edit_info(plan, orthogonal), "detector": options.get_detector().name}
 
     def pasted_back(item: Item, target: Path, photo: Photo, faces: List[AlignedFace]):
@@ -363,8 +345,8 @@ def _all_faces(items: Sequence[Item], size: int, options: FaceOptions) -> Tuple[
 
 @torch.inference_mode()
 def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: Sequence[float] = (0.3, 0.5),
-                     topk: Optional[int] = None, steps: int = 20, inv_steps: int = 20, batch_size: int = 8,
-                     precision: str = "fp32", attributes: Optional[Sequence[str]] = None,
+                     topk: Optional[int] = None, sampling: Sampling = EVALUATION, batch_size: int = 8,
+                     attributes: Optional[Sequence[str]] = None,
                      progress: Optional[Reporter] = None) -> Dict:
     """Identity and fidelity of attribute edits on real photos.
 
@@ -396,13 +378,15 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
         raise InputError(errors[0][1])
     identity = IdentityModel()
     parser = FaceParser(options.weights, options.device) if parsing_weights_present(options.weights) else None
-    notes = [] if parser else ["MSE outside needs the facexlib parsing weights (parsing_bisenet.pth); not computed"]
+    notes = [f"sampling: {sampling.describe()}"]
+    if parser is None:
+        notes.append("MSE outside needs the facexlib parsing weights (parsing_bisenet.pth); not computed")
     ae = model.autoencoder
     photos, faces = _all_faces(items, model.image_size, options)
     if progress is not None:
         progress.start("evaluating", len(faces) * len(names) * len(alphas))
     crops = torch.stack([f.tensor for f in faces])
-    z, x_T = pipeline.encode_and_invert(ae, crops, inv_steps, precision, batch_size)
+    z, x_T = pipeline.encode_and_invert(ae, crops, sampling, batch_size)
     with torch.no_grad():
         logits = classifier(z.to(next(classifier.parameters()).device)).cpu()
     originals = [identity.descriptor(photo.rgb8, face.face.box) for photo, face in zip(photos, faces)]
@@ -416,7 +400,7 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
             sign = torch.where(logits[:, index] > 0, -1.0, 1.0)
             z_edit = torch.cat([edit_z_sem(z[i:i + 1].to(next(classifier.parameters()).device), classifier,
                                            {index: float(sign[i]) * alpha}, topk).cpu() for i in range(len(faces))])
-            edited = torch.cat([pipeline.decode(ae, z_edit[c[0]:c[-1] + 1], x_T[c[0]:c[-1] + 1], steps, precision).cpu()
+            edited = torch.cat([pipeline.decode(ae, z_edit[c[0]:c[-1] + 1], x_T[c[0]:c[-1] + 1], sampling).cpu()
                                 for c in batched(list(range(len(faces))), batch_size)])
             cosines = []
             for i, (photo, face) in enumerate(zip(photos, faces)):

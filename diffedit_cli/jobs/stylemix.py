@@ -20,10 +20,13 @@ import torch
 
 from ..io import images as imageio
 from .. import pipeline
-from ..errors import InputError
-from ..hierarchy import check_levels, format_levels
+from ..errors import InputError, opt
+from ..networks.hierarchy import check_levels, format_levels
 from ..io.outputs import OutputPlan, out_folder
-from .runner import DEFAULT_OUT, Item, Reporter, RunOptions, batched, collect_inputs, decode_codes, load_codes, shown_inputs
+from .inputs import DEFAULT_OUT, Item, batched, collect_inputs
+from .options import RunOptions
+from .report import Reporter
+from .runner import decode_codes, load_codes, shown_inputs
 from ..io.models import DiffAEModel
 
 
@@ -47,7 +50,7 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     plan = OutputPlan([i.path for i in a_items + b_items], opts.overwrite)
     plan.folder(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use --overwrite)")
+        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use {opt('overwrite')})")
     for a_item in a_items:  # every file planned before compute: none over an input, none twice
         for b_item in b_items:
             plan.claim(mix_target(out_dir, a_item, b_item), f"{a_item.path} + {b_item.path}")

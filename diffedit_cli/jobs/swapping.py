@@ -14,13 +14,15 @@ import torch
 
 from .. import pipeline
 from ..editing.swapping import model_gae, recombine_codes, swap_codes
-from ..errors import InputError
+from ..errors import InputError, opt
 from ..io import images as imageio
 from ..io.latents import is_latent_path
 from ..io.models import DiffAEModel
 from ..io.outputs import OutputPlan
-from .runner import (DEFAULT_OUT, Item, Reporter, RunOptions, collect_inputs, decode_codes, file_units, load_codes,
-    plan_jobs, prepare_output_folders, report_existing, run_units, shown_inputs, slot_codes)
+from .inputs import DEFAULT_OUT, Item, collect_inputs, plan_jobs, prepare_output_folders, report_existing
+from .options import RunOptions
+from .report import Reporter
+from .runner import decode_codes, file_units, load_codes, run_units, shown_inputs, slot_codes
 
 
 def _one_item(spec: str, what: str) -> Item:
@@ -57,7 +59,7 @@ def swap_files(model: DiffAEModel, inputs: Sequence[str], donor: str, attrs: Seq
     """
     gae = model_gae(model)
     if not attrs:
-        raise InputError(f"give at least one --attr (slices: {', '.join(gae.slice_names)})")
+        raise InputError(f"give at least one {opt('attr')} (slices: {', '.join(gae.slice_names)})")
     slices = [gae.resolve_slice(a) for a in attrs]
     opts.validate(model)
     donor_item = _one_item(donor, "donor B")
@@ -95,7 +97,7 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
     """
     gae = model_gae(model)
     if not parts:
-        raise InputError(f"give at least one part as --SLICE IMAGE (slices: {', '.join(gae.slice_names)})")
+        raise InputError(f"give at least one part as {opt('SLICE')} IMAGE (slices: {', '.join(gae.slice_names)})")
     resolved = {}
     for name, spec in parts.items():
         slice_name = gae.resolve_slice(name)
@@ -103,8 +105,8 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
             raise InputError(f"slice '{slice_name}' is given twice")
         resolved[slice_name] = spec
     opts.validate(model, invert=not random_xT)
-    base_item = _one_item(base, "--base")
-    items = {name: _one_item(spec, f"--{name}") for name, spec in resolved.items()}
+    base_item = _one_item(base, opt("base"))
+    items = {name: _one_item(spec, opt(name)) for name, spec in resolved.items()}
     target = Path(out) if out else Path(DEFAULT_OUT) / f"recombine_{base_item.path.stem}.png"
     if target.suffix.lower() not in imageio.IMAGE_EXTENSIONS:
         target = target / f"recombine_{base_item.path.stem}.png"
@@ -115,10 +117,10 @@ def recombine_files(model: DiffAEModel, base: str, parts: Dict[str, str], out: O
         reporter.advance()
         return reporter.summary("recombined")
     prepare_output_folders([target])
-    z_base, x_base = _one_code(model, base_item, "--base", opts, need_xT=not random_xT)
+    z_base, x_base = _one_code(model, base_item, opt("base"), opts, need_xT=not random_xT)
     codes, part_xT = {}, {}
     for name, item in items.items():
-        codes[name], part_xT[name] = _one_code(model, item, f"--{name}", opts, need_xT=False)
+        codes[name], part_xT[name] = _one_code(model, item, opt(name), opts, need_xT=False)
     z_new = recombine_codes(gae, z_base, codes, residual)
     x_T = pipeline.random_x_T([0], model.image_size, opts.seed) if random_xT else x_base[None]
     image = decode_codes(model, z_new, x_T, opts, reporter)[0]

@@ -36,9 +36,10 @@ from torch import nn
 
 from .. import diffusion, pipeline
 from ..data.part_masks import load_weight_maps, parse_part_weights
-from ..errors import DiffeditError, InputError, reason
+from ..errors import DiffeditError, InputError, reason, opt as named
 from ..io.images import to_model_range
 from ..io.outputs import OutputPlan
+from ..io.components import SNAPSHOT_DIR
 from ..io.models import add_to_index, file_fingerprint, load_model, save_component
 from ..networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier, ClassifierConfig
@@ -57,7 +58,6 @@ AUTOENCODER_PRESETS: Dict[str, dict] = {
                    attention_resolutions=(16,), embed_channels=64, enc_out_channels=32,
                    enc_channel_mult=(1, 1, 1), enc_num_res_block=1, dropout=0.0),
 }
-SNAPSHOT_DIR = "snapshots"  # EMA autoencoder snapshots (--keep-every): snapshots/autoencoder_<step>/ component folders
 
 
 def autoencoder_arch(preset: str, arch: str = "diffae") -> AutoencoderConfig:
@@ -347,11 +347,11 @@ def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False,
     # checked before the ranks meet (init_distributed), so no rank has written anything yet
     state_path = autoencoder_state_path(cfg.run)
     if state_path.exists() and not resume:
-        raise DiffeditError(f"'{cfg.run}' already holds a training run; pass --resume to continue it")
+        raise DiffeditError(f"'{cfg.run}' already holds a training run; pass {named('resume')} to continue it")
     if resume and not state_path.exists():
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
     if not resume:  # a trained model or other files are never replaced
-        OutputPlan([cfg.data] if cfg.data else []).fresh_folder(Path(cfg.run), "a training run (it holds none to --resume)")
+        OutputPlan([cfg.data] if cfg.data else []).fresh_folder(Path(cfg.run), f"a training run (it holds none to {named('resume')})")
     dist = init_distributed(device)
     if device.type == "cuda" and dist.world > 1:
         device = torch.device("cuda", dist.local_rank)
@@ -520,13 +520,14 @@ class DenoiseStep(nn.Module):
 
 @torch.no_grad()
 def write_sample_grid(ema: DiffAEAutoencoder, x0: torch.Tensor, path: Path, device: torch.device, steps: int = 20) -> None:
-    """Row 1: inputs; row 2: decodes of their z_sem from fixed random x_T."""
+    """Row 1: inputs; row 2: decodes of their z_sem from fixed random x_T (the official sampler, fp32)."""
     from ..io.images import make_grid, save_image
     from ..pipeline import decode, random_x_T
+    from ..sampling import OFFICIAL
 
     z = ema.encode(x0)
     x_T = random_x_T(range(len(x0)), ema.config.image_size, seed=0).to(device)
-    rec = decode(ema, z, x_T, steps=steps)
+    rec = decode(ema, z, x_T, OFFICIAL.replace(steps=steps))
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(torch.cat([x0.cpu(), rec.cpu()]), ncol=len(x0)), path)
 
@@ -544,7 +545,8 @@ def dataset_codes(run: Path, data: Path, image_size: int, autoencoder: DiffAEAut
         saved = load_train_state(cache)
         if saved.get("key") == key and saved.get("files") == [str(f.relative_to(data)) for f in files]:
             return saved["z_sem"], saved["files"]
-    z = pipeline.encode_dataset(autoencoder, load_image_folder(data, image_size), progress=progress)
+    z = pipeline.encode_dataset(autoencoder, load_image_folder(data, image_size), progress=progress,
+                                precision="fp32")  # training targets in full precision
     names = [str(f.relative_to(data)) for f in files]
     save_train_state(cache, {"key": key, "files": names, "z_sem": z})
     return z, names

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from .. import pipeline
 from ..data import groups as grouping
 from ..data import toyfaces
-from ..errors import DiffeditError, InputError
+from ..errors import DiffeditError, InputError, opt as named
 from ..io.models import INDEX_FILE, add_to_index, file_fingerprint, load_component, resolve_model, save_component
 from ..networks.gae import GAEConfig, GroupAutoencoder, swap_slices
 from .diffae import append_train_log, load_train_state, save_train_state
@@ -156,7 +156,7 @@ def group_codes(cfg: GAETrainConfig, folder: Path, autoencoder, progress=None) -
             return grouping.GroupCodes(saved["codes"], list(saved["groups"]))
     if cfg.data is None:
         if cfg.labels:
-            raise InputError("--labels needs --data (the images it describes)")
+            raise InputError(f"{named('labels')} needs {named('data')} (the images it describes)")
         names = [n for n, _ in parse_slices(cfg.slices, list(toyfaces.GROUPS), cfg.slice_size)]
         group_names = [n for n in names if n in toyfaces.GROUPS]
         if not group_names:
@@ -164,7 +164,7 @@ def group_codes(cfg: GAETrainConfig, folder: Path, autoencoder, progress=None) -
         result = toyface_group_codes(autoencoder, cfg.groups, cfg.group_seed, group_names, progress=progress)
     else:
         if not cfg.labels:
-            raise InputError("--data needs --labels (an attribute table in the CelebA format)")
+            raise InputError(f"{named('data')} needs {named('labels')} (an attribute table in the CelebA format)")
         z, files = dataset_codes(folder, Path(cfg.data), autoencoder.config.image_size, autoencoder)
         names, _, _ = toyfaces.read_attr_table(Path(cfg.labels))
         attrs = grouping.parse_group_attributes(cfg.group_attrs, names) if cfg.group_attrs else None
@@ -184,7 +184,8 @@ def toyface_group_codes(autoencoder, n_groups: int, seed: int, groups: Sequence[
     codes = []
     for start in range(0, n_groups, chunk_groups):
         faces = [f for k in range(start, min(n_groups, start + chunk_groups)) for f in grouping.toyface_group(seed, k, groups)]
-        codes.append(pipeline.encode_dataset(autoencoder, grouping.render_faces(faces, size), batch_size=len(faces)))
+        codes.append(pipeline.encode_dataset(autoencoder, grouping.render_faces(faces, size), batch_size=len(faces),
+                                             precision="fp32"))  # training targets in full precision
         if progress:
             progress(min(n_groups, start + chunk_groups), n_groups)
     z = torch.cat(codes)
@@ -218,7 +219,7 @@ def setup_gae_run(cfg: GAETrainConfig, resume: bool = False, code_progress=None,
     folder = model_folder(cfg.model)
     state_path = folder / "train_state" / "gae.pt"
     if state_path.exists() and not resume:
-        raise DiffeditError(f"'{folder}' already holds a GAE training run; pass --resume to continue it")
+        raise DiffeditError(f"'{folder}' already holds a GAE training run; pass {named('resume')} to continue it")
     if resume and not state_path.exists():
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
     state = load_train_state(state_path) if resume else None

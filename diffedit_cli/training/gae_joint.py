@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from .. import diffusion
 from ..data import toyfaces
 from ..data import groups as grouping
-from ..errors import DiffeditError, InputError
+from ..errors import DiffeditError, InputError, opt as named
 from ..io.images import to_model_range
 from .gae import combine, gae_losses, model_folder
 from ..io.models import load_component, save_component, write_index
@@ -73,14 +73,14 @@ class GroupImages:
         self.size = size
         if cfg.data is None:
             if cfg.labels:
-                raise InputError("--labels needs --data (the images it describes)")
+                raise InputError(f"{named('labels')} needs {named('data')} (the images it describes)")
             self.names = [n for n in slice_names if n in toyfaces.GROUPS]
             self.images = None
             self.count = cfg.groups
             self.seed = cfg.group_seed
         else:
             if not cfg.labels:
-                raise InputError("--data needs --labels (an attribute table in the CelebA format)")
+                raise InputError(f"{named('data')} needs {named('labels')} (an attribute table in the CelebA format)")
             names, _, _ = toyfaces.read_attr_table(Path(cfg.labels))
             attrs = (grouping.parse_group_attributes(cfg.group_attrs, names) if cfg.group_attrs
                      else grouping.default_group_attributes(names))
@@ -154,14 +154,14 @@ def setup_joint_run(cfg: JointTrainConfig, resume: bool = False, given: Optional
     if resume and not state_path.exists():
         raise DiffeditError(f"nothing to resume: '{state_path}' not found")
     if not resume and out.exists() and any(out.iterdir()):
-        raise DiffeditError(f"'{out}' exists and is not empty; choose a new --out (or --resume its run)")
+        raise DiffeditError(f"'{out}' exists and is not empty; choose a new {named('out')} (or {named('resume')} its run)")
     state = load_train_state(state_path) if resume else None
     if state is not None:
         cfg = cfg.resumed(state["config"], given)
     cfg.check_positive("steps", "batch_size", "groups")
     source = model_folder(cfg.model)
     if not (source / "gae" / "model.safetensors").is_file():
-        raise DiffeditError(f"'{source}' has no trained GAE; run 'diffedit train gae --model {cfg.model}' first")
+        raise DiffeditError(f"'{source}' has no trained GAE; train one first ('diffedit train gae')")
     autoencoder = load_component(source / "autoencoder", "autoencoder", str(device)).requires_grad_(True)
     gae = load_component(source / "gae", "gae", str(device)).requires_grad_(True)
     size = autoencoder.config.image_size

@@ -19,8 +19,8 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from .errors import InputError
-from .networks.hdae import block_levels, is_hierarchical
+from ..errors import InputError
+from .hdae import block_levels, is_hierarchical
 
 
 def num_levels(autoencoder) -> int:

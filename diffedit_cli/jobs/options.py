@@ -1,0 +1,37 @@
+"""How a job runs (:class:`RunOptions`): device, :class:`~diffedit_cli.sampling.Sampling`, batching, seed, existing outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+
+from .. import pipeline
+from ..io.models import DiffAEModel
+from ..sampling import DEFAULT, Sampling
+
+
+@dataclass
+class RunOptions:
+    """How a job runs: device, :class:`~diffedit_cli.sampling.Sampling`, batching, seed, and what to do with
+    existing outputs."""
+
+    device: str = "auto"
+    sampling: Sampling = DEFAULT
+    batch_size: int = 8
+    seed: int = 0
+    skip_existing: bool = False
+    overwrite: bool = False
+    relative_to: Optional[str] = None  # outputs mirror the inputs' paths inside this folder (see collect_inputs)
+
+    def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
+        """Check the sampling (names, step counts against the model's schedule) and the device before any work."""
+        from ..diffusion import Parameterization
+
+        self.sampling.check(Parameterization.of(model.autoencoder.config), decode, invert)
+        self.resolved()
+
+    def resolved(self) -> Tuple[torch.device, str]:
+        device = pipeline.pick_device(self.device)
+        return device, pipeline.pick_precision(self.sampling.precision, device)
