@@ -50,6 +50,7 @@ def edit_cmd(
 
       diffedit edit face.png --direction dirs.safetensors:Smile=0.4 --orthogonal-to Male,Eyeglasses
     """
+    from ..editing.plan import plan_edit
     from ..jobs.filejobs import edit_files
 
     faces = face_options(align, aligned, face, detector, face_weights, device)
@@ -70,15 +71,14 @@ def edit_cmd(
         raise DiffeditError("--alpha-sweep takes exactly one --attr or --direction")
     run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing,
                      relative_to=relative_to)
+    plan = plan_edit(loaded, attr, alpha, topk, alphas, levels_of(levels, loaded), direction, orthogonal_to)
     with reporter_for(json_lines, quiet) as rep:
         if faces is not None:
             from ..jobs.photos import edit_photos
 
-            code = edit_photos(loaded, inputs, out, run_opts, faces, rep, attr, alpha, topk, compare, paste_back,
-                               alphas, levels_of(levels, loaded), direction, orthogonal_to)
+            code = edit_photos(loaded, inputs, out, plan, run_opts, faces, rep, compare, paste_back)
         else:
-            code = edit_files(loaded, inputs, out, run_opts, rep, attr, alpha, topk, alphas, compare,
-                              levels_of(levels, loaded), direction, orthogonal_to)
+            code = edit_files(loaded, inputs, out, plan, run_opts, rep, compare)
     raise typer.Exit(code)
 
 

@@ -8,7 +8,7 @@ edited code (:func:`diffedit_cli.editing.attributes.level_edit_route`). Files an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -30,6 +30,7 @@ class EditPlan:
     alphas: Optional[List[float]]
     topk: Optional[int]
     levels: Optional[List[int]]
+    orthogonal: List[str] = field(default_factory=list)  # what every direction was made orthogonal to
 
     @property
     def columns(self) -> int:
@@ -92,4 +93,4 @@ def plan_edit(model: DiffAEModel, attrs: Sequence[str] = (), alpha: float = 0.3,
             attribute_direction(classifier, next(iter(edits)), topk, mask)  # checks the range up front
     if alphas is not None and len(labels) != 1:
         raise InputError("an alpha sweep takes exactly one attribute or direction")
-    return EditPlan(move, route, labels, alphas, topk, level_list)
+    return EditPlan(move, route, labels, alphas, topk, level_list, list(orthogonal))

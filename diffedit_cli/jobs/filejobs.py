@@ -8,7 +8,7 @@ import torch
 
 from ..io import images as imageio
 from .. import pipeline
-from ..editing.plan import EditPlan, plan_edit
+from ..editing.plan import EditPlan
 from ..io.models import DiffAEModel
 from .report import Reporter
 from .options import RunOptions
@@ -54,10 +54,10 @@ def decode_edit(model: DiffAEModel, plan: EditPlan, z: torch.Tensor, x_T: torch.
     return dec.reshape(columns, n, *dec.shape[1:]).transpose(0, 1)
 
 
-def edit_info(plan: EditPlan, orthogonal: Sequence[str] = ()) -> dict:
+def edit_info(plan: EditPlan) -> dict:
     """What a report line says about the edit."""
     return dict(edits=plan.labels, topk=plan.topk, levels=plan.levels, alphas=plan.alphas,
-                orthogonal_to=list(orthogonal) or None)
+                orthogonal_to=plan.orthogonal or None)
 
 
 def column_labels(plan: EditPlan) -> List[str]:
@@ -96,19 +96,12 @@ def edit_units(model: DiffAEModel, units: Iterable[Unit], plan: EditPlan, opts: 
     run_units(units, opts, compute, write, reporter, info)
 
 
-def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], opts: RunOptions, reporter: Reporter,
-               attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None,
-               alphas: Optional[Sequence[float]] = None, compare: bool = False,
-               levels: Optional[Sequence[int]] = None, directions: Sequence[str] = (),
-               orthogonal: Sequence[str] = ()) -> int:
-    """Edit images / latent files along classifier directions and direction-file directions; one output per input.
-
-    The edit (``attrs``, ``alpha``, ``topk``, ``alphas``, ``levels``, ``directions``, ``orthogonal``) is
-    :func:`diffedit_cli.editing.plan.plan_edit`'s. With ``alphas`` the output is a row of decodes at each
-    alpha of the (single) edit; with ``compare`` the (resized) input is put on the left.
-    """
-    plan = plan_edit(model, attrs, alpha, topk, alphas, levels, directions, orthogonal)
+def edit_files(model: DiffAEModel, specs: Sequence[str], out: Optional[str], plan: EditPlan, opts: RunOptions,
+               reporter: Reporter, compare: bool = False) -> int:
+    """Edit images / latent files as ``plan`` says (:func:`diffedit_cli.editing.plan.plan_edit`); one output per
+    input. With a sweep (``plan.alphas``) the output is a row of decodes at each alpha; with ``compare`` the
+    (resized) input is put on the left."""
     opts.validate(model)
     todo = plan_jobs(specs, "any", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing", "edited")
-    edit_units(model, file_units(todo, model, reporter), plan, opts, reporter, compare, edit_info(plan, orthogonal))
+    edit_units(model, file_units(todo, model, reporter), plan, opts, reporter, compare, edit_info(plan))
     return reporter.summary("edited")

@@ -23,7 +23,6 @@ from ..io import images as imageio
 from .. import pipeline
 from ..errors import DiffeditError, InputError, InputWarning, opt
 from ..io.files import atomic_write
-from ..editing.plan import plan_edit
 from ..io.outputs import OutputPlan
 from ..sampling import EVALUATION, Sampling
 from .filejobs import edit_info, edit_units
@@ -247,12 +246,9 @@ def blend_masks(crops: torch.Tensor, options: FaceOptions) -> Optional[torch.Ten
     return FaceParser(options.weights, options.device).blend_masks(crops)
 
 
-def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOptions, options: FaceOptions,
-                reporter: Reporter, attrs: Sequence[str], alpha: float = 0.3, topk: Optional[int] = None,
-                compare: bool = False, paste_back: bool = False, alphas: Optional[Sequence[float]] = None,
-                levels: Optional[Sequence[int]] = None, directions: Sequence[str] = (),
-                orthogonal: Sequence[str] = ()) -> int:
-    """Edit the faces of photos: the edit is :func:`diffedit_cli.editing.plan.plan_edit`'s, as for files.
+def edit_photos(model, specs: Sequence[str], out: Optional[str], plan: EditPlan, opts: RunOptions,
+                options: FaceOptions, reporter: Reporter, compare: bool = False, paste_back: bool = False) -> int:
+    """Edit the faces of photos as ``plan`` says (:func:`diffedit_cli.editing.plan.plan_edit`), as for files.
 
     Without ``paste_back``: one image per face, ``<stem>_<NN>.png`` (``compare``: aligned input first; a
     sweep: one decode per alpha in a row). With ``paste_back``: the whole photo ``<stem>.png`` with every
@@ -260,13 +256,12 @@ def edit_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOption
     a sweep writes the photos side by side, one per alpha; ``compare`` puts the original photo first.
     """
     warn_if_not_photo_model(model)
-    plan = plan_edit(model, attrs, alpha, topk, alphas, levels, directions, orthogonal)
     opts.validate(model)
     check_face_spec(options.face)
     options.get_detector()
     outputs, todo = plan_outputs(specs, "images", out, ".png", imageio.IMAGE_EXTENSIONS, opts, reporter, "editing faces",
                                  "faces edited", per_face=True)
-    info = {**edit_info(plan, orthogonal), "detector": options.get_detector().name}
+    info = {**edit_info(plan), "detector": options.get_detector().name}
 
     def pasted_back(item: Item, target: Path, photo: Photo, faces: List[AlignedFace]):
         def finish(results):
