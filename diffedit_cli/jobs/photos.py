@@ -23,6 +23,7 @@ from ..io import images as imageio
 from .. import pipeline
 from ..errors import DiffeditError, InputError, InputWarning, opt
 from ..io.files import atomic_write
+from ..editing.plan import EditPlan
 from ..io.outputs import OutputPlan
 from ..sampling import EVALUATION, Sampling
 from .filejobs import edit_info, edit_units
