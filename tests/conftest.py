@@ -25,6 +25,8 @@ os.environ["DIFFEDIT_OFFLINE"] = "1"
 os.environ["DIFFEDIT_CPU_PRECISION"] = "fp32"
 # Models converted from official weights go to a cache of this test session, never the user's.
 os.environ.setdefault("DIFFEDIT_CACHE", tempfile.mkdtemp(prefix="diffedit-test-cache-"))
+# every test inverts what it asks for: the latent cache is off unless a test turns it on
+os.environ["DIFFEDIT_LATENT_CACHE_MB"] = "0"
 
 
 def need_reference() -> Path:

@@ -51,12 +51,15 @@ train_app = typer.Typer(help="Train models (resumable; a run folder is also a mo
 eval_app = typer.Typer(help="Measure reconstruction and editing quality on generated faces with known attributes.",
                        no_args_is_help=True)
 models_app = typer.Typer(no_args_is_help=False, invoke_without_command=True)
+cache_app = typer.Typer(help="The latent cache: inverted images kept so that a second edit of the same image skips "
+                        "the inversion.", no_args_is_help=True)
 
 app.add_typer(directions_app, name="directions")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.add_typer(models_app, name="models")
+app.add_typer(cache_app, name="cache")
 
 # -- the commands, in the order --help lists them ------------------------------------------------------------
 
@@ -92,6 +95,8 @@ models_app.callback(invoke_without_command=True)(models.models_cmd)
 models_app.command("info")(models.models_info_cmd)
 models_app.command("pull")(models.models_pull_cmd)
 models_app.command("rm")(models.models_rm_cmd)
+cache_app.command("info")(models.cache_info_cmd)
+cache_app.command("clear")(models.cache_clear_cmd)
 
 
 def _version_callback(value: bool):

@@ -9,7 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from ..sampling import DEFAULT
-from .options import (AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
+from .options import (NoCacheOpt, AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
 
 
 def encode_cmd(
@@ -17,7 +17,7 @@ def encode_cmd(
     out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     spacing: SpacingOpt = DEFAULT.spacing, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, skip_existing: SkipOpt = False,
-    overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
     face_weights: FaceWeightsOpt = None, relative_to: RelativeToOpt = None,
 ):
@@ -42,7 +42,7 @@ def encode_cmd(
     faces = face_options(align, aligned, face, detector, face_weights, device)
     loaded = ready_model(model, device, components=())
     run_opts = run_options(device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite,
-                     spacing=spacing, relative_to=relative_to)
+                     spacing=spacing, relative_to=relative_to, cache=not no_cache)
     with reporter_for(json_lines, quiet) as rep:
         if faces is not None:
             from ..jobs.photos import encode_photos
@@ -58,7 +58,7 @@ def decode_cmd(
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Ignore the stored x_T and draw it from --seed.")] = False,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     relative_to: RelativeToOpt = None,
 ):
     """Decode (z_sem, x_T) to images with deterministic DDIM.
@@ -73,7 +73,7 @@ def decode_cmd(
     with reporter_for(json_lines, quiet) as rep:
         code = decode_files(loaded, inputs, out, run_options(device, precision, batch_size, seed, steps, inv_steps,
                                                         skip_existing, overwrite, sampler, spacing=spacing,
-                                                        relative_to=relative_to), rep, random_xT=random_xt)
+                                                        relative_to=relative_to, cache=not no_cache), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -83,7 +83,7 @@ def interpolate_cmd(
     frames: Annotated[int, typer.Option("--frames", "-n", min=2, max=1000, help="Number of frames including A and B.")] = 10,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/interp_A_B).", show_default=False)] = None,
     model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, batch_size: BatchOpt = 8,
-    device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, levels: LevelsOpt = None,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "largest", detector: DetectorOpt = "auto",
     face_weights: FaceWeightsOpt = None,
@@ -105,7 +105,7 @@ def interpolate_cmd(
 
     faces = face_options(align, aligned, face, detector, face_weights, device)
     loaded = ready_model(model, device, components=())
-    run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing)
+    run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache)
     with reporter_for(json_lines, quiet) as rep:
         if faces is not None:
             from ..jobs.photos import interpolate_photos

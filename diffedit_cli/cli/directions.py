@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 
 from ..errors import DiffeditError
 from ..sampling import DEFAULT
-from .options import (BatchOpt, DeviceOpt, InvStepsOpt, ModelOpt, OverwriteOpt, PrecisionOpt, QuietOpt, SamplerOpt, SpacingOpt, StepsOpt, check_alpha_value, ready_model, reporter_for, run_options)
+from .options import (NoCacheOpt, BatchOpt, DeviceOpt, InvStepsOpt, ModelOpt, OverwriteOpt, PrecisionOpt, QuietOpt, SamplerOpt, SpacingOpt, StepsOpt, check_alpha_value, ready_model, reporter_for, run_options)
 
 
 DirOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Direction file to write (.safetensors).", show_default=False)]
@@ -83,7 +83,7 @@ def directions_show_cmd(
     faces: Annotated[int, typer.Option("--faces", min=1, max=64, help="Faces per row.")] = 2,
     model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = 50,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    overwrite: OverwriteOpt = False, quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, quiet: QuietOpt = False,
 ):
     """The overview to name directions by: one row per direction, a -alpha..+alpha sweep on a few faces.
 
@@ -94,7 +94,7 @@ def directions_show_cmd(
     loaded = ready_model(model, device, components=())
     with reporter_for(False, quiet) as rep:
         show_grid(loaded, file, inputs, out, alpha, columns, faces,
-                  run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing), rep, names)
+                  run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache), rep, names)
     typer.echo(f"overview -> {out}")
 
 

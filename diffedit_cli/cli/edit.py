@@ -9,7 +9,7 @@ from typing_extensions import Annotated
 
 from ..errors import DiffeditError, InputError
 from ..sampling import DEFAULT
-from .options import (AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
+from .options import (NoCacheOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
 
 
 def edit_cmd(
@@ -22,7 +22,7 @@ def edit_cmd(
     list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     levels: LevelsOpt = None,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
     face_weights: FaceWeightsOpt = None,
@@ -70,7 +70,7 @@ def edit_cmd(
     if alphas is not None and len(attr) + len(direction) != 1:
         raise DiffeditError("--alpha-sweep takes exactly one --attr or --direction")
     run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing,
-                     relative_to=relative_to)
+                     relative_to=relative_to, cache=not no_cache)
     plan = plan_edit(loaded, attr, alpha, topk, alphas, levels_of(levels, loaded), direction, orthogonal_to)
     with reporter_for(json_lines, quiet) as rep:
         if faces is not None:
@@ -91,7 +91,7 @@ def style_mix_cmd(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/stylemix_A_B).", show_default=False)] = None,
     model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, seed: SeedOpt = 0,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
     """Style mixing: A's semantic code with the chosen resolution levels taken from B.
 
@@ -110,7 +110,7 @@ def style_mix_cmd(
     loaded = ready_model(model, device, components=())
     with reporter_for(json_lines, quiet) as rep:
         code = style_mix(loaded, [a], [b], levels_of(levels, loaded), out, run_options(device, precision, batch_size, seed, steps, inv_steps,
-                                                               overwrite=overwrite, sampler=sampler, spacing=spacing), rep, random_xT=random_xt)
+                                                               overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache), rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -122,7 +122,7 @@ def swap_cmd(
     residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     relative_to: RelativeToOpt = None,
 ):
     """Give A the attribute slice(s) of B with the model's group-supervised autoencoder (GAE).
@@ -143,7 +143,7 @@ def swap_cmd(
     with reporter_for(json_lines, quiet) as rep:
         code = swap_files(loaded, [a], b, attr or [], out,
                           run_options(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
-                                spacing=spacing, relative_to=relative_to), rep,
+                                spacing=spacing, relative_to=relative_to, cache=not no_cache), rep,
                           compare=compare, residual=residual)
     raise typer.Exit(code)
 
@@ -157,7 +157,7 @@ def recombine_cmd(
     list_slices: Annotated[bool, typer.Option("--list-slices", help="List the GAE's slice names and exit.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output image (default: diffedit-out/recombine_BASE.png).", show_default=False)] = None,
     model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, seed: SeedOpt = 0,
-    device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
     """Recombine attribute slices of several faces: --base a.png --hair b.png --background c.png ...
@@ -185,7 +185,7 @@ def recombine_cmd(
     parts = parse_part_args(ctx.args)
     with reporter_for(json_lines, quiet) as rep:
         code = recombine_files(loaded, base, parts, out,
-                               run_options(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing), rep,
+                               run_options(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache), rep,
                                random_xT=random_xt, compare=compare, residual=residual)
     raise typer.Exit(code)
 

@@ -1,4 +1,5 @@
-"""``diffedit models``: the shipped and known models, their provenance and cache."""
+"""``diffedit models`` and ``diffedit cache``: the shipped and known models, their provenance, the model cache and
+the latent cache."""
 
 from __future__ import annotations
 
@@ -67,3 +68,37 @@ def models_rm_cmd(name: Annotated[str, typer.Argument(help="A known model or Hub
     from ..io.catalog import human_size, remove
 
     typer.echo(f"{name}: removed, {human_size(remove(name))} freed")
+
+
+def cache_info_cmd():
+    """Show the latent cache: where it is, how many inverted images it holds, its size and bound.
+
+    Every command that inverts images (encode, decode of images, edit, interpolate, style-mix, swap, recombine,
+    directions show) keeps the codes there, keyed by the exact pixels, the model and the inversion settings, so
+    a second run on the same image skips the inversion. Bound: $DIFFEDIT_LATENT_CACHE_MB (default 2048; 0 turns
+    it off); the least recently used entries go first. --no-cache on a command bypasses it.
+
+    Example: diffedit cache info
+    """
+    from ..io.catalog import human_size
+    from ..io.latent_cache import LatentCache, cache_folder, size_limit_mb
+
+    cache = LatentCache.default()
+    if cache is None:
+        typer.echo(f"latent cache: off ($DIFFEDIT_LATENT_CACHE_MB=0); folder {cache_folder()}")
+        return
+    info = cache.info()
+    typer.echo(f"latent cache: {info.folder}\n{info.entries} inverted image{'' if info.entries == 1 else 's'}, {human_size(info.bytes)} of "
+               f"{human_size(info.limit_bytes)} ($DIFFEDIT_LATENT_CACHE_MB={size_limit_mb()})")
+
+
+def cache_clear_cmd():
+    """Delete every entry of the latent cache (later runs invert again).
+
+    Example: diffedit cache clear
+    """
+    from ..io.catalog import human_size
+    from ..io.latent_cache import LatentCache, cache_folder
+
+    removed = LatentCache(cache_folder(), 0).clear()
+    typer.echo(f"latent cache: {removed.entries} entries removed, {human_size(removed.bytes)} freed")

@@ -156,6 +156,7 @@ SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whos
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
 
 
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Invert every image, neither reading nor storing the latent cache (inversions are kept there so that a second edit of the same image skips them; 'diffedit cache info').")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -205,13 +206,17 @@ def face_options(align: bool, aligned: bool, face: str, detector: str, face_weig
 
 
 def run_options(device, precision, batch_size, seed, steps=None, inv_steps=None, skip_existing=False,
-          overwrite=False, sampler=None, spacing=None, relative_to=None):
+                overwrite=False, sampler=None, spacing=None, relative_to=None, cache=False):
+    """The job's RunOptions from the common flags: a Sampling from the command line's defaults and the flags given;
+    ``cache``: read and store inversions in the user's latent cache (unless ``$DIFFEDIT_LATENT_CACHE_MB`` is 0)."""
+    from ..io.latent_cache import LatentCache
     from ..jobs.options import RunOptions
 
     given = dict(sampler=sampler, steps=steps, inv_steps=inv_steps, spacing=spacing, precision=precision)
     sampling = DEFAULT.replace(**{k: v for k, v in given.items() if v is not None})
     return RunOptions(device=device, sampling=sampling, batch_size=batch_size, seed=seed,
-                      skip_existing=skip_existing, overwrite=overwrite, relative_to=relative_to)
+                      skip_existing=skip_existing, overwrite=overwrite, relative_to=relative_to,
+                      cache=LatentCache.default() if cache else None)
 
 
 def ready_model(model: Optional[str], device: str, components=("latent", "classifier")):

@@ -9,13 +9,14 @@ import torch
 
 from .. import pipeline
 from ..io.models import DiffAEModel
+from ..io.latent_cache import LatentCache
 from ..sampling import DEFAULT, Sampling
 
 
 @dataclass
 class RunOptions:
-    """How a job runs: device, :class:`~diffedit_cli.sampling.Sampling`, batching, seed, and what to do with
-    existing outputs."""
+    """How a job runs: device, :class:`~diffedit_cli.sampling.Sampling`, batching, seed, what to do with existing
+    outputs, and the latent cache (None: every image is inverted; the command line uses the user's cache)."""
 
     device: str = "auto"
     sampling: Sampling = DEFAULT
@@ -24,6 +25,7 @@ class RunOptions:
     skip_existing: bool = False
     overwrite: bool = False
     relative_to: Optional[str] = None  # outputs mirror the inputs' paths inside this folder (see collect_inputs)
+    cache: Optional[LatentCache] = None  # images inverted before are read from it (io.latent_cache)
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
         """Check the sampling (names, step counts against the model's schedule) and the device before any work."""

@@ -3,7 +3,7 @@ soon as all its slots are done, failures per file; and the code helpers every jo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -21,9 +21,13 @@ from .inputs import Item
 
 
 def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, reporter: Optional[Reporter] = None,
-                 with_xT: bool = True, on_device: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                 with_xT: bool = True, on_device: bool = False,
+                 sources: Optional[Sequence[str]] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """images (N, 3, S, S) -> (z_sem (N, D), x_T (N, 3, S, S) or None), on the CPU or (``on_device``) where
-    the autoencoder is."""
+    the autoencoder is. With ``opts.cache``, images inverted before with the same model and settings are read
+    from it (and new inversions stored, ``sources`` naming where each image came from)."""
+    if with_xT and opts.cache is not None:
+        return _cached_codes(model, images, opts, reporter, on_device, sources)
     ae = model.autoencoder
     z = pipeline.encode_semantic(ae, images, opts.sampling.precision)
     x_T = None
@@ -33,6 +37,29 @@ def encode_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, rep
     if on_device:
         return z, x_T
     return z.cpu(), (x_T.cpu() if x_T is not None else None)
+
+
+def _cached_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, reporter: Optional[Reporter],
+                  on_device: bool, sources: Optional[Sequence[str]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`encode_codes` through the latent cache: only the images it does not hold are inverted."""
+    cache = opts.cache
+    device, precision = opts.resolved()
+    keys = [cache.key(img, model.fingerprint, opts.sampling.inv_steps, opts.sampling.spacing, precision, device.type)
+            for img in images]
+    found = [cache.get(k) for k in keys]
+    missing = [i for i, hit in enumerate(found) if hit is None]
+    if missing:
+        z_new, x_new = encode_codes(model, images[missing], replace(opts, cache=None), reporter, True, True)
+        for j, i in enumerate(missing):
+            source = sources[i] if sources is not None else ""
+            meta = {**latent_metadata(model, opts.sampling.inv_steps, source, "as the network saw it (cached)",
+                                      inv_spacing=opts.sampling.spacing), "precision": precision, "device": device.type}
+            cache.put(keys[i], z_new[j], x_new[j], meta)
+            found[i] = (z_new[j], x_new[j])
+    target = next(model.autoencoder.parameters()).device if on_device else torch.device("cpu")
+    z = torch.stack([hit[0].to(target) for hit in found])
+    x_T = torch.stack([hit[1].to(target) for hit in found])
+    return z, x_T
 
 
 def decode_codes(model: DiffAEModel, z: torch.Tensor, x_T: torch.Tensor, opts: RunOptions,
@@ -186,7 +213,7 @@ def slot_codes(model: DiffAEModel, slots: Sequence[Slot], opts: RunOptions, repo
     x_T = [s.x_T.to(device) if s.x_T is not None else None for s in slots]
     if images:
         z_img, x_img = encode_codes(model, torch.stack([slots[k].pixels for k in images]), opts, reporter, need_xT,
-                                    on_device=True)
+                                    on_device=True, sources=[slots[k].source for k in images])
         for j, k in enumerate(images):
             z[k] = z_img[j]
             x_T[k] = x_img[j] if x_img is not None else None
