@@ -17,9 +17,11 @@ import torch
 from . import diffusion
 from .errors import DiffeditError
 from .io import images as imageio
-from .sampling import DEFAULT, Sampling, default_precision
+from .io.models import load_model
 from .networks.autoencoder import DiffAEAutoencoder
+from .networks.hierarchy import level_styles
 from .networks.latent_mlp import LatentMLP
+from .sampling import DEFAULT, Sampling, default_precision
 
 StepProgress = Optional[Callable[[int, int], None]]  # (steps done, total)
 
@@ -83,8 +85,6 @@ def load(spec: Optional[str] = None, device: str = "auto", components: Sequence[
     """A ready model, as every command gets it: ``spec`` resolved as ``--model`` is (default: the shipped model),
     loaded with whichever of ``components`` it has, moved to ``device`` (``auto``: cuda if available), the
     autoencoder prepared (:func:`prepare`). Returns a :class:`diffedit_cli.io.models.DiffAEModel`."""
-    from .io.models import load_model
-
     dev = pick_device(device)
     model = load_model(spec, device="cpu", components=components)
     prepare(model.autoencoder, dev)
@@ -174,8 +174,6 @@ def decode_levels(autoencoder: DiffAEAutoencoder, z_base: torch.Tensor, z_other:
     levels follow ``z_other`` (the same as :func:`decode` of ``z_other``). HDAE codes mix their level
     slices; plain Diff-AE codes mix per-block projections (:func:`hierarchy.level_styles`).
     """
-    from .networks.hierarchy import level_styles
-
     device, precision = _ready(autoencoder, sampling.precision)
     with autocast(device, precision):
         styles = level_styles(autoencoder, z_base.to(device), z_other.to(device), levels)

@@ -16,6 +16,7 @@ the member sharing ``groups[j - 1]``.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -23,8 +24,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from . import toyfaces
 from ..errors import InputError, opt
+from . import toyfaces
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -74,8 +75,6 @@ def default_group_attributes(names: Sequence[str]) -> Dict[str, List[str]]:
 
 def parse_group_attributes(spec: str, names: Sequence[str]) -> Dict[str, List[str]]:
     """``"hair=Bangs,Black_Hair;mouth=Smiling"`` -> {group: [attribute, ...]}; names checked against ``names``."""
-    import difflib
-
     out: Dict[str, List[str]] = {}
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         group, eq, attrs = part.partition("=")

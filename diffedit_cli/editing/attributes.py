@@ -20,6 +20,7 @@ direction to some levels: it is zeroed elsewhere and renormalised (before
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -27,6 +28,8 @@ import torch.nn.functional as F
 
 from ..errors import InputError, opt
 from ..networks.classifier import AttributeClassifier
+from ..networks.hierarchy import is_hierarchical, level_mask
+from .directions import Edit, shape_direction
 
 # Largest edit strength accepted: alpha is in units of sqrt(D) normalised-code standard deviations, so at 10
 # the code is already far outside anything the model was trained on (the official demo uses 0.3).
@@ -36,8 +39,6 @@ MAX_ALPHA = 10.0
 def check_alpha(value: float, what: str, param: Optional[str] = None) -> float:
     """``value`` if it is a finite edit strength with |alpha| <= MAX_ALPHA, else an InputError naming ``what``
     (``param``: the parameter ``what`` starts with, see :class:`~diffedit_cli.errors.DiffeditError`)."""
-    import math
-
     if not math.isfinite(value):
         raise InputError(f"{what}: the edit strength must be a finite number (got {value})", param=param)
     if abs(value) > MAX_ALPHA:
@@ -68,15 +69,11 @@ def attribute_direction(classifier: AttributeClassifier, index: int, topk: Optio
                         mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Unit direction (D,) in normalised z_sem space; ``mask`` (bool (D,)) keeps only those coordinates,
     ``topk`` then keeps the K largest |coordinates| (:func:`diffedit_cli.editing.directions.shape_direction`)."""
-    from .directions import shape_direction
-
     return shape_direction(F.normalize(classifier.linear.weight[index][None].float(), dim=1)[0], topk, mask)
 
 
 def classifier_edit(classifier: AttributeClassifier, index: int, alpha: float):
     """The classifier direction of attribute ``index`` as a :class:`diffedit_cli.editing.directions.Edit`."""
-    from .directions import Edit
-
     std = classifier.conds_std.reshape(-1).float()
     return Edit(classifier.attributes[index], attribute_direction(classifier, index) * std, std, alpha)
 
@@ -121,8 +118,6 @@ def level_edit_route(autoencoder, levels: Optional[Sequence[int]]):
     ``block_levels`` = ``levels``: the edited code drives only the UNet blocks of those levels
     (:func:`diffedit_cli.pipeline.decode_levels`; our extension).
     """
-    from ..networks.hierarchy import is_hierarchical, level_mask
-
     if levels is None:
         return None, None
     if is_hierarchical(autoencoder):

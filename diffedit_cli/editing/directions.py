@@ -19,6 +19,7 @@ weights: a file made for another model is refused) and ``provenance`` (JSON: met
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save
 
 from ..errors import InputError, reason
 from ..io.files import write_bytes
@@ -57,8 +60,6 @@ class DirectionSet:
 
     def index(self, name: str, source: str = "direction file") -> int:
         """Case-insensitive lookup; an unknown name suggests close ones."""
-        import difflib
-
         lower = {n.lower(): i for i, n in enumerate(self.names)}
         if name.lower() in lower:
             return lower[name.lower()]
@@ -160,8 +161,6 @@ def in_space(raw: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
 
 def save_directions(path: Path, directions: DirectionSet, exclusive: bool = False) -> None:
     """Write a direction file atomically (``exclusive``: refuse an existing ``path``)."""
-    from safetensors.torch import save
-
     check_direction_names(list(directions.names), directions.vectors, path, nonzero=False)  # names load can read
     tensors = {"directions": directions.vectors.float().contiguous(), "mean": directions.mean.float().contiguous(),
                "std": directions.std.float().contiguous()}
@@ -176,8 +175,6 @@ def save_directions(path: Path, directions: DirectionSet, exclusive: bool = Fals
 
 def load_directions(path: Path) -> DirectionSet:
     """Read a direction file; a missing, corrupt or foreign file is a one-line InputError."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"direction file '{path}' not found")

@@ -66,7 +66,7 @@ def plan_edit(model: DiffAEModel, attrs: Sequence[str] = (), alpha: float = 0.3,
     mask, route = level_edit_route(model.autoencoder, level_list)
     labels = {classifier.attributes[i]: a for i, a in edits.items()} if edits else {}
     if directions or orthogonal:
-        from .directions import apply_edits
+        from .directions import apply_edits  # only edits that name direction files need these modules
         from .sources import DirectionSources, parse_orthogonal
 
         sources = DirectionSources(model)

@@ -23,6 +23,7 @@ import importlib.util
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -31,13 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import downloads
 from .. import pipeline
 from ..data import toyfaces
 from ..editing.attributes import edit_z_sem, level_edit_route
 from ..errors import InputError, ModelError, reason
+from ..io import downloads
 from ..io.images import load_image
 from ..io.models import DiffAEModel
+from ..pipeline import sample_latents
 from ..sampling import EVALUATION as EVAL_SAMPLING, OFFICIAL, Sampling
 
 # torchvision's AlexNet_Weights.IMAGENET1K_V1, the backbone lpips uses
@@ -147,9 +149,8 @@ def lpips_network(device="cpu") -> torch.nn.Module:
     missing = lpips_unavailable()
     if missing is not None:
         raise ModelError(missing)
-    import warnings
 
-    import lpips
+    import lpips  # optional: the [metrics] extra, imported when LPIPS is asked for
 
     path = downloads.fetch(lpips_alexnet_url(), lpips_alexnet_path(), "LPIPS's AlexNet weights")
     state = downloads.load_state_dict(path, "AlexNet weights")
@@ -532,8 +533,6 @@ def eval_sampling(model: DiffAEModel, data_dir, n: int = 500, sampling: Sampling
     Rows: ``{"attribute", "data": label frequency in data_dir's list_attr.txt, "samples": oracle frequency on
     the decoded samples, "abs diff"}`` plus a final row with the largest difference.
     """
-    from ..pipeline import sample_latents
-
     oracle = model.extra.get("oracle")
     if oracle is None:
         raise InputError("sampling evaluation needs an oracle component in the model")

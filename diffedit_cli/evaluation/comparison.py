@@ -26,10 +26,11 @@ from .. import pipeline
 from ..data import toyfaces
 from ..editing.attributes import edit_z_sem, level_edit_route
 from ..errors import InputError, opt
-from .benchmarks import (EDIT_PARTS, LPIPS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
-    load_face_params, load_faces, load_lpips, masked_mse, to_unit, with_mean_row)
-from ..io.models import DiffAEModel
+from ..io.components import SNAPSHOT_DIR
+from ..io.models import DiffAEModel, ModelLocation, load_component
 from ..sampling import EVALUATION, Sampling
+from .benchmarks import (EDIT_PARTS, LPIPS, chunks, edit_region, eval_editing, eval_reconstruction, finite_or_none,
+                         load_face_params, load_faces, load_lpips, masked_mse, to_unit, with_mean_row)
 
 TAB2_ALPHAS = (-0.5, -0.25, 0.0, 0.25, 0.5)
 
@@ -140,8 +141,6 @@ def compare_models(models: Sequence[DiffAEModel], data_dir, n: int = 50, topks: 
 
 def snapshot_steps(run: Path) -> Dict[int, Path]:
     """{step: snapshot component folder} of a training run (``snapshots/autoencoder_<step>/``)."""
-    from ..io.components import SNAPSHOT_DIR
-
     folder = Path(run) / SNAPSHOT_DIR
     found = {}
     if folder.is_dir():
@@ -175,8 +174,6 @@ def training_curve(run: Path, data_dir, n: int = 32, random_steps: int = 20, see
     Inferred x_T: ``sampling.inv_steps`` steps of inversion and of decoding. A run without snapshots gives only its
     loss curve (one row per 250 logged steps, recon columns None).
     """
-    from ..io.models import ModelLocation, load_component
-
     run = Path(run)
     snapshots = snapshot_steps(run)
     losses = logged_loss(run)

@@ -27,13 +27,13 @@ import torch.nn.functional as F
 
 from .. import pipeline
 from ..data import toyfaces
-from .benchmarks import chunks, mse, ssim, to_unit
-from ..errors import InputError
 from ..data.groups import render_faces
+from ..editing.swapping import model_gae, swap_codes
+from ..errors import InputError
+from ..io.images import to_model_range
 from ..io.models import DiffAEModel
 from ..sampling import EVALUATION, Sampling
-from ..editing.swapping import model_gae, swap_codes
-from ..io.images import to_model_range
+from .benchmarks import chunks, format_table, mse, ssim, to_unit
 
 
 def independent_face(seed: int, index: int) -> toyfaces.FaceParams:
@@ -239,8 +239,6 @@ def eval_gae(model: DiffAEModel, probe_n: int = 2000, probe_seed: int = 777, n: 
 
 def format_gae_report(result: dict) -> str:
     """The eval result as text tables (perplexity matrices, reconstruction, swaps, summary)."""
-    from .benchmarks import format_table
-
     perplexity = result["perplexity"]
     parts = [f"perplexity matrix (linear-probe test accuracy, {perplexity['n_train']}:{perplexity['n_test']} "
              "split; rows: attribute group, columns: slice; all: the whole code)",

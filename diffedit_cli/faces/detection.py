@@ -18,9 +18,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib.util
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +30,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
 
+from ..errors import DiffeditError, InputError, ModelError, opt, reason
 from ..io.downloads import load_state_dict, mirrored, network_timeout, offline
-from ..errors import DiffeditError, InputError, ModelError, reason, opt
 
 FACEXLIB_WEIGHTS: Dict[str, Tuple[str, str]] = {
     "retinaface_resnet50": (
@@ -106,10 +109,7 @@ def facexlib_weight(name: str, folder: Optional[os.PathLike] = None) -> Path:
     if offline():
         raise ModelError(missing_weights_message([name], folder, "offline mode"))
     try:
-        import contextlib
-        import sys
-
-        from facexlib.utils import load_file_from_url
+        from facexlib.utils import load_file_from_url  # optional: the [faces] extra
 
         folder.mkdir(parents=True, exist_ok=True)
         with contextlib.redirect_stdout(sys.stderr), network_timeout():  # facexlib prints "Downloading: ..."
@@ -159,7 +159,7 @@ class FacexlibDetector:
 
     def model(self):
         if self._model is None:
-            from facexlib.detection.retinaface import RetinaFace
+            from facexlib.detection.retinaface import RetinaFace  # optional: the [faces] extra
 
             path = facexlib_weight(self.weight_name, self.weights)
             with warnings.catch_warnings():  # facexlib builds its backbone with torchvision's deprecated 'pretrained'
@@ -171,8 +171,6 @@ class FacexlibDetector:
     @torch.inference_mode()
     def detect(self, rgb: np.ndarray) -> List[Face]:
         """rgb (H, W, 3) uint8 -> faces (any order)."""
-        from PIL import Image
-
         model = self.model()
         h, w = rgb.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
@@ -212,7 +210,7 @@ def dlib_file(key: str) -> Path:
 
 def import_dlib():
     try:
-        import dlib
+        import dlib  # optional: dlib-bin, imported when the dlib detector runs
     except ImportError:
         raise ModelError("the dlib backend needs the dlib-bin package: pip install 'diffedit[faces]'") from None
     return dlib
@@ -250,8 +248,6 @@ class DlibDetector:
     def detect(self, rgb: np.ndarray) -> List[Face]:
         """rgb (H, W, 3) uint8 -> faces. Large photos are searched at ``max_side`` pixels; the landmarks are
         always predicted at full resolution."""
-        from PIL import Image
-
         self._load()
         image = np.ascontiguousarray(rgb)
         h, w = image.shape[:2]

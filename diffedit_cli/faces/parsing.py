@@ -15,8 +15,8 @@ from typing import Dict, Optional
 import torch
 import torch.nn.functional as F
 
-from .detection import facexlib_available, facexlib_weight, load_facexlib_network, weights_dir
 from ..errors import ModelError
+from .detection import FACEXLIB_WEIGHTS, facexlib_available, facexlib_weight, load_facexlib_network, weights_dir
 
 BISENET_LABELS = ["background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
                   "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat"]
@@ -92,8 +92,6 @@ def edit_region(labels: torch.Tensor, attribute: str, dilation: Optional[int] = 
 
 
 def parsing_weights_present(weights: Optional[os.PathLike] = None) -> bool:
-    from .detection import FACEXLIB_WEIGHTS
-
     return facexlib_available() and (weights_dir(weights) / FACEXLIB_WEIGHTS["parsing_bisenet"][0]).is_file()
 
 
@@ -109,7 +107,7 @@ class FaceParser:
 
     def model(self):
         if self._model is None:
-            from facexlib.parsing.bisenet import BiSeNet
+            from facexlib.parsing.bisenet import BiSeNet  # optional: the [faces] extra
 
             path = facexlib_weight("parsing_bisenet", self.weights)
             self._model = load_facexlib_network(BiSeNet(num_class=19), path).to(self.device)

@@ -15,6 +15,7 @@ it they are read as 8-bit), EXIF orientation applied by :func:`orient` exactly a
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..io import images as imageio
 from ..errors import InputError
+from ..io import images as imageio
 from ..io.files import atomic_write
 
 
@@ -103,13 +104,11 @@ def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
 
 def _have_opencv() -> bool:
     """OpenCV comes with the [faces] extra (facexlib); without it 16-bit colour is read as 8-bit by Pillow."""
-    import importlib.util
-
     return importlib.util.find_spec("cv2") is not None
 
 
 def _load_16bit_colour(name: str) -> Photo:
-    import cv2
+    import cv2  # optional: opencv comes with the [faces] extra
 
     data = np.fromfile(name, dtype=np.uint8)
     arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -123,7 +122,7 @@ def _load_16bit_colour(name: str) -> Photo:
 
 
 def _encode_16bit_colour(photo: Photo, ext: str) -> bytes:
-    import cv2
+    import cv2  # optional: opencv comes with the [faces] extra
 
     bgr = photo.pixels[..., ::-1]
     if photo.alpha is not None:

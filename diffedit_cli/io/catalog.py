@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from huggingface_hub import scan_cache_dir
+from huggingface_hub.errors import CacheNotFound
+
 from ..errors import ModelError
 from . import pretrained
 from .models import INDEX_FILE, resolve_model, shipped_models, split_spec
@@ -161,9 +164,6 @@ def remove(spec: str) -> int:
 
 
 def _remove_hub_download(repo: str) -> int:
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
     try:
         cache = scan_cache_dir()
     except (CacheNotFound, OSError):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
 import torch
+from safetensors.torch import load_file, save
 from torch import nn
 
 from ..errors import ModelError
@@ -23,6 +24,7 @@ from ..networks.gae import GAEConfig, GroupAutoencoder
 from ..networks.hdae import AnyAutoencoderConfig, build_autoencoder
 from ..networks.latent_mlp import LatentMLP, LatentMLPConfig
 from ..networks.oracle import AttributeOracle, OracleConfig
+from .files import write_bytes
 
 FORMAT_VERSION = 1
 INDEX_FILE = "model_index.json"
@@ -47,10 +49,6 @@ COMPONENTS: Dict[str, Tuple[type, type]] = {
 
 def save_component(module: nn.Module, folder: Path, component: str, extra: Optional[dict] = None) -> None:
     """Write ``config.json`` + ``model.safetensors`` for one component into ``folder``."""
-    from safetensors.torch import save
-
-    from .files import write_bytes
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
@@ -114,8 +112,6 @@ def read_json(path: Path, what: str) -> dict:
 
 def read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
     """Load a safetensors file; a corrupt or tampered file is a one-line ModelError."""
-    from safetensors.torch import load_file
-
     if not Path(path).is_file():
         raise ModelError(f"weights file '{path}' is missing")
     try:

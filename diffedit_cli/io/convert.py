@@ -17,20 +17,23 @@ with) or ``raw`` (``model.*``). The architecture is inferred from key shapes
 from __future__ import annotations
 
 import pickle
-import warnings
 import re
+import shutil
+import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..errors import ModelError, reason, opt
-from .components import COMPONENTS, INDEX_FILE, load_state_strict, read_json, save_component, write_index
-from .outputs import OutputPlan
+from ..errors import ModelError, opt, reason
 from ..networks.autoencoder import AutoencoderConfig
 from ..networks.classifier import CELEBA_ATTRIBUTES, ClassifierConfig
 from ..networks.latent_mlp import LatentMLPConfig
+from .components import (COMPONENTS, INDEX_FILE, load_state_strict, read_json, read_safetensors, save_component,
+                         write_index)
+from .outputs import OutputPlan
 
 # Official templates (templates.py); all use num_heads=1, resblock_updown=True, attention at 16.
 _FFHQ128 = dict(image_size=128, model_channels=128, channel_mult=(1, 1, 2, 3, 4), enc_channel_mult=(1, 1, 2, 3, 4, 4),
@@ -220,8 +223,6 @@ def read_state(path: Path, trust_pickle: bool = False, log=print) -> Dict[str, t
     themselves. Nothing in the file is executed (see :func:`read_checkpoint`): Lightning's callbacks and
     optimizer state are skipped, while a state dict holding anything but tensors is refused.
     """
-    from .components import read_safetensors
-
     path = Path(path)
     if path.suffix.lower() == ".safetensors":
         return read_safetensors(path)
@@ -399,9 +400,6 @@ def convert_checkpoints(paths: List[Path], out_dir: Path, weights: str = "ema", 
     {component: source file}. Existing components are only replaced with ``overwrite``; the folder is written
     component by component through temp folders, so an interrupted run leaves no half-written component.
     """
-    import shutil
-    import tempfile
-
     out_dir = Path(out_dir)
     OutputPlan(paths).fresh_folder(out_dir, "a converted model (it is no diffedit model folder to add to)",
                                    accepts=lambda folder: (folder / INDEX_FILE).is_file())

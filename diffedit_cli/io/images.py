@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 import torchvision.utils
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
 from torchvision.transforms import InterpolationMode
 
 from ..errors import InputError, InputWarning, NumericalError, opt
@@ -259,7 +259,6 @@ def display_grid(images: torch.Tensor, ncol: int, col_labels: Optional[Sequence[
     grid = make_grid(images, ncol=ncol)
     if not col_labels and not row_labels:
         return grid
-    from PIL import ImageDraw, ImageFont
 
     tile, pad = images.shape[-1], 2
     try:

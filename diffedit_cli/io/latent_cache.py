@@ -24,6 +24,7 @@ import torch
 
 from ..errors import DiffeditError
 from .latents import LatentCode, load_latent, save_latent
+from .pretrained import cache_root
 
 SIZE_ENV = "DIFFEDIT_LATENT_CACHE_MB"
 DEFAULT_MB = 2048
@@ -31,8 +32,6 @@ KEY_VERSION = "1"  # bump when what a key covers changes
 
 
 def cache_folder() -> Path:
-    from .pretrained import cache_root
-
     return cache_root() / "latents"
 
 

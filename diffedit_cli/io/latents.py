@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import torch
+from safetensors.torch import load, save
 
-from ..errors import InputError, reason, opt
+from .. import __version__
+from ..errors import InputError, opt, reason
+from ..networks.hierarchy import level_layout
 from .files import write_bytes
 
 LATENT_FORMAT = "1"
@@ -47,8 +50,6 @@ def text_name(name: str) -> str:
 def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing: str,
                     extra: Optional[dict] = None, inv_spacing: Optional[str] = None) -> Dict[str, str]:
     """Metadata identifying ``model`` (a loaded :class:`~diffedit_cli.io.models.DiffAEModel`)."""
-    from .. import __version__
-
     meta = {
         "diffedit_latent": LATENT_FORMAT,
         "diffedit_version": __version__,
@@ -61,7 +62,6 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
         "source": text_name(source),
         "preprocessing": preprocessing,
     }
-    from ..networks.hierarchy import level_layout
 
     meta["code_layout"] = json.dumps(level_layout(model.autoencoder), sort_keys=True)
     if extra:
@@ -71,8 +71,6 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
 
 def save_latent(path: Path, code: LatentCode, exclusive: bool = False) -> None:
     """Write atomically; ``exclusive``: refuse if ``path`` exists (InputError), even if it appeared meanwhile."""
-    from safetensors.torch import save
-
     tensors = {"z_sem": code.z_sem.detach().float().cpu().contiguous()}
     if code.x_T is not None:
         tensors["x_T"] = code.x_T.detach().float().cpu().contiguous()
@@ -90,8 +88,6 @@ MAX_LATENT_BYTES = 64 << 20  # a 1024 px code is 12.6 MB; anything far larger is
 
 def load_latent(path: Path) -> LatentCode:
     """Read a latent file; anything else (or a corrupt one) is a one-line InputError."""
-    from safetensors.torch import load
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"latent file '{path}' not found")

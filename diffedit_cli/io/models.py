@@ -17,19 +17,24 @@ standard cache (``HF_HOME``), ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` apply.
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Tuple
 
+from huggingface_hub import constants, snapshot_download
 from torch import nn
 
-from ..errors import ModelError, opt
+from ..errors import InputWarning, ModelError, opt
 from ..networks.autoencoder import DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier
 from ..networks.latent_mlp import LatentMLP
+from . import pretrained
 from .components import (COMPONENTS, CONFIG_FILE, DEFAULT_MODEL, FORMAT_VERSION, INDEX_FILE,  # noqa: F401 (re-exported)
                          WEIGHTS_FILE, add_to_index, file_fingerprint, load_component, load_state_strict, read_json,
                          read_safetensors, save_component, save_model_folder, write_index)
+from .pretrained import hub_errors
+from .registry import KNOWN
 
 # -- resolving --model -----------------------------------------------------
 
@@ -76,9 +81,6 @@ def resolve_model(spec: Optional[str], log=None) -> ModelLocation:
     """Find the folder of ``spec``: a diffedit model folder, a shipped name, a known pretrained name (``ffhq256``),
     a Hub id ``org/name[@rev]``, or a folder / Hub repo of official weights (converted once into the cache);
     any of the last three may end in ``:NAME`` (see :func:`split_spec`)."""
-    from . import pretrained
-    from .registry import KNOWN
-
     log = log or pretrained._stderr
     shipped = shipped_models()
     names = ", ".join(sorted(shipped)) or "none"
@@ -124,8 +126,6 @@ def resolve_model(spec: Optional[str], log=None) -> ModelLocation:
 
 
 def hub_offline() -> bool:
-    from huggingface_hub import constants
-
     check = getattr(constants, "is_offline_mode", None)
     return bool(check() if callable(check) else constants.HF_HUB_OFFLINE)
 
@@ -133,8 +133,6 @@ def hub_offline() -> bool:
 def hub_model(repo_id: str, revision: Optional[str], selector: Optional[str], spec: str, preset: Optional[str] = None,
               model_id: Optional[str] = None, provenance: Optional[dict] = None, log=None) -> ModelLocation:
     """A Hub repo as a model folder: a diffedit-layout repo from the HF cache, an official-layout repo converted once."""
-    from . import pretrained
-
     model_id = model_id or repo_id
     slug = pretrained.hub_slug(repo_id)
     if hub_offline():
@@ -154,10 +152,6 @@ def hub_model(repo_id: str, revision: Optional[str], selector: Optional[str], sp
 
 def download_from_hub(repo_id: str, revision: Optional[str], label: Optional[str] = None) -> Path:
     """snapshot_download a diffedit-layout model repo into the standard HF cache; errors become one line."""
-    from huggingface_hub import snapshot_download
-
-    from .pretrained import hub_errors
-
     label = label or (f"{repo_id}@{revision}" if revision else repo_id)
     with hub_errors(label):
         path = Path(snapshot_download(repo_id, revision=revision, allow_patterns=["*.json", "*.safetensors", "*.md"]))
@@ -200,10 +194,6 @@ PROCESS_FIELDS = ("prediction", "beta_schedule")
 def check_process_recorded(folder: Path, index: dict) -> None:
     """An autoencoder config that does not say which diffusion process it was trained for decodes as the official
     one (eps prediction, linear schedule): said in one warning line, except for converted official weights."""
-    import warnings
-
-    from ..errors import InputWarning
-
     config = read_json(folder / CONFIG_FILE, "autoencoder component").get("config", {})
     missing = [f for f in PROCESS_FIELDS if f not in config]
     if missing and "converted_from" not in index:

@@ -44,8 +44,12 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+from huggingface_hub import HfApi, hf_hub_download
+from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                    RepositoryNotFoundError, RevisionNotFoundError)
+from safetensors import safe_open
 
-from ..errors import ModelError, reason, opt
+from ..errors import ModelError, opt, reason
 from .components import COMPONENTS
 from .convert import (PRESETS, WEIGHT_SUFFIXES, AutoencoderConfig, convert_checkpoints, infer_autoencoder_config,
                       latent_stats, read_state, split_official_state)
@@ -132,8 +136,6 @@ class HubSource:
     kind = "hub"
 
     def __init__(self, repo_id: str, revision: Optional[str]):
-        from huggingface_hub import HfApi
-
         self.repo_id, self.revision = repo_id, revision
         self.label = f"{repo_id}@{revision}" if revision else repo_id
         self.api = HfApi()
@@ -155,8 +157,6 @@ class HubSource:
         return {name: tuple(info.shape) for name, info in meta.tensors.items()}
 
     def fetch(self, files: Sequence[SourceFile], log: Log) -> Dict[str, Path]:
-        from huggingface_hub import hf_hub_download
-
         total = sum(f.size for f in files)
         if total > (1 << 20):
             log(f"downloading {len(files)} file(s), {total / 1e9:.2f} GB, from {self.label}")
@@ -178,9 +178,6 @@ def _slug(text: str) -> str:
 @contextlib.contextmanager
 def hub_errors(label: str) -> Iterator[None]:
     """huggingface_hub's exceptions as one-line ModelErrors naming the repo."""
-    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
-
     try:
         yield
     except RevisionNotFoundError:
@@ -204,8 +201,6 @@ def hub_errors(label: str) -> Iterator[None]:
 
 def safetensors_header(path: Path) -> Dict[str, Tuple[int, ...]]:
     """Tensor names and shapes of a safetensors file, read from its header only."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as fh:
             return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}

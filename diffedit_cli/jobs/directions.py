@@ -13,15 +13,17 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from .. import __version__
 from ..editing import directions as dirs
-from ..io import images as imageio
+from ..editing.attributes import check_alpha
 from ..errors import InputError, InputWarning, opt
+from ..io import images as imageio
+from ..io.models import DiffAEModel
 from ..io.outputs import OutputPlan
 from .inputs import batched, collect_inputs
 from .options import RunOptions
 from .report import Reporter
 from .runner import decode_codes, load_codes
-from ..io.models import DiffAEModel
 
 
 def semantic_codes(model: DiffAEModel, specs: Sequence[str], opts: RunOptions, reporter: Reporter,
@@ -44,8 +46,6 @@ def semantic_codes(model: DiffAEModel, specs: Sequence[str], opts: RunOptions, r
 
 
 def _provenance(method: str, **extra) -> dict:
-    from .. import __version__
-
     return {"method": method, "diffedit_version": __version__, **extra}
 
 
@@ -119,8 +119,6 @@ def rename_file(path: Path, renames: Sequence[str]) -> dirs.DirectionSet:
 def show_grid(model: DiffAEModel, path: Path, specs: Sequence[str], out: Path, alpha: float, columns: int,
               faces: int, opts: RunOptions, reporter: Reporter, names: Optional[Sequence[str]] = None) -> Path:
     """One row per direction: for each of ``faces`` inputs, decodes at ``columns`` strengths in [-alpha, alpha]."""
-    from ..editing.attributes import check_alpha
-
     check_alpha(alpha, opt("alpha"))
     plan_output_file(out, specs, opts.overwrite, also=[path])
     found = dirs.load_directions(path)

@@ -8,15 +8,19 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from ..io import images as imageio
 from .. import pipeline
+from ..diffusion import respaced_timesteps
+from ..editing.attributes import resolve_attribute
 from ..errors import DiffeditError, InputError, opt
+from ..io import images as imageio
 from ..io.files import OutputExists
 from ..io.models import DiffAEModel
 from ..io.outputs import OutputPlan, out_folder
-from .report import Reporter
-from .options import RunOptions
+from ..networks.hierarchy import check_levels
+from ..pipeline import sample_latents
 from .inputs import DEFAULT_OUT, batched, collect_inputs
+from .options import RunOptions
+from .report import Reporter
 from .runner import decode_codes, load_codes
 
 
@@ -45,8 +49,6 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
 
 def check_interpolation(model: DiffAEModel, frames: int, levels: Optional[Sequence[int]], opts: RunOptions):
     """Checks an interpolation's settings; returns the checked levels (or None)."""
-    from ..networks.hierarchy import check_levels
-
     if frames < 2:
         raise InputError("frames must be at least 2")
     level_list = check_levels(levels, model.autoencoder)
@@ -105,10 +107,6 @@ GRID_SAMPLES = 64  # grid.png shows the first samples only: a 100,000-sample run
 def sample_images(model: DiffAEModel, n: int, out: Optional[str], opts: RunOptions, reporter: Reporter,
                   where: Sequence[str] = (), latent_steps: int = 100, max_tries: int = 50) -> int:
     """Latent DDIM -> z_sem -> image DDIM; ``where`` keeps samples the classifier labels so (rejection sampling)."""
-    from ..diffusion import respaced_timesteps
-    from ..editing.attributes import resolve_attribute
-    from ..pipeline import sample_latents
-
     latent = model.component("latent")
     try:  # the latent schedule's step counts, checked before any work
         respaced_timesteps(latent.config.diffusion_steps, latent_steps)

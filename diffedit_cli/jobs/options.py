@@ -8,8 +8,9 @@ from typing import Optional, Tuple
 import torch
 
 from .. import pipeline
-from ..io.models import DiffAEModel
+from ..diffusion import Parameterization
 from ..io.latent_cache import LatentCache
+from ..io.models import DiffAEModel
 from ..sampling import DEFAULT, Sampling
 
 
@@ -29,8 +30,6 @@ class RunOptions:
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
         """Check the sampling (names, step counts against the model's schedule) and the device before any work."""
-        from ..diffusion import Parameterization
-
         self.sampling.check(Parameterization.of(model.autoencoder.config), decode, invert)
         self.resolved()
 

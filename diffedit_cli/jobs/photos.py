@@ -18,12 +18,20 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image, PngImagePlugin
 
-from ..io import images as imageio
 from .. import pipeline
-from ..errors import DiffeditError, InputError, InputWarning, opt
-from ..io.files import atomic_write
+from ..editing.attributes import edit_z_sem
 from ..editing.plan import EditPlan
+from ..errors import DiffeditError, InputError, InputWarning, opt
+from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
+from ..faces.blend import paste_back
+from ..faces.detection import Face, check_face_spec, make_detector, select_faces
+from ..faces.identity import IdentityModel, identity_scores
+from ..faces.parsing import FaceParser, edit_region, parsing_weights_present
+from ..faces.photos import Photo, load_photo, save_photo
+from ..io import images as imageio
+from ..io.files import atomic_write
 from ..io.outputs import OutputPlan
 from ..sampling import EVALUATION, Sampling
 from .filejobs import edit_info, edit_units
@@ -32,9 +40,6 @@ from .inputs import Item, batched, collect_inputs, plan_outputs, report_existing
 from .options import RunOptions
 from .report import Reporter
 from .runner import Slot, Unit, encode_codes, encode_units
-from ..faces.align import FaceAlignment, aligned_crop, quad_from_landmarks
-from ..faces.detection import Face, check_face_spec, make_detector, select_faces
-from ..faces.photos import Photo, load_photo, save_photo
 
 ALIGNMENT_KEY = "diffedit_alignment"  # PNG text chunk of crops written by 'diffedit align'
 
@@ -140,8 +145,6 @@ def _faces_of(item: Item, size: int, options: FaceOptions, reporter: Reporter) -
 
 def save_crop(crop: np.ndarray, path: Path, metadata: Dict, exclusive: bool = False) -> None:
     """Atomically write an aligned crop as PNG with its alignment as a text chunk."""
-    from PIL import Image, PngImagePlugin
-
     info = PngImagePlugin.PngInfo()
     info.add_text(ALIGNMENT_KEY, json.dumps(metadata, sort_keys=True))
     image = Image.fromarray(np.ascontiguousarray(crop), "RGB")
@@ -151,8 +154,6 @@ def save_crop(crop: np.ndarray, path: Path, metadata: Dict, exclusive: bool = Fa
 
 def read_crop_alignment(path: os.PathLike) -> Optional[Dict]:
     """The alignment stored in a crop written by :func:`save_crop`, or None."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             text = img.info.get(ALIGNMENT_KEY)
@@ -240,8 +241,6 @@ def encode_photos(model, specs: Sequence[str], out: Optional[str], opts: RunOpti
 
 def blend_masks(crops: torch.Tensor, options: FaceOptions) -> Optional[torch.Tensor]:
     """Face-parsing blend masks (N, S, S) when parsing is enabled and its weights are present, else None."""
-    from ..faces.parsing import FaceParser, parsing_weights_present
-
     if not options.parsing or not parsing_weights_present(options.weights):
         return None
     return FaceParser(options.weights, options.device).blend_masks(crops)
@@ -289,8 +288,6 @@ def _side_by_side(photos: Sequence[Photo]) -> Photo:
 
 
 def _paste(photo: Photo, edited: torch.Tensor, faces: Sequence[AlignedFace], masks: Optional[torch.Tensor]):
-    from ..faces.blend import paste_back
-
     return paste_back(photo, list(edited), [f.alignment for f in faces],
                       None if masks is None else list(masks))
 
@@ -359,10 +356,6 @@ def eval_photo_edits(model, specs: Sequence[str], options: FaceOptions, alphas: 
     Returns {"n": faces, "rows": [...], "notes": [...]}.
     """
     warn_if_not_photo_model(model)
-    from ..editing.attributes import edit_z_sem
-    from ..faces.blend import paste_back
-    from ..faces.identity import IdentityModel, identity_scores
-    from ..faces.parsing import FaceParser, edit_region, parsing_weights_present
 
     classifier = model.component("classifier")
     names = list(attributes or classifier.attributes)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import List, Optional, Tuple
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import opt, spell
 
@@ -13,8 +15,6 @@ class Reporter:
     """Progress bars on stderr, one JSON line per output on stdout, per-file failures."""
 
     def __init__(self, json_lines: bool = False, quiet: bool = False):
-        from rich.console import Console
-
         self.console = Console(stderr=True, highlight=False)
         self.json_lines = json_lines
         self.quiet = quiet
@@ -27,8 +27,6 @@ class Reporter:
         self.noun = "done"
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
         if not self.quiet:
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=False)

@@ -24,6 +24,7 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..errors import InputError
 from .config import JsonConfig
 
 DEFAULT_SLICES: Tuple[Tuple[str, int], ...] = (
@@ -122,8 +123,6 @@ class GroupAutoencoder(nn.Module):
 
     def resolve_slice(self, name: str) -> str:
         """A slice name (case-insensitive); unknown names raise an InputError suggesting close ones."""
-        from ..errors import InputError
-
         lower = {n.lower(): n for n in self.slice_names}
         key = name.strip().lower()
         if key in lower:

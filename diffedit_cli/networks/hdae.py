@@ -25,6 +25,7 @@ Shapes: images (N, 3, S, S) in [-1, 1]; codes (N, L*D).
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, fields, replace
 from typing import List, Optional, Tuple
@@ -237,8 +238,6 @@ class AnyAutoencoderConfig:
         if arch == "diffae":
             return AutoencoderConfig.from_dict(data)
         if arch not in ARCHS:
-            import difflib
-
             close = difflib.get_close_matches(str(arch), ARCHS, n=1)
             raise ValueError(f"unknown autoencoder arch '{arch}'" + (f"; did you mean {close[0]}?" if close else
                                                                     f" (known: {', '.join(ARCHS)})"))

@@ -31,20 +31,26 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
+import torch.distributed as tdist
 import torch.nn.functional as F
 from torch import nn
 
 from .. import diffusion, pipeline
 from ..data.part_masks import load_weight_maps, parse_part_weights
-from ..errors import DiffeditError, InputError, reason, opt as named
-from ..io.images import to_model_range
-from ..io.outputs import OutputPlan
+from ..data.toyfaces import read_attr_table
+from ..errors import DiffeditError, InputError, opt as named, reason
 from ..io.components import SNAPSHOT_DIR
-from ..io.models import add_to_index, file_fingerprint, load_model, save_component
+from ..io.files import atomic_write
+from ..io.images import is_image_path, load_image, make_grid, save_image, to_model_range
+from ..io.models import add_to_index, file_fingerprint, load_component, load_model, save_component
+from ..io.outputs import OutputPlan
 from ..networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
 from ..networks.classifier import AttributeClassifier, ClassifierConfig
 from ..networks.hdae import AnyAutoencoderConfig, autoencoder_config, build_autoencoder
 from ..networks.latent_mlp import LatentMLP, LatentMLPConfig
+from ..pipeline import decode, pick_device, random_x_T
+from ..sampling import OFFICIAL
 from .config import TrainConfig
 
 # Scaled-down architectures (the official ones are in convert.PRESETS).
@@ -85,15 +91,11 @@ LATENT_PRESETS: Dict[str, dict] = {
 
 def image_files(folder: Path) -> List[Path]:
     """The images of a training folder, sorted and recursive: the order of :func:`load_image_folder`'s rows."""
-    from ..io.images import is_image_path
-
     return sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_path(p))
 
 
 def load_image_folder(folder: Path, size: int, limit: Optional[int] = None, progress=None) -> torch.Tensor:
     """All images of a folder (sorted, recursive) as uint8 (N, 3, size, size), preprocessed like ``load_image``."""
-    from ..io.images import load_image
-
     files = image_files(folder)
     if limit:
         files = files[:limit]
@@ -125,7 +127,6 @@ def init_distributed(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
@@ -141,8 +142,6 @@ def trained_on(run: Path) -> str:
 
 def save_train_state(path: Path, state: dict) -> None:
     """Write the resumable state atomically; temporaries a killed run left (SIGKILL cannot clean up) go first."""
-    from ..io.files import atomic_write
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*path.parent.glob(f".{path.name}.*.tmp"), path.with_suffix(".tmp")]:
@@ -341,8 +340,6 @@ def autoencoder_state_path(run) -> Path:
 def setup_autoencoder_run(cfg: AutoencoderTrainConfig, resume: bool = False,
                           given: Optional[Iterable[str]] = None) -> AutoencoderRun:
     """A new run (from the preset or ``init_from``), or the saved run of ``cfg.run`` with this call's run controls."""
-    from ..pipeline import pick_device
-
     device = pick_device(cfg.device)
     # checked before the ranks meet (init_distributed), so no rank has written anything yet
     state_path = autoencoder_state_path(cfg.run)
@@ -499,7 +496,6 @@ def ranks_in_sync(model: nn.Module, dist: Dist) -> bool:
     """True when every process holds the same weights (checked through a parameter digest)."""
     if dist.world == 1:
         return True
-    import torch.distributed as tdist
 
     digest = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().cpu().reshape(1)
     gathered = [torch.zeros_like(digest) for _ in range(dist.world)]
@@ -521,10 +517,6 @@ class DenoiseStep(nn.Module):
 @torch.no_grad()
 def write_sample_grid(ema: DiffAEAutoencoder, x0: torch.Tensor, path: Path, device: torch.device, steps: int = 20) -> None:
     """Row 1: inputs; row 2: decodes of their z_sem from fixed random x_T (the official sampler, fp32)."""
-    from ..io.images import make_grid, save_image
-    from ..pipeline import decode, random_x_T
-    from ..sampling import OFFICIAL
-
     z = ema.encode(x0)
     x_T = random_x_T(range(len(x0)), ema.config.image_size, seed=0).to(device)
     rec = decode(ema, z, x_T, OFFICIAL.replace(steps=steps))
@@ -570,9 +562,6 @@ class LatentTrainConfig(TrainConfig):
 
 def train_latent(cfg: LatentTrainConfig, log: Optional[StepLog] = None) -> Path:
     """Train the latent DDIM on normalised z_sem of ``data`` (codes from ``run``'s autoencoder)."""
-    from ..io.models import load_component
-    from ..pipeline import pick_device
-
     device = pick_device(cfg.device)
     run = Path(cfg.run)
     ae = load_component(run / "autoencoder", "autoencoder", str(device))
@@ -635,10 +624,6 @@ def train_classifier(cfg: ClassifierTrainConfig, log: Optional[StepLog] = None) 
     names are matched to images of ``data`` by relative path or file name. The
     last 10 % (by file order) is held out for the reported accuracy.
     """
-    from ..io.models import load_component
-    from ..pipeline import pick_device
-    from ..data.toyfaces import read_attr_table
-
     device = pick_device(cfg.device)
     run = Path(cfg.run)
     ae = load_component(run / "autoencoder", "autoencoder", str(device))

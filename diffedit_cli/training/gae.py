@@ -33,13 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import pipeline
-from ..data import groups as grouping
-from ..data import toyfaces
+from ..data import groups as grouping, toyfaces
 from ..errors import DiffeditError, InputError, opt as named
 from ..io.models import INDEX_FILE, add_to_index, file_fingerprint, load_component, resolve_model, save_component
 from ..networks.gae import GAEConfig, GroupAutoencoder, swap_slices
-from .diffae import append_train_log, load_train_state, save_train_state
 from .config import TrainConfig
+from .diffae import append_train_log, dataset_codes, load_train_state, save_train_state
 
 StepLog = Callable[[dict], None]
 
@@ -144,8 +143,6 @@ def combine(losses: Dict[str, torch.Tensor], lambda_ss: float, lambda_ur: float)
 
 def group_codes(cfg: GAETrainConfig, folder: Path, autoencoder, progress=None) -> grouping.GroupCodes:
     """GROUP(C, 1) z_sem codes for ``cfg``, cached in ``train_state/gae_codes.pt`` (keyed by source and weights)."""
-    from .diffae import dataset_codes
-
     key = {"autoencoder": file_fingerprint(folder / "autoencoder" / "model.safetensors"), "groups": cfg.groups,
            "data": cfg.data, "labels": cfg.labels, "group_attrs": cfg.group_attrs,
            "group_seed": cfg.group_seed if cfg.data is None else None}

@@ -32,14 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from .. import diffusion
-from ..data import toyfaces
-from ..data import groups as grouping
+from ..data import groups as grouping, toyfaces
 from ..errors import DiffeditError, InputError, opt as named
 from ..io.images import to_model_range
-from .gae import combine, gae_losses, model_folder
 from ..io.models import load_component, save_component, write_index
-from .diffae import append_train_log, image_files, load_image_folder, load_train_state, save_train_state
+from ..pipeline import pick_device
 from .config import TrainConfig
+from .diffae import append_train_log, image_files, load_image_folder, load_train_state, save_train_state
+from .gae import combine, gae_losses, model_folder
 
 StepLog = Callable[[dict], None]
 
@@ -146,8 +146,6 @@ class JointRun:
 def setup_joint_run(cfg: JointTrainConfig, resume: bool = False, given: Optional[Iterable[str]] = None) -> JointRun:
     """Check ``cfg.out`` and the source model (a trained GAE on codes of its autoencoder), load both trainable,
     restore a resumed run's state."""
-    from ..pipeline import pick_device
-
     device = pick_device(cfg.device)
     out = Path(cfg.out).expanduser()
     state_path = out / "train_state" / "joint.pt"

@@ -13,6 +13,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
 
 from ..data import toyfaces
 from ..io import models
@@ -59,8 +60,6 @@ def degrade(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     Decoded images are softer and noisier than rendered ones; the oracle must judge them the same.
     images: (N, 3, S, S) in [-1, 1] -> same shape.
     """
-    from torchvision.transforms.functional import gaussian_blur
-
     out = images.clone()
     blur = torch.rand(len(images), generator=generator) < 0.5
     if blur.any():
