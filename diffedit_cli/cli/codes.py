@@ -9,7 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from ..sampling import DEFAULT
-from .options import (NoCacheOpt, AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
+from .options import (ManifestOpt, ShardOpt, scale_out, NoCacheOpt, AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
 
 
 def encode_cmd(
@@ -17,7 +17,7 @@ def encode_cmd(
     out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     spacing: SpacingOpt = DEFAULT.spacing, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, skip_existing: SkipOpt = False,
-    overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
     face_weights: FaceWeightsOpt = None, relative_to: RelativeToOpt = None,
 ):
@@ -39,11 +39,14 @@ def encode_cmd(
     """
     from ..jobs.filejobs import encode_files
 
-    faces = face_options(align, aligned, face, detector, face_weights, device)
-    loaded = ready_model(model, device, components=())
-    run_opts = run_options(device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing, overwrite=overwrite,
-                     spacing=spacing, relative_to=relative_to, cache=not no_cache)
+    scale = scale_out(shard, manifest, device)
+    faces = face_options(align, aligned, face, detector, face_weights, scale.device)
+    loaded = ready_model(model, scale.device, components=())
+    run_opts = run_options(scale.device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing,
+                           overwrite=overwrite, spacing=spacing, relative_to=relative_to, cache=not no_cache,
+                           shard=scale.shard)
     with reporter_for(json_lines, quiet) as rep:
+        scale.attach(rep, skip_existing, overwrite, loaded)
         if faces is not None:
             from ..jobs.photos import encode_photos
 
@@ -58,7 +61,7 @@ def decode_cmd(
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Ignore the stored x_T and draw it from --seed.")] = False,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     relative_to: RelativeToOpt = None,
 ):
     """Decode (z_sem, x_T) to images with deterministic DDIM.
@@ -69,11 +72,13 @@ def decode_cmd(
     """
     from ..jobs.filejobs import decode_files
 
-    loaded = ready_model(model, device, components=())
+    scale = scale_out(shard, manifest, device)
+    loaded = ready_model(model, scale.device, components=())
+    run_opts = run_options(scale.device, precision, batch_size, seed, steps, inv_steps, skip_existing, overwrite, sampler,
+                           spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
     with reporter_for(json_lines, quiet) as rep:
-        code = decode_files(loaded, inputs, out, run_options(device, precision, batch_size, seed, steps, inv_steps,
-                                                        skip_existing, overwrite, sampler, spacing=spacing,
-                                                        relative_to=relative_to, cache=not no_cache), rep, random_xT=random_xt)
+        scale.attach(rep, skip_existing, overwrite, loaded)
+        code = decode_files(loaded, inputs, out, run_opts, rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -188,7 +193,7 @@ def align_cmd(
     out: OutOpt = None,
     size: Annotated[Optional[int], typer.Option("--size", min=8, max=4096, help="Crop size in pixels (default: the model's image size).", show_default=False)] = None,
     model: ModelOpt = None, face: AlignFaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
-    device: DeviceOpt = "auto", skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False,
+    device: DeviceOpt = "auto", skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, relative_to: RelativeToOpt = None,
 ):
     """Detect faces in photos and write FFHQ-aligned crops <name>_<NN>.png (NN: face number, 0 = leftmost).
@@ -204,7 +209,9 @@ def align_cmd(
     """
     from ..jobs.photos import align_files, warn_if_not_photo_model
 
-    faces = face_options(True, False, face, detector, face_weights, device)
+    scale = scale_out(shard, manifest, device)
+    faces = face_options(True, False, face, detector, face_weights, scale.device)
+    loaded = None
     if size is None:
         from ..io.models import load_model
 
@@ -212,6 +219,8 @@ def align_cmd(
         warn_if_not_photo_model(loaded)
         size = loaded.image_size
     with reporter_for(json_lines, quiet) as rep:
-        code = align_files(inputs, out, size, faces, run_options(device, None, 1, 0, skip_existing=skip_existing,
-                                                           overwrite=overwrite, relative_to=relative_to), rep)
+        scale.attach(rep, skip_existing, overwrite, loaded)
+        code = align_files(inputs, out, size, faces, run_options(scale.device, None, 1, 0, skip_existing=skip_existing,
+                                                                 overwrite=overwrite, relative_to=relative_to,
+                                                                 shard=scale.shard), rep)
     raise typer.Exit(code)

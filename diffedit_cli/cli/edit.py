@@ -9,7 +9,7 @@ from typing_extensions import Annotated
 
 from ..errors import DiffeditError, InputError
 from ..sampling import DEFAULT
-from .options import (NoCacheOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
+from .options import (ManifestOpt, ShardOpt, scale_out, NoCacheOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
 
 
 def edit_cmd(
@@ -22,7 +22,7 @@ def edit_cmd(
     list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     levels: LevelsOpt = None,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "all", detector: DetectorOpt = "auto",
     face_weights: FaceWeightsOpt = None,
@@ -53,6 +53,8 @@ def edit_cmd(
     from ..editing.plan import plan_edit
     from ..jobs.filejobs import edit_files
 
+    scale = scale_out(shard, manifest, device)
+    device = scale.device
     faces = face_options(align, aligned, face, detector, face_weights, device)
     if paste_back and faces is None:
         raise DiffeditError("--paste-back needs --align (it blends edited faces back into the photos they came from)")
@@ -69,10 +71,11 @@ def edit_cmd(
         raise DiffeditError("give at least one --attr NAME or NAME=ALPHA (see --list-attrs) or --direction FILE:NAME")
     if alphas is not None and len(attr) + len(direction) != 1:
         raise DiffeditError("--alpha-sweep takes exactly one --attr or --direction")
-    run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler, spacing=spacing,
-                     relative_to=relative_to, cache=not no_cache)
+    run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
+                           spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
     plan = plan_edit(loaded, attr, alpha, topk, alphas, levels_of(levels, loaded), direction, orthogonal_to)
     with reporter_for(json_lines, quiet) as rep:
+        scale.attach(rep, skip_existing, overwrite, loaded)
         if faces is not None:
             from ..jobs.photos import edit_photos
 
@@ -122,7 +125,7 @@ def swap_cmd(
     residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
     out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     relative_to: RelativeToOpt = None,
 ):
     """Give A the attribute slice(s) of B with the model's group-supervised autoencoder (GAE).
@@ -139,12 +142,13 @@ def swap_cmd(
     """
     from ..jobs.swapping import swap_files
 
-    loaded = ready_model(model, device, components=("gae",))
+    scale = scale_out(shard, manifest, device)
+    loaded = ready_model(model, scale.device, components=("gae",))
+    run_opts = run_options(scale.device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
+                           spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
     with reporter_for(json_lines, quiet) as rep:
-        code = swap_files(loaded, [a], b, attr or [], out,
-                          run_options(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
-                                spacing=spacing, relative_to=relative_to, cache=not no_cache), rep,
-                          compare=compare, residual=residual)
+        scale.attach(rep, skip_existing, overwrite, loaded)
+        code = swap_files(loaded, [a], b, attr or [], out, run_opts, rep, compare=compare, residual=residual)
     raise typer.Exit(code)
 
 

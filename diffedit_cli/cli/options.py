@@ -156,6 +156,8 @@ SkipOpt = Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whos
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs (never inputs).")]
 
 
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="Only shard I of N of the inputs (I/N, 0-based: 0/4 ... 3/4), split by a stable hash of each input's path; run the N shards anywhere, into one --out. Under torchrun / accelerate the shard (RANK/WORLD_SIZE) and the GPU (LOCAL_RANK) come from the environment.", show_default=False)]
+ManifestOpt = Annotated[Optional[Path], typer.Option("--manifest", help="Also write a JSON-lines record of every input (input, output, status, error, sha256 of the output, model fingerprint, shard); sharded runs write FILE.shard-I-of-N.jsonl each.", show_default=False)]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Invert every image, neither reading nor storing the latent cache (inversions are kept there so that a second edit of the same image skips them; 'diffedit cache info').")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
@@ -206,7 +208,7 @@ def face_options(align: bool, aligned: bool, face: str, detector: str, face_weig
 
 
 def run_options(device, precision, batch_size, seed, steps=None, inv_steps=None, skip_existing=False,
-                overwrite=False, sampler=None, spacing=None, relative_to=None, cache=False):
+                overwrite=False, sampler=None, spacing=None, relative_to=None, cache=False, shard=None):
     """The job's RunOptions from the common flags: a Sampling from the command line's defaults and the flags given;
     ``cache``: read and store inversions in the user's latent cache (unless ``$DIFFEDIT_LATENT_CACHE_MB`` is 0)."""
     from ..io.latent_cache import LatentCache
@@ -216,7 +218,7 @@ def run_options(device, precision, batch_size, seed, steps=None, inv_steps=None,
     sampling = DEFAULT.replace(**{k: v for k, v in given.items() if v is not None})
     return RunOptions(device=device, sampling=sampling, batch_size=batch_size, seed=seed,
                       skip_existing=skip_existing, overwrite=overwrite, relative_to=relative_to,
-                      cache=LatentCache.default() if cache else None)
+                      cache=LatentCache.default() if cache else None, shard=shard)
 
 
 def ready_model(model: Optional[str], device: str, components=("latent", "classifier")):
@@ -306,3 +308,33 @@ def eval_sampling(sampler: str, spacing: str, precision: str, steps: Optional[in
     changes = dict(sampler=sampler, spacing=spacing, precision=precision)
     changes.update({k: v for k, v in (("steps", steps), ("inv_steps", inv_steps)) if v is not None})
     return EVALUATION.replace(**changes).check(decode=True, invert=inv_steps is not None)
+
+
+# -- scale-out: shards and manifests --------------------------------------------------------------------------------
+
+class ScaleOut:
+    """``--shard`` / the torchrun environment and ``--manifest`` of one folder command."""
+
+    def __init__(self, shard: Optional[str], manifest: Optional[Path], device: str):
+        from ..jobs.shards import device_from_env, parse_shard, shard_from_env
+
+        self.shard = parse_shard(shard) if shard is not None else shard_from_env()
+        self.device = device_from_env(device)
+        self.manifest = manifest
+
+    def attach(self, reporter, skip_existing: bool, overwrite: bool, model=None) -> None:
+        """Open the run's manifest (this shard's) on ``reporter``, refused before any work if it exists and the
+        run neither resumes nor overwrites."""
+        from ..jobs.shards import shard_path
+
+        if self.manifest is None:
+            return
+        reporter.open_manifest(shard_path(self.manifest, self.shard), resume=skip_existing, overwrite=overwrite)
+        if model is not None:
+            reporter.context["model_fingerprint"] = model.fingerprint
+        if self.shard is not None:
+            reporter.context["shard"] = f"{self.shard[0]}/{self.shard[1]}"
+
+
+def scale_out(shard: Optional[str], manifest: Optional[Path], device: str) -> ScaleOut:
+    return ScaleOut(shard, manifest, device)

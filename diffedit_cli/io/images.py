@@ -156,12 +156,17 @@ def load_image(path: PathLike, size: int) -> torch.Tensor:
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
-    img = load_image_u8(path, size)
+    return fit_image(load_image_u8(path, size), size, os.fspath(path))
+
+
+def fit_image(img: Image.Image, size: int, name: str = "image") -> torch.Tensor:
+    """An RGB image -> (3, size, size) float32 in [-1, 1] as the official loader makes it: the shorter side resized
+    to ``size`` (bilinear, antialiased), then the centre square cropped."""
     width, height = img.size
     resized_pixels = size * size * max(width, height) / min(width, height)
     if Image.MAX_IMAGE_PIXELS is not None and resized_pixels > Image.MAX_IMAGE_PIXELS:
         raise InputError(
-            f"cannot read image '{os.fspath(path)}': aspect ratio {width}x{height} "
+            f"cannot read image '{name}': aspect ratio {width}x{height} "
             f"is too extreme to resize to {size}x{size}"
         )
     img = TF.resize(img, size, interpolation=InterpolationMode.BILINEAR, antialias=True)

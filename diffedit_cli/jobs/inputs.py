@@ -18,6 +18,7 @@ from ..io.files import EXISTS_HINT
 from ..io.latents import is_latent_path
 from ..io.outputs import OutputPlan, refuse_empty_out
 from .report import Reporter
+from . import shards
 from .options import RunOptions
 
 
@@ -183,6 +184,10 @@ def plan_outputs(specs: Sequence[str], kinds: str, out: Optional[str], suffix: s
     if not items and not errors:
         raise InputError("no input files given")
     single = out_is_file(out, len(items), file_suffixes)
+    if opts.shard is not None:
+        if single:
+            raise InputError(f"{opt('shard')} splits folder runs; '{out}' names one output file", param="shard")
+        items = shards.select(items, opts.shard)
     out_path = Path(out or DEFAULT_OUT)
     if single and suffix != ".safetensors":
         imageio.check_writable_extension(out_path)

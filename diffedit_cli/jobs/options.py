@@ -27,6 +27,7 @@ class RunOptions:
     overwrite: bool = False
     relative_to: Optional[str] = None  # outputs mirror the inputs' paths inside this folder (see collect_inputs)
     cache: Optional[LatentCache] = None  # images inverted before are read from it (io.latent_cache)
+    shard: Optional[Tuple[int, int]] = None  # (I, N): only the inputs of shard I of N (jobs.shards)
 
     def validate(self, model: DiffAEModel, decode: bool = True, invert: bool = True) -> None:
         """Check the sampling (names, step counts against the model's schedule) and the device before any work."""

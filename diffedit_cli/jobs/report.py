@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import List, Optional, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import opt, spell
+from ..errors import InputError, opt, spell
+from ..io.files import EXISTS_HINT
 
 
 class Reporter:
-    """Progress bars on stderr, one JSON line per output on stdout, per-file failures."""
+    """Progress bars on stderr, one JSON line per output on stdout, per-file failures; with ``manifest``, a JSON-lines
+    record of every input (see :meth:`open_manifest`)."""
 
     def __init__(self, json_lines: bool = False, quiet: bool = False):
         self.console = Console(stderr=True, highlight=False)
         self.json_lines = json_lines
         self.quiet = quiet
+        self.manifest: Optional[Path] = None
+        self.context: Dict[str, object] = {}  # added to every manifest line (model fingerprint, shard)
         self.failures: List[Tuple[str, str]] = []
         self.done = 0
         self.skipped = 0
@@ -70,22 +76,44 @@ class Reporter:
             self._progress.update(task, completed=done, total=total, visible=done < total)
         return update
 
+    def open_manifest(self, path: Path, resume: bool = False, overwrite: bool = False) -> Path:
+        """Record every input of the run in ``path`` (JSON lines: input, output, status, error, sha256 of the output,
+        and :attr:`context`). An existing manifest is refused before any work unless the run resumes
+        (``resume``: lines are appended) or ``overwrite`` (it is replaced)."""
+        path = Path(path)
+        if path.is_dir():
+            raise InputError(f"manifest '{path}' is a folder", param="manifest")
+        if path.exists() and not (resume or overwrite):
+            raise InputError(f"manifest '{path}' already exists ({EXISTS_HINT})", param="manifest")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a" if resume else "w", encoding="utf-8"):
+            pass
+        self.manifest = path
+        return path
+
+    def _record(self, line: dict) -> None:
+        if self.json_lines:
+            print(json.dumps(line), flush=True)
+        if self.manifest is not None:
+            output = line.get("output")
+            if output and line["status"] != "error" and Path(output).is_file():
+                line = {**line, "sha256": _sha256(Path(output))}
+            with open(self.manifest, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({**line, **self.context}) + "\n")
+
     def ok(self, source: str, output: str, **info) -> None:
         self.done += 1
-        if self.json_lines:
-            print(json.dumps({"input": source, "output": output, "status": "ok", **info}), flush=True)
+        self._record({"input": source, "output": output, "status": "ok", **info})
 
     def skip(self, source: str, output: str) -> None:
         self.skipped += 1
-        if self.json_lines:
-            print(json.dumps({"input": source, "output": output, "status": "skipped"}), flush=True)
+        self._record({"input": source, "output": output, "status": "skipped"})
 
     def fail(self, source: str, message: str) -> None:
         self.failures.append((source, message))
         message = spell(message)
         self.console.print(f"[red]error[/red]: {message}", markup=True, soft_wrap=True)
-        if self.json_lines:
-            print(json.dumps({"input": source, "status": "error", "error": message}), flush=True)
+        self._record({"input": source, "status": "error", "error": message})
 
     def _counts(self, what: str) -> str:
         noun, _, rest = what.partition(" ")
@@ -102,6 +130,14 @@ class Reporter:
         """Print the closing line; exit code 1 if anything failed."""
         self.console.print(self._counts(what))
         return 1 if self.failures else 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 SINGULAR = {"mixes": "mix", "frames": "frame", "samples": "sample", "faces": "face", "photos": "photo"}

@@ -1,0 +1,103 @@
+"""Scale-out: --shard I/N (or torchrun's environment) splits a folder run by a stable hash, every input in exactly one
+shard; shards write into one --out; manifests record every input; a crashed run completes with --skip-existing,
+also with another N."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffedit_cli.cli import main
+from diffedit_cli.errors import DiffeditError
+from diffedit_cli.jobs.shards import in_shard, parse_shard, shard_from_env, shard_path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ENC = ["--inv-steps", "2", "--precision", "fp32", "-q"]
+
+
+def _folder(tmp_path: Path, n: int) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in range(n):
+        shutil.copy(EXAMPLES / ("face.png" if k % 2 else "face2.png"), folder / f"f{k:02d}.png")
+    return folder
+
+
+def _manifest_lines(paths):
+    return [json.loads(line) for p in paths for line in Path(p).read_text().splitlines()]
+
+
+def test_every_input_is_in_exactly_one_shard_and_new_files_move_nothing():
+    names = [Path(f"dir/{k}.png") for k in range(200)]
+    for n in (1, 2, 3, 8):
+        owners = [[i for i in range(n) if in_shard(name, (i, n))] for name in names]
+        assert all(len(o) == 1 for o in owners)
+        if n == 8:
+            sizes = [sum(o == [i] for o in owners) for i in range(n)]
+            assert min(sizes) > 10  # a hash, not a pile-up on one shard
+    more = names + [Path(f"dir/new{k}.png") for k in range(50)]
+    assert [in_shard(p, (1, 3)) for p in names] == [in_shard(p, (1, 3)) for p in more[:200]]
+    assert parse_shard("2/8") == (2, 8) and shard_path(Path("m.jsonl"), (2, 8)) == Path("m.shard-2-of-8.jsonl")
+    for bad in ("8/8", "-1/4", "1", "a/b", "0/0", "1/200000"):
+        with pytest.raises(DiffeditError):
+            parse_shard(bad)
+    assert shard_from_env({"RANK": "1", "WORLD_SIZE": "4"}) == (1, 4)
+    assert shard_from_env({"RANK": "0", "WORLD_SIZE": "1"}) is None and shard_from_env({}) is None
+
+
+def test_shards_into_one_out_cover_the_folder_and_a_crash_completes_with_another_n(tmp_path, capsys):
+    folder = _folder(tmp_path, 7)
+    out = tmp_path / "out"
+    for i in range(3):
+        assert main(["encode", str(folder), "--out", str(out), "--shard", f"{i}/3", "--manifest",
+                     str(tmp_path / "m.jsonl"), *ENC]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"f{k:02d}.safetensors" for k in range(7)]
+    lines = _manifest_lines(sorted(tmp_path.glob("m.shard-*-of-3.jsonl")))
+    assert sorted(Path(l["input"]).name for l in lines) == [f"f{k:02d}.png" for k in range(7)]  # no duplicates
+    import hashlib
+    for line in lines:
+        assert line["status"] == "ok" and line["model_fingerprint"] and line["shard"].endswith("/3")
+        assert line["sha256"] == hashlib.sha256(Path(line["output"]).read_bytes()).hexdigest()
+    # a crash lost some outputs: the same command with --skip-existing, now as 2 shards, completes the run
+    for k in (1, 4, 5):
+        (out / f"f{k:02d}.safetensors").unlink()
+    capsys.readouterr()
+    encoded = skipped = 0
+    for i in range(2):
+        assert main(["encode", str(folder), "--out", str(out), "--shard", f"{i}/2", "--skip-existing", *ENC]) == 0
+        summary = capsys.readouterr().err.strip().splitlines()[-1]  # "2 encoded, 2 skipped (exist)"
+        encoded += int(summary.split(" encoded")[0])
+        skipped += int(summary.split(", ")[1].split(" ")[0]) if "skipped" in summary else 0
+    assert (encoded, skipped) == (3, 4)
+    assert len(list(out.iterdir())) == 7
+    # a manifest is an output: never replaced without a flag
+    assert main(["encode", str(folder), "--out", str(tmp_path / "out2"), "--shard", "0/3", "--manifest",
+                 str(tmp_path / "m.jsonl"), *ENC]) == 2
+    assert "m.shard-0-of-3.jsonl" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
+def test_a_shard_of_one_output_file_and_a_bad_shard_are_refused(tmp_path, capsys):
+    face = str(EXAMPLES / "face.png")
+    assert main(["encode", face, "--out", str(tmp_path / "a.safetensors"), "--shard", "0/2", *ENC]) == 2
+    assert "--shard" in capsys.readouterr().err
+    assert main(["edit", face, "--attr", "Smiling", "--out", str(tmp_path / "o"), "--shard", "2/2", *ENC]) == 2
+    assert "--shard" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_torchrun_processes_split_the_folder_without_a_flag(tmp_path):
+    folder = _folder(tmp_path, 5)
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                           "29611", "-m", "diffedit_cli", "encode", str(folder), "--out", str(out), "--manifest",
+                           str(tmp_path / "m.jsonl"), "--device", "cpu", *ENC],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == [f"f{k:02d}.safetensors" for k in range(5)]
+    lines = _manifest_lines(sorted(tmp_path.glob("m.shard-*-of-2.jsonl")))
+    assert sorted(Path(l["input"]).name for l in lines) == [f"f{k:02d}.png" for k in range(5)]
+    assert {l["shard"] for l in lines} <= {"0/2", "1/2"}
