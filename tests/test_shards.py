@@ -101,3 +101,21 @@ def test_torchrun_processes_split_the_folder_without_a_flag(tmp_path):
     lines = _manifest_lines(sorted(tmp_path.glob("m.shard-*-of-2.jsonl")))
     assert sorted(Path(l["input"]).name for l in lines) == [f"f{k:02d}.png" for k in range(5)]
     assert {l["shard"] for l in lines} <= {"0/2", "1/2"}
+
+
+def test_the_ray_example_encodes_a_folder_on_a_local_cluster(tmp_path):
+    """examples/ray_encode.py with the Encoder operator writes latent files that 'diffedit decode' reads, with their
+    provenance (the [ray] extra; skipped where Ray is not installed)."""
+    pytest.importorskip("ray", reason="Ray is the optional [ray] extra: pip install -e '.[ray]'")
+    folder = _folder(tmp_path, 3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_DISABLE_USAGE_STATS": "1"}
+    script = Path(__file__).resolve().parent.parent / "examples" / "ray_encode.py"
+    done = subprocess.run([sys.executable, str(script), str(folder), "--out", str(tmp_path / "out"), "--inv-steps", "2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from diffedit_cli.io.latents import load_latent
+
+    written = sorted((tmp_path / "out").glob("*.safetensors"))
+    assert [p.stem for p in written] == ["f00", "f01", "f02"]
+    assert main(["decode", str(written[0]), "--out", str(tmp_path / "d.png"), "--steps", "2", "-q"]) == 0
+    assert load_latent(written[0]).meta["inv_steps"] == "2"
