@@ -16,7 +16,7 @@ _spelling: Callable[[str], str] = lambda name: name
 
 def opt(name: str) -> str:
     """A parameter named inside a message (``opt("inv_steps")``): shown as the front end spells it, the command line
-    as its flag (``--inv-steps``), Python as the keyword (``inv_steps``). The library never writes a flag itself."""
+    as its flag, Python as the keyword (``inv_steps``). The library never writes a flag itself."""
     return f"{_MARK}{name}{_MARK}"
 
 
@@ -35,7 +35,7 @@ class DiffeditError(Exception):
     """An error the user can fix; ``str(err)`` is one line.
 
     ``param``: the library parameter the message starts with (``"levels"``, ``"inv_steps"``), so that a
-    front end can name its own spelling of it (the CLI prints ``--levels``, ``--inv-steps``).
+    front end can name its own spelling of it (the CLI prints its flag).
     """
 
     exit_code = 2
@@ -63,7 +63,7 @@ def reason(err: BaseException, limit: int = 160) -> str:
 
 def flag_message(err: DiffeditError, spelling: Optional[Callable[[str], str]] = None) -> str:
     """``str(err)`` with its leading parameter name (``err.param``) spelled by ``spelling`` (``inv_steps`` ->
-    ``--inv-steps``; default: the same rule without a table)."""
+    its flag; default: two dashes and hyphens, without a table)."""
     text, param = str(err), getattr(err, "param", None)
     if not param or not text.startswith(param):
         return text

@@ -82,7 +82,7 @@ def prepare(autoencoder: DiffAEAutoencoder, device: torch.device, channels_last:
 
 
 def load(spec: Optional[str] = None, device: str = "auto", components: Sequence[str] = ("latent", "classifier")):
-    """A ready model, as every command gets it: ``spec`` resolved as ``--model`` is (default: the shipped model),
+    """A ready model, as every command gets it: ``spec`` resolved as ``model`` is (default: the shipped model),
     loaded with whichever of ``components`` it has, moved to ``device`` (``auto``: cuda if available), the
     autoencoder prepared (:func:`prepare`). Returns a :class:`diffedit_cli.io.models.DiffAEModel`."""
     dev = pick_device(device)

@@ -12,7 +12,7 @@ from typing_extensions import Annotated
 from ..sampling import EVALUATION
 
 from ..errors import DiffeditError
-from .options import (BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, LevelsOpt, MAX_FACES, ModelOpt, QuietOpt, SeedOpt, check_steps, face_options, float_list, int_list, ready_model, EvalPrecisionOpt, EvalSamplerOpt, EvalSpacingOpt, eval_sampling, reporter_for)
+from .options import (RowsJsonOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, LevelsOpt, MAX_FACES, ModelOpt, QuietOpt, SeedOpt, check_steps, face_options, float_list, int_list, ready_model, EvalPrecisionOpt, EvalSamplerOpt, EvalSpacingOpt, eval_sampling, reporter_for)
 
 
 def eval_recon_cmd(
@@ -24,7 +24,7 @@ def eval_recon_cmd(
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: EvalPrecisionOpt = EVALUATION.precision, sampler: EvalSamplerOpt = EVALUATION.sampler,
     spacing: EvalSpacingOpt = EVALUATION.spacing,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    json_out: RowsJsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Reconstruction quality (Diff-AE Table 2 protocol): MSE, PSNR, SSIM, LPIPS with inferred and random x_T.
@@ -61,7 +61,7 @@ def eval_edit_cmd(
     batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: EvalPrecisionOpt = EVALUATION.precision, sampler: EvalSamplerOpt = EVALUATION.sampler,
     spacing: EvalSpacingOpt = EVALUATION.spacing,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    json_out: RowsJsonOpt = False,
     quiet: QuietOpt = False, levels: LevelsOpt = None,
     face: FaceOpt = "all", detector: DetectorOpt = "auto", face_weights: FaceWeightsOpt = None,
     attrs: Annotated[Optional[str], typer.Option("--attrs", help="Real photos: comma-separated attributes (default: all of the classifier's).", show_default=False)] = None,
@@ -118,7 +118,7 @@ def eval_sample_cmd(
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: EvalPrecisionOpt = EVALUATION.precision, sampler: EvalSamplerOpt = EVALUATION.sampler,
     spacing: EvalSpacingOpt = EVALUATION.spacing,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    json_out: RowsJsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Attribute frequencies of unconditional samples (judged by the oracle) against the data's.
@@ -150,7 +150,7 @@ def eval_compare_cmd(
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: EvalPrecisionOpt = EVALUATION.precision, sampler: EvalSamplerOpt = EVALUATION.sampler,
     spacing: EvalSpacingOpt = EVALUATION.spacing,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    json_out: RowsJsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """HDAE's comparison (DAE vs HDAE(U) vs HDAE(U) + top-k): MSE / LPIPS outside the dilated part mask
@@ -236,7 +236,7 @@ def eval_curve_cmd(
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: EvalPrecisionOpt = EVALUATION.precision, sampler: EvalSamplerOpt = EVALUATION.sampler,
     spacing: EvalSpacingOpt = EVALUATION.spacing,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
+    json_out: RowsJsonOpt = False,
     quiet: QuietOpt = False,
 ):
     """Training curves: reconstruction MSE (inferred / random x_T) of every EMA snapshot and the logged loss.

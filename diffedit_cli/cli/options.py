@@ -298,6 +298,7 @@ def float_list(text: str, flag: str) -> List[float]:
 
 EvalSamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder of the measurement (default: ddim, the official protocol; dpmpp-2m measures what 'edit' decodes with).")]
 EvalSpacingOpt = Annotated[str, typer.Option("--spacing", help="Timesteps of the measurement (default: uniform, the official protocol; quadratic is what 'edit' uses).")]
+RowsJsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")]
 EvalPrecisionOpt = Annotated[str, typer.Option("--precision", callback=precision_choice, help="fp32 (default: the official numbers), fp16 or bf16.")]
 
 

@@ -111,7 +111,7 @@ def parse_edits(specs: Sequence[str], default_alpha: float, attributes: Sequence
 
 
 def level_edit_route(autoencoder, levels: Optional[Sequence[int]]):
-    """How ``--levels`` (0-based list or None) restricts an edit: ``(mask, block_levels)``.
+    """How ``levels`` (0-based list or None) restricts an edit: ``(mask, block_levels)``.
 
     HDAE models: ``mask`` (bool (L*D,)) restricts the direction to those levels' coordinates and
     ``block_levels`` is None (decode the edited code normally). Plain Diff-AE models: ``mask`` is None and

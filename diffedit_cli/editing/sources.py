@@ -47,7 +47,7 @@ class DirectionSources:
         return dirs.Edit(f"{path}:{found.names[index]}", found.raw(index), found.std, alpha)
 
     def raw(self, name: str) -> torch.Tensor:
-        """A direction named for ``--orthogonal-to``: a classifier attribute, or ``FILE:NAME``."""
+        """A direction named for ``orthogonal_to``: a classifier attribute, or ``FILE:NAME``."""
         if ":" in name:
             path, _, key = name.rpartition(":")
             found = self.file(path)

@@ -8,7 +8,7 @@
   rate (:func:`evaluation.eval_editing`), reconstruction MSE with inferred and random x_T
   (:func:`evaluation.eval_reconstruction`).
 * :func:`training_curve` — reconstruction vs training steps from a run's EMA snapshots (``train autoencoder
-  --keep-every N`` writes ``snapshots/autoencoder_<step>/``) next to the logged training loss.
+  keep_every N`` writes ``snapshots/autoencoder_<step>/``) next to the logged training loss.
 
 All images in [0, 1]; MSE in [0, 1]; LPIPS >= 0 (None when LPIPS cannot run: no lpips package, or
 no AlexNet weights and no way to download them).

@@ -155,7 +155,7 @@ def eval_semantics(model: DiffAEModel, data_dir, n: int = 100, probe_data=None, 
 
 
 def semantics_curve(run, data_dir, oracle=None, device: str = "cpu", **options) -> List[dict]:
-    """:func:`eval_semantics` of every EMA snapshot of a run (``train autoencoder --keep-every N``), by step.
+    """:func:`eval_semantics` of every EMA snapshot of a run (``train autoencoder keep_every N``), by step.
 
     Rows ``{"run", "step", <summary keys>}``; ``options`` go to :func:`eval_semantics`. The snapshots share one
     architecture, so the random-encoder floor is computed once.

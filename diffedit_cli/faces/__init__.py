@@ -11,5 +11,5 @@ Modules (one concern each):
 * :mod:`.identity` - dlib's 128-D face descriptor and identity similarity;
 * :mod:`.photos` - reading photos losslessly (EXIF orientation, alpha, 16-bit) and writing them back.
 
-The file-level runs behind ``diffedit align`` and ``--align`` / ``--paste-back`` are :mod:`diffedit_cli.jobs.photos`.
+The file-level runs behind ``diffedit align`` and ``align`` / ``paste_back`` are :mod:`diffedit_cli.jobs.photos`.
 """

@@ -1,7 +1,7 @@
 """Face detector backends and the weight files they need.
 
 * ``facexlib`` (RetinaFace ResNet-50, 5 landmarks; ``facexlib-mobile``: RetinaFace MobileNet-0.25): weights
-  are read from a cache folder (``--face-weights DIR``, else ``$DIFFEDIT_FACE_WEIGHTS``, else
+  are read from a cache folder (``face_weights DIR``, else ``$DIFFEDIT_FACE_WEIGHTS``, else
   ``$XDG_CACHE_HOME/diffedit/facexlib`` = ``~/.cache/diffedit/facexlib``) and, when missing, downloaded there
   on first use with facexlib's own downloader (``load_file_from_url(save_dir=...)``, i.e. facexlib's
   ``model_rootpath``), never into site-packages; ``$DIFFEDIT_FACEXLIB_MIRROR`` (a base URL) replaces
@@ -314,7 +314,7 @@ def select_faces(faces: List[Face], which: str = "all") -> List[Tuple[int, Face]
 
 
 def check_face_spec(which: str) -> None:
-    """Validate ``--face`` before any work starts."""
+    """Validate ``face`` before any work starts."""
     select_faces([], which)
 
 

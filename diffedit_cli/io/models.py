@@ -8,7 +8,7 @@ Layout of a model (a local folder or a Hugging Face Hub model repo)::
     latent/...                 latent DDIM (optional)
     classifier/...             linear attribute classifier (optional)
 
-``--model`` accepts a local folder, the name of a model shipped in ``weights/``,
+``model`` accepts a local folder, the name of a model shipped in ``weights/``,
 or a Hub id ``org/name`` with an optional ``@revision`` (branch, tag or commit).
 Hub downloads go through :func:`huggingface_hub.snapshot_download`, so the
 standard cache (``HF_HOME``), ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` apply.
@@ -36,7 +36,7 @@ from .components import (COMPONENTS, CONFIG_FILE, DEFAULT_MODEL, FORMAT_VERSION,
 from .pretrained import hub_errors
 from .registry import KNOWN
 
-# -- resolving --model -----------------------------------------------------
+# -- resolving model -----------------------------------------------------
 
 @dataclass
 class ModelLocation:

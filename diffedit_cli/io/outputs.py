@@ -1,7 +1,7 @@
 """The output planner: every file a run writes is claimed here before any compute.
 
 A claim is refused (one line naming the file) when the target is one of the run's inputs (images, latent files,
-donors, parts, direction files, models: even with ``--overwrite``), when two outputs of the run would share it,
+donors, parts, direction files, models: even with ``overwrite``), when two outputs of the run would share it,
 when it is a folder or a dangling symlink, or, without ``overwrite``, when it already exists. Files are then
 published exclusively (:mod:`diffedit_cli.io.files`) unless overwriting, so a file that appears while the run
 computes (another run, another program) is never replaced.
@@ -18,13 +18,13 @@ from .files import EXISTS_HINT
 
 
 def refuse_empty_out(out: Optional[str]) -> None:
-    """An empty ``--out`` (an unset shell variable) is refused, never read as the current folder or the default."""
+    """An empty ``out`` (an unset shell variable) is refused, never read as the current folder or the default."""
     if out is not None and not str(out).strip():
         raise InputError("out is an empty string (an unset shell variable?): give a file or folder name", param="out")
 
 
 def out_folder(out: Optional[str], default: Path) -> Path:
-    """``--out`` or the default folder (:func:`refuse_empty_out` first)."""
+    """``out`` or the default folder (:func:`refuse_empty_out` first)."""
     refuse_empty_out(out)
     return Path(out) if out is not None else Path(default)
 

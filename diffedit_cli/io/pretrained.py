@@ -1,6 +1,6 @@
 """Models in the official layout, from a local folder or a Hub repo, converted once into the user cache.
 
-``--model`` accepts, besides diffedit model folders, any folder or Hub model repo that holds official Diff-AE
+``model`` accepts, besides diffedit model folders, any folder or Hub model repo that holds official Diff-AE
 weights: the Lightning checkpoints as the official Drive folders lay them out (``ffhq256_autoenc/last.ckpt``,
 ``*_latent/last.ckpt``, ``*_cls/last.ckpt``, ``latent.pkl``), or plain state dicts with the official parameter
 names (``.safetensors``, ``.pt``, ``.pth``, ``.bin``; EMA-stripped or ``ema_model.``-prefixed), as in the

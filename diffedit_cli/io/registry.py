@@ -1,4 +1,4 @@
-"""Pretrained models known by name (``--model ffhq256``): where they live and where they come from.
+"""Pretrained models known by name (``model ffhq256``): where they live and where they come from.
 
 Each entry is a Hub repo in the official layout (converted on first use by :mod:`.pretrained`) with the facts a
 user needs before downloading it: what it is, its resolution, its components, its download size, the paper and

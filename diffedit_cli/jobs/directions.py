@@ -1,8 +1,8 @@
 """Jobs behind ``diffedit directions``: codes of many inputs -> direction files; the overview grid; edits.
 
 The math is in :mod:`diffedit_cli.editing.directions`; this module reads inputs (images are encoded, latent files
-read and checked, failures per file), writes direction files and pictures, and turns ``--direction`` /
-``--orthogonal-to`` texts into edits for :func:`diffedit_cli.jobs.filejobs.edit_files`.
+read and checked, failures per file), writes direction files and pictures, and turns ``direction`` /
+``orthogonal_to`` texts into edits for :func:`diffedit_cli.jobs.filejobs.edit_files`.
 """
 
 from __future__ import annotations

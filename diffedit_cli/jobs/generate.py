@@ -28,7 +28,7 @@ def interpolate_pair(model: DiffAEModel, a: str, b: str, out: Optional[str], fra
                      reporter: Reporter, gif_ms: int = 120, levels: Optional[Sequence[int]] = None) -> int:
     """Interpolate two images / latent files: lerp z_sem, slerp x_T; frames + grid + GIF.
 
-    ``levels`` (0-based, 0 = finest; :func:`diffedit_cli.hierarchy.parse_levels` reads the ``--levels`` text):
+    ``levels`` (0-based, 0 = finest; :func:`diffedit_cli.networks.hierarchy.parse_levels` reads the ``levels`` text):
     only those levels move from A to B, the others keep A's code, and x_T stays A's
     (see :func:`diffedit_cli.pipeline.decode_levels`).
     """

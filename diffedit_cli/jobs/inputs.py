@@ -1,5 +1,5 @@
 """Inputs and where their outputs go: files, folders (recursive), globs or ``-`` (paths on stdin) -> items; output
-names mirror the input tree under ``--out`` (or one file for one input), planned through :mod:`diffedit_cli.io.outputs`
+names mirror the input tree under ``out`` (or one file for one input), planned through :mod:`diffedit_cli.io.outputs`
 before any compute."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def collect_inputs(specs: Sequence[str], kinds: str = "images", stdin=None,
                    relative_to: Optional[str] = None) -> Tuple[List[Item], List[Tuple[str, str]]]:
     """Expand files / folders / globs / ``-`` into items; returns (items, [(spec, error)]).
 
-    Each item's ``rel`` (its output path under ``--out``) is its path inside a folder given as input, its bare name
+    Each item's ``rel`` (its output path under ``out``) is its path inside a folder given as input, its bare name
     for a file, a glob match or a path read from stdin, or, with ``relative_to``, its path inside that folder
     (so a list of files from several folders keeps their tree)."""
     base = Path(relative_to).expanduser().resolve() if relative_to else None
@@ -132,7 +132,7 @@ def out_is_file(out: Optional[str], n_items: int, suffixes: Iterable[str]) -> bo
 
 
 def prepare_output_folders(targets: Iterable[Path]) -> set:
-    """Create the folders the outputs go to now, so that an unusable --out fails before any compute.
+    """Create the folders the outputs go to now, so that an unusable out fails before any compute.
 
     Returns the folders this process may not write to (read-only): their items fail one by one, up front.
     """

@@ -1,9 +1,9 @@
-"""File-level runs on real photos: ``diffedit align``, ``--align`` on encode / edit / interpolate,
-``--paste-back``, and the identity / fidelity evaluation of edits on photos.
+"""File-level runs on real photos: ``diffedit align``, ``align`` on encode / edit / interpolate,
+``paste_back``, and the identity / fidelity evaluation of edits on photos.
 
-Per photo: read it upright (:mod:`.photos`), detect faces (:mod:`.detection`), pick them (``--face``),
+Per photo: read it upright (:mod:`.photos`), detect faces (:mod:`.detection`), pick them (``face``),
 compute the FFHQ quads and crops at the model's size (:mod:`.align`). Per-face outputs are named
-``<stem>_<NN>`` (NN: the face number, 0 = leftmost); ``--paste-back`` writes the whole photo instead.
+``<stem>_<NN>`` (NN: the face number, 0 = leftmost); ``paste_back`` writes the whole photo instead.
 Every output is written atomically; a photo without a face is a per-file failure.
 """
 

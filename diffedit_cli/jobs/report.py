@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -12,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..errors import InputError, opt, spell
 from ..io.files import EXISTS_HINT
+from ..io.pretrained import sha256_file
 
 
 class Reporter:
@@ -97,7 +97,7 @@ class Reporter:
         if self.manifest is not None:
             output = line.get("output")
             if output and line["status"] != "error" and Path(output).is_file():
-                line = {**line, "sha256": _sha256(Path(output))}
+                line = {**line, "sha256": sha256_file(Path(output))}
             with open(self.manifest, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({**line, **self.context}) + "\n")
 
@@ -130,14 +130,6 @@ class Reporter:
         """Print the closing line; exit code 1 if anything failed."""
         self.console.print(self._counts(what))
         return 1 if self.failures else 0
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 SINGULAR = {"mixes": "mix", "frames": "frame", "samples": "sample", "faces": "face", "photos": "photo"}

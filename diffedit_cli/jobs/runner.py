@@ -139,7 +139,7 @@ def run_units(units: Iterable[Unit], opts: "RunOptions", compute: Callable[[List
 
     def failed(source: str, err: DiffeditError, target: Optional[Path] = None) -> None:
         if isinstance(err, OutputExists) and opts.skip_existing and target is not None:
-            reporter.skip(source, str(target))  # another run wrote it meanwhile: what --skip-existing asks for
+            reporter.skip(source, str(target))  # another run wrote it meanwhile: what skip_existing asks for
             return
         named = f"'{source}': {err}" if isinstance(err, NumericalError) else str(err)  # say whose decode it was
         reporter.fail(source, named)

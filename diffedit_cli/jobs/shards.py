@@ -1,10 +1,10 @@
-"""Splitting a folder run across processes: ``--shard I/N`` or the environment torchrun / accelerate set.
+"""Splitting a folder run across processes: ``shard I/N`` or the environment torchrun / accelerate set.
 
-A run's inputs are split by a stable hash of each input's output name (its path under ``--out``), not by position:
+A run's inputs are split by a stable hash of each input's output name (its path under ``out``), not by position:
 adding files to a folder moves no other file to another shard, and every input belongs to exactly one shard (no
-padding, no duplicates). Each shard writes its own outputs into the shared ``--out`` (outputs are created
+padding, no duplicates). Each shard writes its own outputs into the shared ``out`` (outputs are created
 exclusively, so shards cannot clash) and, with a manifest, its own manifest file. Re-running the same command with
-``--skip-existing`` completes a run after a crash, also with another N.
+``skip_existing`` completes a run after a crash, also with another N.
 """
 
 from __future__ import annotations

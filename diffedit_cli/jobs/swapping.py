@@ -1,6 +1,6 @@
 """File-level swap and recombination (``diffedit swap`` / ``diffedit recombine``) over the GAE code operations of
 :mod:`diffedit_cli.editing.swapping`: images or latent files in, images out, through the batch machinery of
-:mod:`.runner` (input collection, per-file failures, atomic writes, ``--json`` lines). The image is decoded from
+:mod:`.runner` (input collection, per-file failures, atomic writes, ``json`` lines). The image is decoded from
 z_sem' with x_T inverted from the image that keeps its layout (A for swap, the base for recombine) or, for
 recombine, with random x_T.
 """

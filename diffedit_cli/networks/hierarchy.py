@@ -1,6 +1,6 @@
-"""Resolution levels of semantic codes: parsing ``--levels``, style mixing, level-restricted codes.
+"""Resolution levels of semantic codes: parsing ``levels``, style mixing, level-restricted codes.
 
-Levels are numbered from 1 on the command line (``--levels 3-4``): level 1 is the finest (full-resolution
+Levels are numbered from 1 on the command line (``levels 3-4``): level 1 is the finest (full-resolution
 UNet blocks), level L the coarsest (lowest-resolution UNet blocks and the middle block), L =
 ``len(channel_mult)`` of the autoencoder. Library functions take 0-based level lists.
 
@@ -71,7 +71,7 @@ def check_levels(levels: Optional[Sequence[int]], autoencoder) -> Optional[List[
 
 
 def format_levels(levels: Sequence[int]) -> str:
-    """0-based list -> the 1-based text of ``--levels``."""
+    """0-based list -> the 1-based text of ``levels``."""
     return ",".join(str(v + 1) for v in levels)
 
 

@@ -24,7 +24,7 @@ class TrainConfig(JsonConfig):
         """The saved run's config with this invocation's run controls.
 
         ``given``: the controls this invocation set explicitly (the command line's flags); the others keep the
-        saved run's values, so ``--resume`` alone continues with the run's own ``--keep-every`` and the like.
+        saved run's values, so ``resume`` alone continues with the run's own ``keep_every`` and the like.
         ``None``: every control from this invocation.
         """
         chosen = None if given is None else set(given)

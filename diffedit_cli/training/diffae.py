@@ -2,7 +2,7 @@
 
 A training run folder is also a model folder: the trainers write the EMA
 weights as components (``autoencoder/``, ``latent/``, ``classifier/``) next to
-``model_index.json``, so ``--model RUN`` works at any time, and keep resumable
+``model_index.json``, so ``model RUN`` works at any time, and keep resumable
 state (raw weights, optimiser, step, RNG) in ``train_state/<component>.pt``
 (tensors and plain containers only: read back with ``weights_only=True``).
 
@@ -71,7 +71,7 @@ def autoencoder_arch(preset: str, arch: str = "diffae") -> AutoencoderConfig:
 
     HDAE uses the preset's fields unchanged: UNet, encoder, per-level code width = the preset's
     ``enc_out_channels`` (toy64: 4 levels x 256 = 1024-d code), U-encoder up path with the encoder's
-    multipliers, so ``--preset toy64 --arch hdae-u`` is the same budget (steps, batch, lr) as toy64 Diff-AE.
+    multipliers, so ``preset toy64 arch hdae-u`` is the same budget (steps, batch, lr) as toy64 Diff-AE.
     """
     if preset not in AUTOENCODER_PRESETS:
         raise DiffeditError(f"unknown preset '{preset}' (choose from {', '.join(AUTOENCODER_PRESETS)})")
@@ -159,7 +159,7 @@ def load_train_state(path: Path) -> dict:
 def append_train_log(path: Path, info: dict, every: int = 10, last: bool = False) -> None:
     """Append ``info`` + wall time as one JSON line to ``path`` on every ``every``-th step and the last one.
 
-    The record of a ``--quiet`` (e.g. nohup) run: ``tail -f run/train_log.jsonl``.
+    The record of a ``quiet`` (e.g. nohup) run: ``tail -f run/train_log.jsonl``.
     """
     if info["step"] % every and not last:
         return
@@ -249,7 +249,7 @@ def sample_timesteps(n: int, num_steps: int, spec: str, step: int, generator: to
 
 
 def training_weight_maps(cfg: "AutoencoderTrainConfig", size: int, n: int) -> Optional[torch.Tensor]:
-    """The run's per-pixel loss weights, float16 (n, 1, size, size) in data order, or None without --part-weights."""
+    """The run's per-pixel loss weights, float16 (n, 1, size, size) in data order, or None without part_weights."""
     weights = parse_part_weights(cfg.part_weights)
     if not weights:
         return None
