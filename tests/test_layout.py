@@ -133,12 +133,13 @@ def _flag_lines(path: Path) -> list:
 
 
 def test_no_library_module_spells_a_flag(capsys, tmp_path):
-    """Only cli/ knows flags: library messages name parameters with errors.opt, which the CLI spells as flags
+    """Only the front ends (cli/, and ui/, which shows commands) know flags: library messages name parameters with errors.opt, which the CLI spells as flags
     (one table, cli/options.py) and Python callers see as parameter names."""
     from diffedit_cli.cli import main
     from diffedit_cli.errors import DiffeditError, opt, spell, use_spelling
 
-    found = {str(p.relative_to(PACKAGE)): _flag_lines(p) for p in PACKAGE.rglob("*.py") if "cli" not in p.parts}
+    found = {str(p.relative_to(PACKAGE)): _flag_lines(p) for p in PACKAGE.rglob("*.py")
+             if "cli" not in p.parts and "ui" not in p.parts}  # the two front ends
     assert {k: v for k, v in found.items() if v} == {}
     use_spelling(lambda name: name)  # a Python caller
     assert str(DiffeditError(f"pass {opt('skip_existing')}")) == "pass skip_existing"

@@ -20,7 +20,7 @@ from typing_extensions import Annotated
 
 from .. import __version__
 from ..errors import DiffeditError, flag_message, spell, use_spelling
-from . import codes, directions, edit, evaluate, models, train
+from . import codes, directions, edit, evaluate, models, train, ui
 from .options import flag
 
 app = typer.Typer(
@@ -95,6 +95,7 @@ models_app.callback(invoke_without_command=True)(models.models_cmd)
 models_app.command("info")(models.models_info_cmd)
 models_app.command("pull")(models.models_pull_cmd)
 models_app.command("rm")(models.models_rm_cmd)
+app.command("ui")(ui.ui_cmd)
 cache_app.command("info")(models.cache_info_cmd)
 cache_app.command("clear")(models.cache_clear_cmd)
 
