@@ -118,7 +118,10 @@ def test_the_page_edits_a_face_in_a_real_browser(tmp_path):
         number.clear()
         number.send_keys("0.8\n")
         driver.find_element(By.CSS_SELECTOR, "#render").click()
-        shown = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#command textarea").get_attribute("value"))
+        def full_render_shown(d):  # a preview (5 steps) may come first: sliders preview as they are let go
+            text = d.find_element(By.CSS_SELECTOR, "#command textarea").get_attribute("value")
+            return text if text and "--steps 5" not in text else False
+        shown = wait.until(full_render_shown)
         driver.save_screenshot(str(tmp_path / "page.png"))
         renders = [p for p in (tmp_path / "ui").glob("*/render_*.png") if not p.stem.endswith("_view")]
         assert len(renders) == 1 and "--attr Smiling=0.8" in shown
@@ -178,3 +181,29 @@ def test_direction_sliders_and_the_latent_file(tmp_path, monkeypatch):
     assert main(["encode", str(EXAMPLES / "face2.png"), "--out", str(tmp_path / "e.safetensors"), "--inv-steps", "3",
                  "--precision", "fp32", "-q"]) == 0
     assert np.array_equal(load_latent(latent).x_T.numpy(), load_latent(tmp_path / "e.safetensors").x_T.numpy())
+
+
+def test_a_latent_file_is_an_input_and_a_photo_lists_its_faces(tmp_path, monkeypatch):
+    from diffedit_cli.jobs.photos import FaceOptions
+
+    monkeypatch.setenv("DIFFEDIT_CACHE", str(tmp_path / "cache"))
+    latent = tmp_path / "face.safetensors"
+    assert main(["encode", str(EXAMPLES / "face.png"), "--out", str(latent), "--inv-steps", "3", "--precision", "fp32",
+                 "-q"]) == 0
+    session = _session(tmp_path, FaceOptions(detector="dlib", face="largest"))
+    session.set_input(latent)
+    assert session.is_latent and not session.photo_mode and session.faces_found() == []
+    settings = EditSettings({"Smiling": 0.5})
+    image = session.render(settings)
+    command = session.command(settings)
+    assert "--align" not in command and command.split()[2].endswith(".safetensors")
+    assert np.array_equal(np.asarray(Image.open(image)), np.asarray(Image.open(_run_shown(command, tmp_path, "l.png"))))
+    assert session.export_latent(settings) == session.input
+    other = tmp_path / "other.safetensors"
+    assert main(["encode", str(EXAMPLES / "face.png"), "--out", str(other), "--model", "toyfaces-hdae",
+                 "--inv-steps", "2", "-q"]) == 0
+    with pytest.raises(InputError, match="encoded with model"):
+        session.set_input(other)
+    session.set_input(EXAMPLES / "astronaut.png")
+    found = session.faces_found()
+    assert [number for number, _ in found] == [0] and len(found[0][1]) == 4

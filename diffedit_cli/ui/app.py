@@ -34,6 +34,22 @@ def view(path: Path) -> str:
     return str(shown)
 
 
+def numbered(path: Path, faces) -> str:
+    """The photo with each detected face boxed and numbered (the numbers the face list offers)."""
+    from PIL import Image, ImageDraw
+
+    with Image.open(path) as img:
+        shown = img.convert("RGB")
+    draw = ImageDraw.Draw(shown)
+    width = max(2, shown.width // 300)
+    for number, (x0, y0, x1, y1) in faces:
+        draw.rectangle((x0, y0, x1, y1), outline=(255, 64, 32), width=width)
+        draw.text((x0 + 3 * width, y0 + 2 * width), str(number), fill=(255, 64, 32))
+    out = path.with_name(f"{path.stem}_faces.png")
+    shown.save(out)
+    return str(out)
+
+
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -60,17 +76,35 @@ def build_app(new_session: Callable[[Path], EditorSession], attributes: List[str
     def upload(path, state):
         session = session_of(state)
         if path is None:
-            return session, None
+            return session, None, gr.update()
+        try:
+            session.set_input(Path(path))
+            found = session.faces_found()
+        except DiffeditError as err:
+            raise gr.Error(str(err)) from None
+        if session.photo_mode:
+            if not found:
+                raise gr.Error("no face found in this photo")
+            choices = ["largest", "all", *(str(number) for number, _ in found)]
+            return session, numbered(session.input, found), gr.update(choices=choices, value="largest")
+        return session, view(session.input), gr.update()
+
+    def upload_latent(path, state):
+        session = session_of(state)
+        if path is None:
+            return session, gr.update()
         try:
             session.set_input(Path(path))
         except DiffeditError as err:
             raise gr.Error(str(err)) from None
-        return session, view(session.input)
+        return session, None
 
     def render(full: bool):
         def run(state, face, topk, levels, *values):
             session = session_of(state)
             settings = settings_of(face, topk, levels, values)
+            if not full and (session.input is None or not (settings.edits() or settings.direction_edits())):
+                return session, gr.update(), gr.update(), gr.update()  # a slider let go at 0, or nothing to edit yet
             try:
                 image = session.render(settings, full)
             except DiffeditError as err:
@@ -88,6 +122,8 @@ def build_app(new_session: Callable[[Path], EditorSession], attributes: List[str
         with gr.Row():
             source = gr.Image(type="filepath", label="Input", elem_id="input", sources=["upload"], height=320)
             result = gr.Image(type="filepath", label="Edit", elem_id="result", interactive=False, height=320)
+        latent_in = gr.File(label="...or a latent file (.safetensors from 'diffedit encode')", file_types=[".safetensors"],
+                            elem_id="latent-input")
         with gr.Row():
             preview = gr.Button(f"Preview ({PREVIEW_STEPS} steps)", elem_id="preview")
             full = gr.Button("Render full quality", variant="primary", elem_id="render")
@@ -107,12 +143,15 @@ def build_app(new_session: Callable[[Path], EditorSession], attributes: List[str
             download = gr.File(label="Edited image", elem_id="download")
             latent = gr.File(label="Latent file (z_sem + x_T)", elem_id="latent")
         save_latent = gr.Button("Save the latent file", elem_id="save-latent")
-        source.upload(upload, [source, state], [state, source])
+        source.upload(upload, [source, state], [state, source, face])
+        latent_in.upload(upload_latent, [latent_in, state], [state, source])
         search.change(lambda text: [gr.update(visible=text.strip().lower() in name.lower())
                                     for name in [*attributes, *directions]], search, sliders)
         for button, full_quality in ((preview, False), (full, True)):
             button.click(render(full_quality), [state, face, topk, levels, *sliders],
                          [state, result, command, download])
+        for slider in sliders:  # a preview as soon as a slider is let go (queued: one render at a time)
+            slider.release(render(False), [state, face, topk, levels, *sliders], [state, result, command, download])
 
         def export(state, face, topk, levels, *values):
             session = session_of(state)

@@ -15,17 +15,18 @@ import shlex
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..editing.plan import plan_edit
 from ..errors import InputError
 
 from ..faces.photos import load_photo
 from ..io.images import IMAGE_EXTENSIONS, load_image_u8
+from ..io.latents import check_latent_model, is_latent_path, load_latent
 from ..io.latent_cache import LatentCache
 from ..jobs.filejobs import edit_files, encode_files
 from ..jobs.options import RunOptions
-from ..jobs.photos import FaceOptions, edit_photos, encode_photos
+from ..jobs.photos import FaceOptions, align_photo, edit_photos, encode_photos
 from ..jobs.report import Reporter
 from ..sampling import DEFAULT, Sampling
 
@@ -68,17 +69,41 @@ class EditorSession:
     def attributes(self) -> List[str]:
         return list(self.model.component("classifier").attributes)
 
+    @property
+    def is_latent(self) -> bool:
+        return self.input is not None and is_latent_path(self.input)
+
+    @property
+    def photo_mode(self) -> bool:
+        """Whether renders detect, align and paste back (a photo; not an aligned face, not a latent file)."""
+        return self.faces is not None and not self.is_latent
+
     def set_input(self, upload: Path) -> Path:
-        """Copy an uploaded image into the session (checked first: an unreadable image is an InputError)."""
+        """Copy an uploaded image or latent file into the session (checked first: an unreadable image, a latent file
+        of another model, are InputErrors)."""
         upload = Path(upload)
-        if upload.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise InputError(f"'{upload.name}' is not an image this editor reads ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        load_photo(upload) if self.faces is not None else load_image_u8(upload)  # size / bomb / format checks
+        if is_latent_path(upload):
+            check_latent_model(load_latent(upload), self.model, upload)
+        elif upload.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise InputError(f"'{upload.name}' is not an image or latent file this editor reads "
+                             f"({', '.join(sorted(IMAGE_EXTENSIONS | {'.safetensors'}))})")
+        elif self.faces is not None:
+            load_photo(upload)  # size / bomb / format checks
+        else:
+            load_image_u8(upload)
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"input_{next(self._count):03d}{upload.suffix.lower()}"
         shutil.copyfile(upload, target)
         self.input = target
         return target
+
+    def faces_found(self) -> List[Tuple[int, Tuple[float, float, float, float]]]:
+        """(face number, box (x0, y0, x1, y1)) of every face detected in a photo input; [] otherwise."""
+        if not self.photo_mode:
+            return []
+        photo = load_photo(self.input)
+        found = align_photo(photo, self.model.image_size, replace(self.faces, face="all"))
+        return [(face.number, tuple(float(v) for v in face.face.box)) for face in found]
 
     def sampling_for(self, full: bool) -> Sampling:
         return self.sampling if full else self.sampling.replace(steps=min(PREVIEW_STEPS, self.sampling.steps))
@@ -94,7 +119,7 @@ class EditorSession:
         out = self.folder / f"{'render' if full else 'preview'}_{next(self._count):03d}.png"
         opts = RunOptions(device=self.device, sampling=self.sampling_for(full), batch_size=8, cache=self.cache)
         reporter = Reporter(quiet=True)
-        if self.faces is not None:
+        if self.photo_mode:
             faces = replace(self.faces, face=settings.face)
             code = edit_photos(self.model, [str(self.input)], str(out), plan, opts, faces, reporter, paste_back=True)
         else:
@@ -111,7 +136,9 @@ class EditorSession:
         out = self.folder / f"latent_{next(self._count):03d}"
         opts = RunOptions(device=self.device, sampling=self.sampling, batch_size=8, cache=self.cache)
         reporter = Reporter(quiet=True)
-        if self.faces is not None:
+        if self.is_latent:
+            return self.input
+        if self.photo_mode:
             code = encode_photos(self.model, [str(self.input)], str(out), opts, replace(self.faces, face=settings.face),
                                  reporter)
         else:
@@ -133,7 +160,7 @@ class EditorSession:
             argv += ["--topk", str(settings.topk)]
         if settings.levels:
             argv += ["--levels", ",".join(str(level + 1) for level in settings.levels)]
-        if self.faces is not None:
+        if self.photo_mode:
             argv += ["--align", "--paste-back", "--detector", self.faces.detector, "--face", settings.face]
         defaults = DEFAULT
         for flag, value, default in (("--sampler", sampling.sampler, defaults.sampler),
