@@ -9,7 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from ..sampling import DEFAULT
-from .options import (ManifestOpt, ShardOpt, scale_out, NoCacheOpt, AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
+from .options import (ManifestOpt, ScaleOut, ShardOpt, NoCacheOpt, AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
 
 
 def encode_cmd(
@@ -39,7 +39,7 @@ def encode_cmd(
     """
     from ..jobs.filejobs import encode_files
 
-    scale = scale_out(shard, manifest, device)
+    scale = ScaleOut(shard, manifest, device)
     faces = face_options(align, aligned, face, detector, face_weights, scale.device)
     loaded = ready_model(model, scale.device, components=())
     run_opts = run_options(scale.device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing,
@@ -72,7 +72,7 @@ def decode_cmd(
     """
     from ..jobs.filejobs import decode_files
 
-    scale = scale_out(shard, manifest, device)
+    scale = ScaleOut(shard, manifest, device)
     loaded = ready_model(model, scale.device, components=())
     run_opts = run_options(scale.device, precision, batch_size, seed, steps, inv_steps, skip_existing, overwrite, sampler,
                            spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
@@ -209,7 +209,7 @@ def align_cmd(
     """
     from ..jobs.photos import align_files, warn_if_not_photo_model
 
-    scale = scale_out(shard, manifest, device)
+    scale = ScaleOut(shard, manifest, device)
     faces = face_options(True, False, face, detector, face_weights, scale.device)
     loaded = None
     if size is None:

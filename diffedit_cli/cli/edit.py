@@ -9,7 +9,7 @@ from typing_extensions import Annotated
 
 from ..errors import DiffeditError, InputError
 from ..sampling import DEFAULT
-from .options import (ManifestOpt, ShardOpt, scale_out, NoCacheOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
+from .options import (ManifestOpt, ScaleOut, ShardOpt, NoCacheOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
 
 
 def edit_cmd(
@@ -53,7 +53,7 @@ def edit_cmd(
     from ..editing.plan import plan_edit
     from ..jobs.filejobs import edit_files
 
-    scale = scale_out(shard, manifest, device)
+    scale = ScaleOut(shard, manifest, device)
     device = scale.device
     faces = face_options(align, aligned, face, detector, face_weights, device)
     if paste_back and faces is None:
@@ -142,7 +142,7 @@ def swap_cmd(
     """
     from ..jobs.swapping import swap_files
 
-    scale = scale_out(shard, manifest, device)
+    scale = ScaleOut(shard, manifest, device)
     loaded = ready_model(model, scale.device, components=("gae",))
     run_opts = run_options(scale.device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
                            spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)

@@ -335,7 +335,3 @@ class ScaleOut:
             reporter.context["model_fingerprint"] = model.fingerprint
         if self.shard is not None:
             reporter.context["shard"] = f"{self.shard[0]}/{self.shard[1]}"
-
-
-def scale_out(shard: Optional[str], manifest: Optional[Path], device: str) -> ScaleOut:
-    return ScaleOut(shard, manifest, device)

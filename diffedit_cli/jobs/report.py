@@ -9,8 +9,8 @@ from typing import Dict, List, Optional, Tuple
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import InputError, opt, spell
-from ..io.files import EXISTS_HINT
+from ..errors import opt, spell
+from ..io.outputs import OutputPlan
 from ..io.pretrained import sha256_file
 
 
@@ -80,11 +80,7 @@ class Reporter:
         """Record every input of the run in ``path`` (JSON lines: input, output, status, error, sha256 of the output,
         and :attr:`context`). An existing manifest is refused before any work unless the run resumes
         (``resume``: lines are appended) or ``overwrite`` (it is replaced)."""
-        path = Path(path)
-        if path.is_dir():
-            raise InputError(f"manifest '{path}' is a folder", param="manifest")
-        if path.exists() and not (resume or overwrite):
-            raise InputError(f"manifest '{path}' already exists ({EXISTS_HINT})", param="manifest")
+        path = OutputPlan((), overwrite=resume or overwrite).claim(Path(path))  # the planner every writer uses
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a" if resume else "w", encoding="utf-8"):
             pass
