@@ -393,3 +393,21 @@ def test_save_gif(tmp_path):
 def test_is_image_path():
     assert is_image_path("a/b.PNG") and is_image_path("x.jpeg") and is_image_path("x.tiff")
     assert not is_image_path("x.txt") and not is_image_path("png")
+
+
+def test_fit_image_is_torchvisions_resize_and_center_crop():
+    """The official loader's Resize(size) + CenterCrop(size), done with PIL directly: the same bytes."""
+    import numpy as np
+    import torchvision.transforms.functional as TF
+    from PIL import Image
+    from torchvision.transforms import InterpolationMode
+
+    from diffedit_cli.io.images import fit_image, from_u8
+
+    rng = np.random.default_rng(0)
+    for width, height in [(64, 64), (65, 64), (64, 65), (100, 37), (37, 100), (300, 200), (257, 511), (31, 31),
+                          (10, 700), (1000, 999)]:
+        img = Image.fromarray((rng.random((height, width, 3)) * 255).astype("uint8"))
+        for size in (64, 256):
+            ref = TF.center_crop(TF.resize(img, size, interpolation=InterpolationMode.BILINEAR, antialias=True), size)
+            assert torch.equal(fit_image(img, size), from_u8(np.asarray(ref))), (width, height, size)

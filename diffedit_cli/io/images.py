@@ -25,10 +25,7 @@ from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
-import torchvision.utils
 from PIL import Image, ImageDraw, ImageFont, ImageOps, UnidentifiedImageError
-from torchvision.transforms import InterpolationMode
 
 from ..errors import InputError, InputWarning, NumericalError, opt
 from .files import atomic_write
@@ -169,8 +166,15 @@ def fit_image(img: Image.Image, size: int, name: str = "image") -> torch.Tensor:
             f"cannot read image '{name}': aspect ratio {width}x{height} "
             f"is too extreme to resize to {size}x{size}"
         )
-    img = TF.resize(img, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
-    return from_u8(np.asarray(TF.center_crop(img, size)))
+    # torchvision's Resize(size) + CenterCrop(size) on a PIL image, step for step (importing torchvision costs
+    # a command half a second): the shorter side to size, the longer truncated; PIL's antialiased bilinear
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if width <= height else (new_long, size)
+    if (new_w, new_h) != (width, height):
+        img = img.resize((new_w, new_h), Image.BILINEAR)
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    return from_u8(np.asarray(img.crop((left, top, left + size, top + size))))
 
 
 def from_u8(array: np.ndarray) -> torch.Tensor:
@@ -244,6 +248,8 @@ def make_grid(
         raise ValueError(f"ncol must be positive, got {ncol}")
     if images.shape[0] == 1:  # torchvision returns a single image without its border
         return torch.nn.functional.pad(images[0], (pad, pad, pad, pad), value=pad_value)
+    import torchvision.utils  # here, not at the top: a command that draws no grid does not pay its import
+
     return torchvision.utils.make_grid(images, nrow=ncol, padding=pad, pad_value=pad_value)
 
 
