@@ -88,6 +88,35 @@ def test_a_shard_of_one_output_file_and_a_bad_shard_are_refused(tmp_path, capsys
     assert "--shard" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+def test_style_mix_shards_fill_one_folder_and_a_resumed_run_draws_the_grid(tmp_path, capsys):
+    """A 3 x 2 style-mix grid as 2 shards: every pair made once, no grid by a shard; an unsharded --skip-existing
+    run computes nothing and writes the grid, byte-equal to the grid of one unsharded run."""
+    a, b = _folder(tmp_path, 3), tmp_path / "b"
+    b.mkdir()
+    for k in range(2):
+        shutil.copy(EXAMPLES / ("face.png" if k else "face2.png"), b / f"g{k}.png")
+    mix = ["--levels", "1", "--steps", "2", *ENC]
+    out = tmp_path / "out"
+    for i in range(2):
+        assert main(["style-mix", str(a), str(b), "--out", str(out), "--shard", f"{i}/2", "--manifest",
+                     str(tmp_path / "m.jsonl"), *mix]) == 0, capsys.readouterr().err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"mix_f{i:02d}__g{j}.png" for i in range(3) for j in range(2))
+    lines = _manifest_lines(sorted(tmp_path.glob("m.shard-*-of-2.jsonl")))
+    assert sorted(Path(l["output"]).name for l in lines) == names  # each pair by exactly one shard
+    capsys.readouterr()
+    assert main(["style-mix", str(a), str(b), "--out", str(out), "--skip-existing", *mix]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "0 mixes, 6 skipped (exist)"
+    whole = tmp_path / "whole"
+    assert main(["style-mix", str(a), str(b), "--out", str(whole), *mix]) == 0
+    assert (out / "grid.png").read_bytes() == (whole / "grid.png").read_bytes()
+    for name in names:
+        assert (out / name).read_bytes() == (whole / name).read_bytes()
+    # without --skip-existing or a shard, a filled folder is still refused before any work
+    assert main(["style-mix", str(a), str(b), "--out", str(out), *mix]) == 2
+    assert "--skip-existing" in capsys.readouterr().err
+
+
 def test_torchrun_processes_split_the_folder_without_a_flag(tmp_path):
     folder = _folder(tmp_path, 5)
     out = tmp_path / "out"

@@ -9,7 +9,7 @@ from typing_extensions import Annotated
 
 from ..errors import DiffeditError, InputError
 from ..sampling import DEFAULT
-from .options import (ManifestOpt, ScaleOut, ShardOpt, NoCacheOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
+from .options import (ManifestOpt, ScaleOut, ShardOpt, NoCacheOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, InvSamplerOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, check_alpha_value, complete_attr, complete_slice, face_options, levels_of, parse_sweep, ready_model, reporter_for, run_options)
 
 
 def edit_cmd(
@@ -20,7 +20,7 @@ def edit_cmd(
     alpha_sweep: Annotated[Optional[str], typer.Option("--alpha-sweep", help="START:STOP:COUNT, e.g. -0.5:0.5:5: one row of decodes per input.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Put the input on the left of the output, columns labelled; tiles of models under 256 px are enlarged (nearest-neighbour) to 256 px. With --paste-back: original photo | edited photo.")] = False,
     list_attrs: Annotated[bool, typer.Option("--list-attrs", help="List the model's attributes and exit.")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     levels: LevelsOpt = None,
@@ -72,7 +72,7 @@ def edit_cmd(
     if alphas is not None and len(attr) + len(direction) != 1:
         raise DiffeditError("--alpha-sweep takes exactly one --attr or --direction")
     run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
-                           spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
+                           inv_sampler=inv_sampler, spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
     plan = plan_edit(loaded, attr, alpha, topk, alphas, levels_of(levels, loaded), direction, orthogonal_to)
     with reporter_for(json_lines, quiet) as rep:
         scale.attach(rep, skip_existing, overwrite, loaded)
@@ -92,9 +92,10 @@ def style_mix_cmd(
     levels: Annotated[str, typer.Option("--levels", help="Levels taken from B, 1 = finest ... L = coarsest: e.g. 3-4, 1,3.", show_default=False)],
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Draw x_T from --seed instead of inverting A.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/stylemix_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler, seed: SeedOpt = 0,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, json_lines: JsonOpt = False, quiet: QuietOpt = False,
+    skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False,
+    shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
     """Style mixing: A's semantic code with the chosen resolution levels taken from B.
 
@@ -107,13 +108,19 @@ def style_mix_cmd(
       diffedit style-mix a.png b.png --levels 3-4 --model runs/hdae-u
 
       diffedit style-mix rows/ cols/ --levels 1-2 --random-xt --seed 3 --out mix/
+
+    Large grids: run shards (--shard 0/4 ... 3/4, or under torchrun) into one --out; they write no grid.png,
+    and one run with --skip-existing afterwards keeps their mixes and draws it.
     """
     from ..jobs.stylemix import style_mix
 
-    loaded = ready_model(model, device, components=())
+    scale = ScaleOut(shard, manifest, device)
+    loaded = ready_model(model, scale.device, components=())
+    run_opts = run_options(scale.device, precision, batch_size, seed, steps, inv_steps, skip_existing, overwrite, sampler,
+                           inv_sampler=inv_sampler, spacing=spacing, cache=not no_cache, shard=scale.shard)
     with reporter_for(json_lines, quiet) as rep:
-        code = style_mix(loaded, [a], [b], levels_of(levels, loaded), out, run_options(device, precision, batch_size, seed, steps, inv_steps,
-                                                               overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache), rep, random_xT=random_xt)
+        scale.attach(rep, skip_existing, overwrite, loaded)
+        code = style_mix(loaded, [a], [b], levels_of(levels, loaded), out, run_opts, rep, random_xT=random_xt)
     raise typer.Exit(code)
 
 
@@ -123,7 +130,7 @@ def swap_cmd(
     attr: Annotated[Optional[List[str]], typer.Option("--attr", "-a", autocompletion=complete_slice, help="GAE slice to take from B (e.g. hair, mouth, background); repeatable.", show_default=False)] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Write A | B | result side by side.")] = False,
     residual: Annotated[bool, typer.Option("--residual", help="Add back A's GAE reconstruction error (keeps more of A).")] = False,
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
     relative_to: RelativeToOpt = None,
@@ -145,7 +152,7 @@ def swap_cmd(
     scale = ScaleOut(shard, manifest, device)
     loaded = ready_model(model, scale.device, components=("gae",))
     run_opts = run_options(scale.device, precision, batch_size, 0, steps, inv_steps, skip_existing, overwrite, sampler,
-                           spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
+                           inv_sampler=inv_sampler, spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
     with reporter_for(json_lines, quiet) as rep:
         scale.attach(rep, skip_existing, overwrite, loaded)
         code = swap_files(loaded, [a], b, attr or [], out, run_opts, rep, compare=compare, residual=residual)
@@ -160,7 +167,7 @@ def recombine_cmd(
     residual: Annotated[bool, typer.Option("--residual", help="Add back the base's GAE reconstruction error.")] = False,
     list_slices: Annotated[bool, typer.Option("--list-slices", help="List the GAE's slice names and exit.")] = False,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output image (default: diffedit-out/recombine_BASE.png).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, seed: SeedOpt = 0,
+    model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler, seed: SeedOpt = 0,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False,
 ):
@@ -189,7 +196,7 @@ def recombine_cmd(
     parts = parse_part_args(ctx.args)
     with reporter_for(json_lines, quiet) as rep:
         code = recombine_files(loaded, base, parts, out,
-                               run_options(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache), rep,
+                               run_options(device, precision, 1, seed, steps, inv_steps, overwrite=overwrite, sampler=sampler, inv_sampler=inv_sampler, spacing=spacing, cache=not no_cache), rep,
                                random_xT=random_xt, compare=compare, residual=residual)
     raise typer.Exit(code)
 

@@ -8,6 +8,10 @@ the x_T stored in its latent file) or, with ``random_xT``, x_T drawn from ``seed
 * ``grid.png``: a StyleGAN-style grid, B inputs along the top row, A inputs down the left column (inputs that
   are latent files are shown by their decode), mix (i, j) in row i, column j.
 
+With a shard (``opts.shard``, or torchrun's environment) a run makes the pairs of its shard only, into the shared
+folder, and no grid; ``skip_existing`` keeps the pairs already made, so an unsharded run after the shards (or after
+a crash) completes the folder and draws the grid.
+
 On plain Diff-AE models the chosen levels' UNet blocks get B's code (our extension; see docs/hdae.md).
 """
 
@@ -23,10 +27,12 @@ from .. import pipeline
 from ..errors import InputError, opt
 from ..networks.hierarchy import check_levels, format_levels
 from ..io.outputs import OutputPlan, out_folder
+from ..io.latents import is_latent_path
 from .inputs import DEFAULT_OUT, Item, batched, collect_inputs
 from .options import RunOptions
 from .report import Reporter
-from .runner import decode_codes, load_codes, shown_inputs
+from .runner import decode_codes, load_codes
+from .shards import in_shard
 from ..io.models import DiffAEModel
 
 
@@ -36,7 +42,11 @@ def mix_target(out_dir: Path, a: Item, b: Item) -> Path:
 
 def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str], levels: Sequence[int],
               out: Optional[str], opts: RunOptions, reporter: Reporter, random_xT: bool = False) -> int:
-    """Mix every A with every B at ``levels`` (0-based, 0 = finest). Returns the exit code."""
+    """Mix every A with every B at ``levels`` (0-based, 0 = finest). Returns the exit code.
+
+    ``opts.shard``: only the pairs whose output name falls in the shard (:mod:`.shards`), into a shared folder, and
+    no grid (it needs every pair). ``opts.skip_existing``: pairs whose output exists are kept and not computed
+    again; the grid is then drawn with them (so one unsharded ``skip_existing`` run after the shards writes it)."""
     level_list = check_levels(levels, model.autoencoder)
     opts.validate(model, invert=not random_xT)
     a_items, a_errors = collect_inputs(a_specs, "any")
@@ -49,40 +59,89 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
     out_dir = out_folder(out, default)
     plan = OutputPlan([i.path for i in a_items + b_items], opts.overwrite)
     plan.folder(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use {opt('overwrite')})")
-    for a_item in a_items:  # every file planned before compute: none over an input, none twice
-        for b_item in b_items:
-            plan.claim(mix_target(out_dir, a_item, b_item), f"{a_item.path} + {b_item.path}")
-    plan.claim(out_dir / "grid.png")
-    reporter.start("style mixing", len(a_items) * len(b_items))
-    a_good, z_a, x_a = load_codes(model, a_items, opts, reporter, need_xT=not random_xT)
-    b_good, z_b, x_b = load_codes(model, b_items, opts, reporter, need_xT=False)
-    if not a_good or not b_good:
-        return reporter.summary("mixes")
-    if random_xT:
-        x_a = pipeline.random_x_T(range(len(a_good)), model.image_size, opts.seed)
-    pairs = [(i, j) for i in range(len(a_good)) for j in range(len(b_good))]
-    mixes = []
-    for chunk in batched(pairs, opts.batch_size):
-        ai = torch.tensor([i for i, _ in chunk])
-        bj = torch.tensor([j for _, j in chunk])
-        mixes.append(decode_codes(model, z_a[ai], x_a[ai], opts, reporter, z_other=z_b[bj], levels=level_list))
-    mixes = torch.cat(mixes)
-    a_pixels = shown_inputs(model, a_good, z_a, x_a, opts)
-    b_pixels = shown_inputs(model, b_good, z_b, None, opts)  # a latent B is shown from the run's random x_T
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for (i, j), image in zip(pairs, mixes):
-        target = mix_target(out_dir, a_good[i], b_good[j])
-        imageio.save_image(image, target, exclusive=plan.exclusive)
-        reporter.ok(f"{a_good[i].path} {b_good[j].path}", str(target), levels=format_levels(level_list))
+    shared = opts.skip_existing or opts.shard is not None  # a folder other runs (shards, an earlier try) fill too
+    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite and not shared:
+        raise InputError(f"output folder '{out_dir}' already exists and is not empty (use {opt('overwrite')}, "
+                         f"or {opt('skip_existing')} to complete it)")
+    pairs = [(a, b) for a in a_items for b in b_items
+             if in_shard(mix_target(out_dir, a, b).relative_to(out_dir), opts.shard)]
+    kept, todo = [], []
+    for a_item, b_item in pairs:  # every file planned before compute: none over an input, none twice
+        target = mix_target(out_dir, a_item, b_item)
+        if opts.skip_existing and target.is_file():
+            kept.append((a_item, b_item))
+            continue
+        plan.claim(target, f"{a_item.path} + {b_item.path}")
+        todo.append((a_item, b_item))
+    grid_path = out_dir / "grid.png"
+    grid = opts.shard is None and not (opts.skip_existing and grid_path.is_file())
+    if grid:
+        plan.claim(grid_path)
+    reporter.start("style mixing", len(pairs))
+    for a_item, b_item in kept:
+        reporter.skip(f"{a_item.path} {b_item.path}", str(mix_target(out_dir, a_item, b_item)))
         reporter.advance()
-    blank = torch.ones_like(mixes[0])
-    cells = [blank, *b_pixels]
-    for i in range(len(a_good)):
-        cells.append(a_pixels[i])
-        cells.extend(mixes[i * len(b_good):(i + 1) * len(b_good)])
-    imageio.save_image(imageio.display_grid(torch.stack(cells), len(b_good) + 1), out_dir / "grid.png",
-                       exclusive=plan.exclusive)
+    # codes of the inputs a mix to compute needs, and of latent inputs the grid shows by their decode
+    shown = (lambda item: grid and is_latent_path(item.path))
+    a_need = [a for a in a_items if shown(a) or any(a is p for p, _ in todo)]
+    b_need = [b for b in b_items if shown(b) or any(b is q for _, q in todo)]
+    a_good, z_a, x_a = load_codes(model, a_need, opts, reporter, need_xT=not random_xT) if a_need else ([], None, None)
+    b_good, z_b, x_b = load_codes(model, b_need, opts, reporter, need_xT=False) if b_need else ([], None, None)
+    failed = set(map(id, a_need)) - set(map(id, a_good)) | set(map(id, b_need)) - set(map(id, b_good))
+    if random_xT and a_good:
+        # x_T drawn from seed + A's position among all A inputs: the same with or without shards
+        x_a = pipeline.random_x_T([next(k for k, a in enumerate(a_items) if a is g) for g in a_good],
+                                  model.image_size, opts.seed)
+    row = {id(a): k for k, a in enumerate(a_good)}
+    col = {id(b): k for k, b in enumerate(b_good)}
+    todo = [(a, b) for a, b in todo if id(a) in row and id(b) in col]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mixes = {}
+    for chunk in batched(todo, opts.batch_size):
+        ai = torch.tensor([row[id(a)] for a, _ in chunk])
+        bj = torch.tensor([col[id(b)] for _, b in chunk])
+        decoded = decode_codes(model, z_a[ai], x_a[ai], opts, reporter, z_other=z_b[bj], levels=level_list)
+        for (a_item, b_item), image in zip(chunk, decoded):
+            target = mix_target(out_dir, a_item, b_item)
+            imageio.save_image(image, target, exclusive=plan.exclusive)
+            reporter.ok(f"{a_item.path} {b_item.path}", str(target), levels=format_levels(level_list))
+            reporter.advance()
+            mixes[(id(a_item), id(b_item))] = image
+    if grid:
+        write_grid(model, a_items, b_items, failed, mixes, out_dir, opts, (a_good, z_a, x_a), (b_good, z_b), plan)
     return reporter.summary("mixes")
 
+
+def write_grid(model: DiffAEModel, a_items, b_items, failed, mixes, out_dir: Path, opts: RunOptions, a_codes,
+               b_codes, plan: OutputPlan) -> None:
+    """grid.png: B inputs along the top, A inputs down the left, mix (i, j) in row i, column j; mixes not computed
+    in this run are read from their files. Inputs that could not be read are left out."""
+    a_rows = [a for a in a_items if id(a) not in failed]
+    b_cols = [b for b in b_items if id(b) not in failed]
+    if not a_rows or not b_cols:
+        return
+
+    def pixels(items, good, z, x_T):
+        """Image inputs as they are; latent inputs by their decode (codes loaded above)."""
+        index = {id(g): k for k, g in enumerate(good)}
+        out = []
+        for position, item in enumerate(items):
+            if is_latent_path(item.path):
+                k = index[id(item)]
+                x = x_T[k:k + 1] if x_T is not None else pipeline.random_x_T([position], model.image_size, opts.seed)
+                out.append(decode_codes(model, z[k:k + 1], x, opts)[0])
+            else:
+                out.append(imageio.load_image(item.path, model.image_size))
+        return out
+
+    a_pixels = pixels(a_rows, *a_codes)
+    b_pixels = pixels(b_cols, *b_codes, None)  # a latent B is shown from the run's random x_T
+    cells = [torch.ones_like(a_pixels[0]), *b_pixels]
+    for a_item, a_pixel in zip(a_rows, a_pixels):
+        cells.append(a_pixel)
+        for b_item in b_cols:
+            mix = mixes.get((id(a_item), id(b_item)))
+            cells.append(mix if mix is not None else imageio.load_image(mix_target(out_dir, a_item, b_item),
+                                                                         model.image_size))
+    imageio.save_image(imageio.display_grid(torch.stack(cells), len(b_cols) + 1), out_dir / "grid.png",
+                       exclusive=plan.exclusive)
