@@ -1,7 +1,7 @@
 """Reconstruction quality vs network calls: DDIM inversion steps x decoder (DDIM, DPM-Solver++ 2M) steps,
 for each timestep spacing (uniform: the model's own; quadratic: dense at low noise), used by inversion and decoder alike.
 
-For each spacing and inversion step count, the images are encoded (z_sem + DDIM-inverted x_T) once, then decoded
+For each spacing, inversion sampler (DDIM; DPM-Solver++ 2M run towards noise) and inversion step count, the images are encoded (z_sem + DDIM-inverted x_T) once, then decoded
 by each sampler at each step count; prints MSE and PSNR (images in [0, 1]) against the inputs. The official
 setting is uniform spacing, 250 inversion + 100 DDIM steps.
 
@@ -20,7 +20,7 @@ import torch
 
 from diffedit_cli import pipeline
 from diffedit_cli.sampling import OFFICIAL
-from diffedit_cli.diffusion import SAMPLERS, SAMPLING_SPACINGS
+from diffedit_cli.diffusion import INVERTERS, SAMPLERS, SAMPLING_SPACINGS
 from diffedit_cli.io.images import is_image_path, load_image
 from diffedit_cli.io.models import load_model
 
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--inv-steps", nargs="+", type=int, default=[10, 20, 50, 100, 250])
     parser.add_argument("--steps", nargs="+", type=int, default=[5, 10, 20, 50])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    parser.add_argument("--inv-samplers", nargs="+", default=["ddim"], choices=list(INVERTERS))
     parser.add_argument("--spacings", nargs="+", default=list(SAMPLING_SPACINGS), choices=list(SAMPLING_SPACINGS))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -58,16 +59,19 @@ def main() -> None:
     zs = [pipeline.encode_semantic(ae, x, precision) for x in parts]
     print(f"# {model.model_id}: {len(paths)} images from {args.data}, {model.image_size} px, {precision}, "
           f"channels_last; MSE / PSNR (dB) vs input")
-    print(f"{'spacing':>9} {'inv steps':>9} {'sampler':>9} {'steps':>5} {'MSE':>9} {'PSNR':>6}")
+    print(f"{'spacing':>9} {'inverter':>9} {'inv steps':>9} {'sampler':>9} {'steps':>5} {'MSE':>9} {'PSNR':>6}")
     for spacing in args.spacings:
-        for inv in args.inv_steps:
-            xs = [pipeline.invert(ae, x, zz, OFFICIAL.replace(inv_steps=inv, precision=precision, spacing=spacing)) for x, zz in zip(parts, zs)]
-            for sampler in args.samplers:
-                for steps in args.steps:
-                    rec = torch.cat([pipeline.decode(ae, zz, xx, OFFICIAL.replace(
-                        steps=steps, precision=precision, sampler=sampler, spacing=spacing)) for zz, xx in zip(zs, xs)])
-                    err = mse(rec, x0)
-                    print(f"{spacing:>9} {inv:9d} {sampler:>9} {steps:5d} {err:9.2e} {psnr(err):6.2f}", flush=True)
+        for inverter in args.inv_samplers:
+            for inv in args.inv_steps:
+                inversion = OFFICIAL.replace(inv_steps=inv, precision=precision, spacing=spacing, inv_sampler=inverter)
+                xs = [pipeline.invert(ae, x, zz, inversion) for x, zz in zip(parts, zs)]
+                for sampler in args.samplers:
+                    for steps in args.steps:
+                        rec = torch.cat([pipeline.decode(ae, zz, xx, OFFICIAL.replace(
+                            steps=steps, precision=precision, sampler=sampler, spacing=spacing)) for zz, xx in zip(zs, xs)])
+                        err = mse(rec, x0)
+                        print(f"{spacing:>9} {inverter:>9} {inv:9d} {sampler:>9} {steps:5d} {err:9.2e} {psnr(err):6.2f}",
+                              flush=True)
     print(f"# {time.perf_counter() - started:.0f} s")
 
 

@@ -393,6 +393,44 @@ def ddim_invert(model_fn: ModelFn, x_0: torch.Tensor, schedule: DDIMSchedule, cl
     return x
 
 
+def dpmpp_2m_invert(model_fn: ModelFn, x_0: torch.Tensor, schedule: DDIMSchedule, clip: bool = True,
+                    callback: StepCallback = None) -> torch.Tensor:
+    """Deterministic DPM-Solver++(2M) inversion: x_0 -> x_T float32, the probability-flow ODE integrated from the
+    data towards noise over the same timesteps and network calls as :func:`ddim_invert`.
+
+    The update of :func:`dpmpp_2m_sample` run forwards (h = lambda_next - lambda < 0), written so that it stays
+    finite into alpha-bar 0:
+
+        x_next = (sigma_next / sigma) x + (alpha_next - alpha sigma_next / sigma) D,
+        D = (1 + 1/(2r)) x̂0 - 1/(2r) x̂0_prev,   r = h_prev / h,
+
+    first order (D = x̂0: exactly DDIM inversion) on the first step and on the step into alpha-bar 0 (where it
+    gives x_T = the predicted noise, as DDIM's last step does).
+    """
+    alphas = schedule.alphas_cumprod.tolist()
+    x = x_0.float()
+    x0_prev, h_prev = None, None
+    for i in range(inversion_calls(schedule)):
+        a, a_next = alphas[i], alphas[i + 1] if i + 1 < len(alphas) else 0.0
+        out = model_fn(x, _batch_t(schedule.timesteps[i], x))
+        x0, _ = split_output(x, out, a, schedule.prediction, clip)
+        h = _log_snr(a_next) - _log_snr(a)
+        d = x0
+        if x0_prev is not None and math.isfinite(h) and math.isfinite(h_prev) and h != 0:
+            r = h_prev / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        sigma, sigma_next = math.sqrt(1 - a), math.sqrt(1 - a_next)
+        x = _coef(sigma_next / sigma, x.device) * x + _coef(math.sqrt(a_next) - math.sqrt(a) * sigma_next / sigma,
+                                                             x.device) * d
+        x0_prev, h_prev = x0, h
+        if callback is not None:
+            callback(i, x, x0)
+    return x
+
+
+INVERTERS = {"ddim": ddim_invert, "dpmpp-2m": dpmpp_2m_invert}
+
+
 def inversion_calls(schedule: DDIMSchedule) -> int:
     """Network calls of :func:`ddim_invert`: K, or K - 1 when the schedule ends at alpha-bar = 0."""
     k = len(schedule)

@@ -1,7 +1,7 @@
 """How images are inverted and decoded: one value from the command line (or a Python caller) to the sampler.
 
-A :class:`Sampling` names the decoder (``sampler``), its network calls (``steps``), the DDIM inversion's
-(``inv_steps``), the timestep ``spacing`` of both, and the network's compute ``precision``. The schedule is built
+A :class:`Sampling` names the decoder (``sampler``), its network calls (``steps``), the inversion (``inv_sampler``)
+and its calls (``inv_steps``), the timestep ``spacing`` of both, and the network's compute ``precision``. The schedule is built
 from it once, at the edge (:func:`diffedit_cli.pipeline.decode` / ``invert``), and handed to the pure sampler
 functions of :mod:`diffedit_cli.diffusion`.
 
@@ -26,6 +26,7 @@ from typing import Optional
 from .errors import DiffeditError
 
 SAMPLER_NAMES = ("ddim", "dpmpp-2m")        # decoders (diffusion.SAMPLERS)
+INV_SAMPLER_NAMES = ("ddim", "dpmpp-2m")    # inversions (diffusion.INVERTERS)
 SPACINGS = ("uniform", "quadratic")          # uniform = the model's own timesteps
 PRECISIONS = ("fp32", "fp16", "bf16")        # the network's compute precision (fp32: the official numbers)
 CPU_PRECISION_ENV = "DIFFEDIT_CPU_PRECISION"  # fp32 | bf16: overrides the CPU default
@@ -41,6 +42,7 @@ class Sampling:
     inv_steps: int = 50
     spacing: str = "quadratic"
     precision: Optional[str] = None
+    inv_sampler: str = "ddim"
 
     def replace(self, **changes) -> "Sampling":
         return dataclasses.replace(self, **changes)
@@ -52,6 +54,9 @@ class Sampling:
         checked against its schedule (a count that cannot be spaced on it is refused)."""
         if decode and self.sampler not in SAMPLER_NAMES:
             raise DiffeditError(f"sampler '{self.sampler}': choose from {', '.join(SAMPLER_NAMES)}", param="sampler")
+        if invert and self.inv_sampler not in INV_SAMPLER_NAMES:
+            raise DiffeditError(f"inv_sampler '{self.inv_sampler}': choose from {', '.join(INV_SAMPLER_NAMES)}",
+                                param="inv_sampler")
         if (decode or invert) and self.spacing not in SPACINGS:
             raise DiffeditError(f"spacing '{self.spacing}': choose from {', '.join(SPACINGS)}", param="spacing")
         if self.precision is not None and self.precision not in PRECISIONS:
@@ -75,7 +80,7 @@ class Sampling:
         if decode:
             parts.append(f"{self.sampler} {self.steps} steps")
         if invert:
-            parts.append(f"DDIM inversion {self.inv_steps} steps")
+            parts.append(f"{'DDIM' if self.inv_sampler == 'ddim' else self.inv_sampler} inversion {self.inv_steps} steps")
         official = self.sampler == OFFICIAL.sampler and self.spacing == OFFICIAL.spacing
         parts.append(f"{self.spacing} spacing")
         parts.append(self.precision or "default precision")

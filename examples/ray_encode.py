@@ -61,7 +61,8 @@ def main(argv=None) -> int:
             source = Path(path if Path(path).is_absolute() else "/" + path)
             target = args.out / source.relative_to(args.folder.resolve()).with_suffix(".safetensors")
             meta = latent_metadata(model, sampling.inv_steps, str(source), "ray.data.read_images(mode=RGB),"
-                                   "official_resize_center_crop", inv_spacing=sampling.spacing)
+                                   "official_resize_center_crop", inv_spacing=sampling.spacing,
+                                   inv_sampler=sampling.inv_sampler)
             save_latent(target, LatentCode(torch.tensor(z), torch.tensor(x_T), meta), exclusive=True)
     print(f"{len(todo) - failed} encoded, {failed} failed", file=sys.stderr)
     return 1 if failed else 0

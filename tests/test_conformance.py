@@ -187,3 +187,29 @@ def test_ema_classifier_logits(reference, ref_tensors):
     z_n = cls["z_sem_normalized"]
     logits = z_n @ state["ema_classifier.weight"].T + state["ema_classifier.bias"]
     assert maxdiff(logits, cls["logits_ema"]) < 1e-5
+
+
+@pytest.mark.parametrize("new_order", [False, True])
+def test_fused_attention_equals_the_official_formula(new_order):
+    """The attention blocks use torch's fused scaled_dot_product_attention; at fp32 it equals the official
+    QKVAttention(Legacy) arithmetic: (q / ch**0.25) . (k / ch**0.25), softmax in fp32, weighted sum of v."""
+    from diffedit_cli.networks.blocks import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(64, num_heads=4, new_order=new_order).eval()
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.randn(2, 64, 16, 16)
+    b, c, t, heads = 2, 64, 256, 4
+    ch = c // heads
+    with torch.no_grad():
+        qkv = block.qkv(block.norm(x.reshape(b, c, t)))
+        if new_order:  # QKVAttention: q, k, v each split into heads
+            q, k, v = (part.reshape(b * heads, ch, t) for part in qkv.chunk(3, dim=1))
+        else:          # QKVAttentionLegacy: each head's q, k, v together
+            q, k, v = qkv.reshape(b * heads, 3 * ch, t).split(ch, dim=1)
+        scale = 1 / math.sqrt(math.sqrt(ch))
+        weight = torch.einsum("bct,bcs->bts", q * scale, k * scale).float().softmax(dim=-1)
+        h = torch.einsum("bts,bcs->bct", weight, v).reshape(b, c, t)
+        official = (x.reshape(b, c, t) + block.proj_out(h)).reshape(b, c, 16, 16)
+        assert maxdiff(block(x), official) < 1e-5

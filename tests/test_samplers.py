@@ -93,6 +93,40 @@ def test_dpmpp_2m_calls_the_network_once_per_step_and_reports_each_step():
     assert calls == sorted(calls, reverse=True) and len(calls) == 10 and steps == list(range(10))
 
 
+def inversion_errors(process, steps, spacing):
+    """Max error of each inversion against the exact x_T: the ODE from the first timestep's x (the data) keeps xi
+    constant and ends at alpha-bar 0, where x_T = xi."""
+    sched = process.schedule(steps, spacing)
+    a0 = float(sched.alphas_cumprod[0])
+    x0 = MU + S * torch.randn(512, 4, generator=torch.Generator().manual_seed(steps))
+    exact = (x0 - math.sqrt(a0) * MU) / math.sqrt(a0 * S ** 2 + 1 - a0)
+    fn = exact_model(process)
+    return {name: float((invert(fn, x0, sched, clip=False) - exact).abs().max())
+            for name, invert in diffusion.INVERTERS.items()}
+
+
+@pytest.mark.parametrize("spacing", ["uniform", "quadratic"])
+@pytest.mark.parametrize("name", PROCESSES)
+def test_dpmpp_2m_inversion_is_second_order(name, spacing):
+    """DPM-Solver++ 2M run towards noise: its error falls about 16x from 50 to 200 steps (second order; DDIM's 4x)
+    and is below DDIM's at every count."""
+    process = PROCESSES[name]
+    e50, e200 = (inversion_errors(process, k, spacing) for k in (50, 200))
+    assert e200["dpmpp-2m"] < e50["dpmpp-2m"] / 8 and e200["ddim"] > e50["ddim"] / 6, (e50, e200)
+    assert e50["dpmpp-2m"] < 0.4 * e50["ddim"] and e200["dpmpp-2m"] < 0.2 * e200["ddim"], (e50, e200)
+    if spacing == "quadratic":
+        assert e50["dpmpp-2m"] < 0.1 * e50["ddim"], e50
+
+
+def test_dpmpp_2m_inversion_of_two_steps_is_ddim():
+    """The first step (from the data) and the step into alpha-bar 0 are first order: two steps are DDIM's."""
+    process = PROCESSES["eps-official"]
+    x0 = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    sched = process.schedule(2)
+    fn = exact_model(process)
+    assert torch.allclose(diffusion.dpmpp_2m_invert(fn, x0, sched), diffusion.ddim_invert(fn, x0, sched), rtol=1e-6, atol=1e-5)
+
+
 # -- the --sampler option through the CLI, on the shipped default model --------------------------------------
 
 @pytest.fixture(scope="module")
@@ -185,3 +219,35 @@ def test_quadratic_spacing_reconstructs_the_shipped_model_better_at_few_steps():
 
     for sampler in ("ddim", "dpmpp-2m"):
         assert mse(sampler, "quadratic") < 0.7 * mse(sampler, "uniform"), sampler
+
+
+def test_inversion_sampler_through_the_cli_is_recorded_and_reproducible(two_faces, tmp_path, capsys):
+    """``--inv-sampler dpmpp-2m`` on encode: the latent file says so and holds what the library computes."""
+    from diffedit_cli import pipeline
+    from diffedit_cli.cli import main
+    from diffedit_cli.io.images import load_image
+    from diffedit_cli.io.latents import load_latent
+    from diffedit_cli.io.models import load_model
+
+    out = tmp_path / "codes"
+    argv = ["encode", str(two_faces / "0.png"), "--inv-sampler", "dpmpp-2m", "--inv-steps", "6", "--precision", "fp32",
+            "--out", str(out), "-q"]
+    assert main(argv) == 0, capsys.readouterr().err
+    code = load_latent(out / "0.safetensors")
+    assert code.meta["inv_sampler"] == "dpmpp-2m" and code.meta["inv_steps"] == "6"
+    model = load_model(None, components=())
+    ae = pipeline.prepare(model.autoencoder, torch.device("cpu"))
+    x0 = load_image(two_faces / "0.png", 64)[None]
+    sampling = OFFICIAL.replace(inv_sampler="dpmpp-2m", inv_steps=6, spacing="quadratic", precision="fp32")
+    x_T = pipeline.invert(ae, x0, pipeline.encode_semantic(ae, x0, "fp32"), sampling)
+    assert float((x_T[0] - code.x_T).abs().max()) < 1e-4
+    ddim = pipeline.invert(ae, x0, pipeline.encode_semantic(ae, x0, "fp32"), sampling.replace(inv_sampler="ddim"))
+    assert float((ddim[0] - code.x_T).abs().max()) > 1e-2  # the option is not ignored
+
+
+def test_unknown_inversion_sampler_is_one_line(two_faces, capsys):
+    from diffedit_cli.cli import main
+
+    assert main(["encode", str(two_faces / "0.png"), "--inv-sampler", "euler", "--inv-steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --inv-sampler 'euler'") and "dpmpp-2m" in err

@@ -9,12 +9,12 @@ import typer
 from typing_extensions import Annotated
 
 from ..sampling import DEFAULT
-from .options import (ManifestOpt, ScaleOut, ShardOpt, NoCacheOpt, AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
+from .options import (ManifestOpt, ScaleOut, ShardOpt, NoCacheOpt, AlignFaceOpt, AlignOpt, AlignedOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, InvStepsOpt, InvSamplerOpt, JsonOpt, LevelsOpt, ModelOpt, OutOpt, OverwriteOpt, PrecisionOpt, QuietOpt, RelativeToOpt, SamplerOpt, SeedOpt, SkipOpt, SpacingOpt, StepsOpt, face_options, levels_of, ready_model, reporter_for, run_options)
 
 
 def encode_cmd(
     inputs: Annotated[List[str], typer.Argument(help="Images, folders, globs or '-' (paths on stdin).", show_default=False)],
-    out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
+    out: OutOpt = None, model: ModelOpt = None, inv_steps: InvStepsOpt = DEFAULT.inv_steps, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler,
     spacing: SpacingOpt = DEFAULT.spacing, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, skip_existing: SkipOpt = False,
     overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -43,7 +43,7 @@ def encode_cmd(
     faces = face_options(align, aligned, face, detector, face_weights, scale.device)
     loaded = ready_model(model, scale.device, components=())
     run_opts = run_options(scale.device, precision, batch_size, 0, inv_steps=inv_steps, skip_existing=skip_existing,
-                           overwrite=overwrite, spacing=spacing, relative_to=relative_to, cache=not no_cache,
+                           overwrite=overwrite, inv_sampler=inv_sampler, spacing=spacing, relative_to=relative_to, cache=not no_cache,
                            shard=scale.shard)
     with reporter_for(json_lines, quiet) as rep:
         scale.attach(rep, skip_existing, overwrite, loaded)
@@ -58,7 +58,7 @@ def encode_cmd(
 
 def decode_cmd(
     inputs: Annotated[List[str], typer.Argument(help="Latent files or images (encoded on the fly), folders, globs, '-'.", show_default=False)],
-    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps,
+    out: OutOpt = None, model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler,
     random_xt: Annotated[bool, typer.Option("--random-xt", help="Ignore the stored x_T and draw it from --seed.")] = False,
     seed: SeedOpt = 0, batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     skip_existing: SkipOpt = False, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, shard: ShardOpt = None, manifest: ManifestOpt = None, json_lines: JsonOpt = False, quiet: QuietOpt = False,
@@ -75,7 +75,7 @@ def decode_cmd(
     scale = ScaleOut(shard, manifest, device)
     loaded = ready_model(model, scale.device, components=())
     run_opts = run_options(scale.device, precision, batch_size, seed, steps, inv_steps, skip_existing, overwrite, sampler,
-                           spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
+                           inv_sampler=inv_sampler, spacing=spacing, relative_to=relative_to, cache=not no_cache, shard=scale.shard)
     with reporter_for(json_lines, quiet) as rep:
         scale.attach(rep, skip_existing, overwrite, loaded)
         code = decode_files(loaded, inputs, out, run_opts, rep, random_xT=random_xt)
@@ -87,7 +87,7 @@ def interpolate_cmd(
     b: Annotated[str, typer.Argument(help="Second image or latent file.", show_default=False)],
     frames: Annotated[int, typer.Option("--frames", "-n", min=2, max=1000, help="Number of frames including A and B.")] = 10,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Output folder (default: diffedit-out/interp_A_B).", show_default=False)] = None,
-    model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, batch_size: BatchOpt = 8,
+    model: ModelOpt = None, steps: StepsOpt = DEFAULT.steps, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = DEFAULT.inv_steps, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler, batch_size: BatchOpt = 8,
     device: DeviceOpt = "auto", precision: PrecisionOpt = None, overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False,
     json_lines: JsonOpt = False, quiet: QuietOpt = False, levels: LevelsOpt = None,
     align: AlignOpt = False, aligned: AlignedOpt = False, face: FaceOpt = "largest", detector: DetectorOpt = "auto",
@@ -110,7 +110,7 @@ def interpolate_cmd(
 
     faces = face_options(align, aligned, face, detector, face_weights, device)
     loaded = ready_model(model, device, components=())
-    run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache)
+    run_opts = run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, inv_sampler=inv_sampler, spacing=spacing, cache=not no_cache)
     with reporter_for(json_lines, quiet) as rep:
         if faces is not None:
             from ..jobs.photos import interpolate_photos

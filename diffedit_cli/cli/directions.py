@@ -10,7 +10,7 @@ from typing_extensions import Annotated
 
 from ..errors import DiffeditError
 from ..sampling import DEFAULT
-from .options import (NoCacheOpt, BatchOpt, DeviceOpt, InvStepsOpt, ModelOpt, OverwriteOpt, PrecisionOpt, QuietOpt, SamplerOpt, SpacingOpt, StepsOpt, check_alpha_value, ready_model, reporter_for, run_options)
+from .options import (NoCacheOpt, BatchOpt, DeviceOpt, InvStepsOpt, InvSamplerOpt, ModelOpt, OverwriteOpt, PrecisionOpt, QuietOpt, SamplerOpt, SpacingOpt, StepsOpt, check_alpha_value, ready_model, reporter_for, run_options)
 
 
 DirOutOpt = Annotated[Path, typer.Option("--out", "-o", help="Direction file to write (.safetensors).", show_default=False)]
@@ -81,7 +81,7 @@ def directions_show_cmd(
     alpha: Annotated[float, typer.Option("--alpha", callback=check_alpha_value, help="Sweep from -alpha to +alpha.")] = 0.5,
     columns: Annotated[int, typer.Option("--columns", min=2, max=64, help="Strengths per face.")] = 5,
     faces: Annotated[int, typer.Option("--faces", min=1, max=64, help="Faces per row.")] = 2,
-    model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = 50,
+    model: ModelOpt = None, steps: StepsOpt = 50, sampler: SamplerOpt = DEFAULT.sampler, spacing: SpacingOpt = DEFAULT.spacing, inv_steps: InvStepsOpt = 50, inv_sampler: InvSamplerOpt = DEFAULT.inv_sampler,
     batch_size: BatchOpt = 8, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     overwrite: OverwriteOpt = False, no_cache: NoCacheOpt = False, quiet: QuietOpt = False,
 ):
@@ -94,7 +94,7 @@ def directions_show_cmd(
     loaded = ready_model(model, device, components=())
     with reporter_for(False, quiet) as rep:
         show_grid(loaded, file, inputs, out, alpha, columns, faces,
-                  run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, spacing=spacing, cache=not no_cache), rep, names)
+                  run_options(device, precision, batch_size, 0, steps, inv_steps, overwrite=overwrite, sampler=sampler, inv_sampler=inv_sampler, spacing=spacing, cache=not no_cache), rep, names)
     typer.echo(f"overview -> {out}")
 
 

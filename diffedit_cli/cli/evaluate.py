@@ -12,7 +12,7 @@ from typing_extensions import Annotated
 from ..sampling import EVALUATION
 
 from ..errors import DiffeditError
-from .options import (RowsJsonOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, LevelsOpt, MAX_FACES, ModelOpt, QuietOpt, SeedOpt, check_steps, face_options, float_list, int_list, ready_model, EvalPrecisionOpt, EvalSamplerOpt, EvalSpacingOpt, eval_sampling, reporter_for)
+from .options import (RowsJsonOpt, BatchOpt, DetectorOpt, DeviceOpt, FaceOpt, FaceWeightsOpt, LevelsOpt, MAX_FACES, ModelOpt, QuietOpt, SeedOpt, check_steps, face_options, float_list, int_list, ready_model, EvalPrecisionOpt, EvalSamplerOpt, EvalInvSamplerOpt, EvalSpacingOpt, eval_sampling, reporter_for)
 
 
 def eval_recon_cmd(
@@ -58,6 +58,7 @@ def eval_edit_cmd(
     topk: Annotated[Optional[int], typer.Option("--topk", min=1, help="HDAE truncated directions.", show_default=False)] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps.")] = 20,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps.")] = 20,
+    inv_sampler: EvalInvSamplerOpt = EVALUATION.inv_sampler,
     batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: EvalPrecisionOpt = EVALUATION.precision, sampler: EvalSamplerOpt = EVALUATION.sampler,
     spacing: EvalSpacingOpt = EVALUATION.spacing,
@@ -83,7 +84,7 @@ def eval_edit_cmd(
     from ..evaluation.benchmarks import eval_editing, format_table
     from ..networks.hierarchy import num_levels, parse_levels
 
-    sampling = eval_sampling(sampler, spacing, precision, steps, inv_steps)
+    sampling = eval_sampling(sampler, spacing, precision, steps, inv_steps, inv_sampler)
     if data.exists() and not (data / "params.jsonl").is_file():  # real photos
         from ..jobs.photos import eval_photo_edits
 
@@ -144,6 +145,7 @@ def eval_compare_cmd(
     n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Faces to use (the first N).")] = 50,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps (edits and inferred-x_T reconstruction).")] = 20,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps.")] = 20,
+    inv_sampler: EvalInvSamplerOpt = EVALUATION.inv_sampler,
     random_steps: Annotated[int, typer.Option("--random-steps", min=1, help="Decoding steps with random x_T.")] = 20,
     alphas: Annotated[str, typer.Option("--alphas", help="Signed alphas of the Tab. 2 fidelity average.")] = "-0.5,-0.25,0,0.25,0.5",
     edit_alphas: Annotated[str, typer.Option("--edit-alphas", help="Alphas toward the target for flip rate / AD.")] = "0.3,0.5",
@@ -162,7 +164,7 @@ def eval_compare_cmd(
     from ..evaluation.comparison import compare_models
     from ..evaluation.benchmarks import format_table, load_lpips
 
-    sampling = eval_sampling(sampler, spacing, precision, steps, inv_steps)
+    sampling = eval_sampling(sampler, spacing, precision, steps, inv_steps, inv_sampler)
     check_steps([random_steps], "--random-steps")
     loaded = [ready_model(spec, device, components=("classifier", "latent", "oracle")) for spec in models]
     lpips = load_lpips(next(loaded[0].autoencoder.parameters()).device)
@@ -232,6 +234,7 @@ def eval_curve_cmd(
     runs: Annotated[List[Path], typer.Option("--run", help="Training run folder (repeatable); snapshots from 'train autoencoder --keep-every N'.", show_default=False)],
     n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Faces to use (the first N).")] = 32,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion and decoding steps (inferred x_T).")] = 20,
+    inv_sampler: EvalInvSamplerOpt = EVALUATION.inv_sampler,
     random_steps: Annotated[int, typer.Option("--random-steps", min=1, help="Decoding steps with random x_T.")] = 20,
     seed: SeedOpt = 0, batch_size: BatchOpt = 32, device: DeviceOpt = "auto",
     precision: EvalPrecisionOpt = EVALUATION.precision, sampler: EvalSamplerOpt = EVALUATION.sampler,
@@ -247,7 +250,7 @@ def eval_curve_cmd(
     from ..evaluation.benchmarks import format_table
     from ..pipeline import pick_device
 
-    sampling = eval_sampling(sampler, spacing, precision, inv_steps, inv_steps)
+    sampling = eval_sampling(sampler, spacing, precision, inv_steps, inv_steps, inv_sampler)
     check_steps([random_steps], "--random-steps")
     dev = str(pick_device(device))
     rows = []
@@ -264,6 +267,7 @@ def eval_gae_cmd(
     n: Annotated[int, typer.Option("--n", min=1, max=MAX_FACES, help="Held-out face pairs (A, B) for the swap benchmark.")] = 50,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Decoding steps.")] = 20,
     inv_steps: Annotated[int, typer.Option("--inv-steps", min=1, help="Inversion steps for A's x_T.")] = 20,
+    inv_sampler: EvalInvSamplerOpt = EVALUATION.inv_sampler,
     residual: Annotated[bool, typer.Option("--residual", help="Swap with A's GAE reconstruction error added back.")] = False,
     no_swap: Annotated[bool, typer.Option("--no-swap", help="Only the perplexity matrix (no decoding).")] = False,
     batch_size: BatchOpt = 16, device: DeviceOpt = "auto",
@@ -278,7 +282,7 @@ def eval_gae_cmd(
     """
     from ..evaluation.gae import eval_gae, format_gae_report
 
-    sampling = eval_sampling(sampler, spacing, precision, steps, inv_steps)
+    sampling = eval_sampling(sampler, spacing, precision, steps, inv_steps, inv_sampler)
     loaded = ready_model(model, device, components=("gae", "oracle"))
     with reporter_for(False, quiet) as rep:
         result = eval_gae(loaded, probe_n=probe_n, n=n, sampling=sampling, batch_size=batch_size,

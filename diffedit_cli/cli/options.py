@@ -144,7 +144,10 @@ SamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder: dpmpp-2m (D
 SpacingOpt = Annotated[str, typer.Option("--spacing", help="Timesteps of decoding and inversion: quadratic (dense at low noise: better at few --steps, docs/speed.md) or uniform (the model's own; official).")]
 
 
-InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="DDIM inversion steps for x_T (official: 250 with --spacing uniform).")]
+InvStepsOpt = Annotated[int, typer.Option("--inv-steps", min=1, max=1000, help="Inversion steps for x_T = network calls (official: 250 with --inv-sampler ddim --spacing uniform).")]
+
+
+InvSamplerOpt = Annotated[str, typer.Option("--inv-sampler", help="Inversion: dpmpp-2m (DPM-Solver++ 2M run towards noise: as exact in 15 steps as DDIM in 50, docs/speed.md) or ddim (official).")]
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON line per output on stdout.")]
@@ -208,13 +211,15 @@ def face_options(align: bool, aligned: bool, face: str, detector: str, face_weig
 
 
 def run_options(device, precision, batch_size, seed, steps=None, inv_steps=None, skip_existing=False,
-                overwrite=False, sampler=None, spacing=None, relative_to=None, cache=False, shard=None):
+                overwrite=False, sampler=None, spacing=None, relative_to=None, cache=False, shard=None,
+                inv_sampler=None):
     """The job's RunOptions from the common flags: a Sampling from the command line's defaults and the flags given;
     ``cache``: read and store inversions in the user's latent cache (unless ``$DIFFEDIT_LATENT_CACHE_MB`` is 0)."""
     from ..io.latent_cache import LatentCache
     from ..jobs.options import RunOptions
 
-    given = dict(sampler=sampler, steps=steps, inv_steps=inv_steps, spacing=spacing, precision=precision)
+    given = dict(sampler=sampler, steps=steps, inv_steps=inv_steps, spacing=spacing, precision=precision,
+                 inv_sampler=inv_sampler)
     sampling = DEFAULT.replace(**{k: v for k, v in given.items() if v is not None})
     return RunOptions(device=device, sampling=sampling, batch_size=batch_size, seed=seed,
                       skip_existing=skip_existing, overwrite=overwrite, relative_to=relative_to,
@@ -297,17 +302,19 @@ def float_list(text: str, flag: str) -> List[float]:
 # -- the evaluation protocol: the official sampler unless told otherwise ------------------------------------------
 
 EvalSamplerOpt = Annotated[str, typer.Option("--sampler", help="Decoder of the measurement (default: ddim, the official protocol; dpmpp-2m measures what 'edit' decodes with).")]
+EvalInvSamplerOpt = Annotated[str, typer.Option("--inv-sampler", help="Inversion of the measurement (default: ddim, the official protocol; dpmpp-2m is what 'edit' inverts with).")]
 EvalSpacingOpt = Annotated[str, typer.Option("--spacing", help="Timesteps of the measurement (default: uniform, the official protocol; quadratic is what 'edit' uses).")]
 RowsJsonOpt = Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")]
 EvalPrecisionOpt = Annotated[str, typer.Option("--precision", callback=precision_choice, help="fp32 (default: the official numbers), fp16 or bf16.")]
 
 
 def eval_sampling(sampler: str, spacing: str, precision: str, steps: Optional[int] = None,
-                  inv_steps: Optional[int] = None) -> Sampling:
+                  inv_steps: Optional[int] = None, inv_sampler: Optional[str] = None) -> Sampling:
     """The evaluation's :class:`Sampling`: :data:`EVALUATION` (official sampler, fp32) with the flags given, checked
     before any compute; every report states it."""
     changes = dict(sampler=sampler, spacing=spacing, precision=precision)
-    changes.update({k: v for k, v in (("steps", steps), ("inv_steps", inv_steps)) if v is not None})
+    changes.update({k: v for k, v in (("steps", steps), ("inv_steps", inv_steps), ("inv_sampler", inv_sampler))
+                    if v is not None})
     return EVALUATION.replace(**changes).check(decode=True, invert=inv_steps is not None)
 
 

@@ -300,7 +300,7 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
                         progress=None, lpips: Optional[LPIPS] = None) -> dict:
     """Reconstruction quality of the first ``n`` faces of ``data_dir`` (Diff-AE Table 2 protocol).
 
-    For each T in ``steps``: x_T by DDIM inversion with T steps, decoded with T steps (``sampling``'s sampler,
+    For each T in ``steps``: x_T by inversion (``sampling.inv_sampler``) with T steps, decoded with T steps (``sampling``'s sampler,
     spacing and precision; its step counts are replaced by T). Then x_T drawn by
     :func:`pipeline.random_x_T` (``seed`` + face index) decoded with ``random_steps``. Each decode is compared
     with its input. With an oracle in ``model.extra["oracle"]``, "Attr acc" is the fraction of (face,
@@ -318,7 +318,8 @@ def eval_reconstruction(model: DiffAEModel, data_dir, n: int = 500, steps: Seque
     faces = load_faces(data_dir, n, model.image_size)
     count = len(faces.files)
     batches = chunks(count, batch_size)
-    notes = [f"sampling: {sampling.sampler} decoding and DDIM inversion with T steps (per row), {sampling.spacing} "
+    inverter = "DDIM" if sampling.inv_sampler == "ddim" else sampling.inv_sampler
+    notes = [f"sampling: {sampling.sampler} decoding and {inverter} inversion with T steps (per row), {sampling.spacing} "
              f"spacing, {sampling.precision or 'default precision'}"]
     lpips_fn, lpips_reason = lpips or load_lpips(device)
     if lpips_fn is None:

@@ -28,7 +28,7 @@ from .pretrained import cache_root
 
 SIZE_ENV = "DIFFEDIT_LATENT_CACHE_MB"
 DEFAULT_MB = 2048
-KEY_VERSION = "1"  # bump when what a key covers changes
+KEY_VERSION = "2"  # bump when what a key covers changes
 
 
 def cache_folder() -> Path:
@@ -71,10 +71,10 @@ class LatentCache:
 
     @staticmethod
     def key(pixels: torch.Tensor, fingerprint: str, inv_steps: int, spacing: str, precision: str,
-            device_type: str) -> str:
+            device_type: str, inv_sampler: str = "ddim") -> str:
         """The entry of one image (3, S, S) in [-1, 1], as the network sees it, inverted with these settings."""
         digest = hashlib.sha256()
-        digest.update(f"{KEY_VERSION}|{fingerprint}|{inv_steps}|{spacing}|{precision}|{device_type}|"
+        digest.update(f"{KEY_VERSION}|{fingerprint}|{inv_sampler}|{inv_steps}|{spacing}|{precision}|{device_type}|"
                       f"{tuple(pixels.shape)}|".encode())
         digest.update(pixels.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()

@@ -48,7 +48,8 @@ def text_name(name: str) -> str:
 
 
 def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing: str,
-                    extra: Optional[dict] = None, inv_spacing: Optional[str] = None) -> Dict[str, str]:
+                    extra: Optional[dict] = None, inv_spacing: Optional[str] = None,
+                    inv_sampler: Optional[str] = None) -> Dict[str, str]:
     """Metadata identifying ``model`` (a loaded :class:`~diffedit_cli.io.models.DiffAEModel`)."""
     meta = {
         "diffedit_latent": LATENT_FORMAT,
@@ -58,6 +59,7 @@ def latent_metadata(model, inv_steps: Optional[int], source: str, preprocessing:
         "model_fingerprint": model.fingerprint,
         "inv_steps": str(inv_steps or ""),
         "inv_spacing": str(inv_spacing or "") if inv_steps else "",
+        "inv_sampler": str(inv_sampler or "ddim") if inv_steps else "",
         "image_size": str(model.image_size),
         "source": text_name(source),
         "preprocessing": preprocessing,

@@ -44,7 +44,8 @@ def _cached_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, re
     """:func:`encode_codes` through the latent cache: only the images it does not hold are inverted."""
     cache = opts.cache
     device, precision = opts.resolved()
-    keys = [cache.key(img, model.fingerprint, opts.sampling.inv_steps, opts.sampling.spacing, precision, device.type)
+    keys = [cache.key(img, model.fingerprint, opts.sampling.inv_steps, opts.sampling.spacing, precision, device.type,
+                      opts.sampling.inv_sampler)
             for img in images]
     found = [cache.get(k) for k in keys]
     missing = [i for i, hit in enumerate(found) if hit is None]
@@ -53,7 +54,7 @@ def _cached_codes(model: DiffAEModel, images: torch.Tensor, opts: RunOptions, re
         for j, i in enumerate(missing):
             source = sources[i] if sources is not None else ""
             meta = {**latent_metadata(model, opts.sampling.inv_steps, source, "as the network saw it (cached)",
-                                      inv_spacing=opts.sampling.spacing), "precision": precision, "device": device.type}
+                                      inv_spacing=opts.sampling.spacing, inv_sampler=opts.sampling.inv_sampler), "precision": precision, "device": device.type}
             cache.put(keys[i], z_new[j], x_new[j], meta)
             found[i] = (z_new[j], x_new[j])
     target = next(model.autoencoder.parameters()).device if on_device else torch.device("cpu")
@@ -245,7 +246,7 @@ def encode_units(model: DiffAEModel, units: Iterable[Unit], opts: RunOptions, re
 
     def write(slot, codes):
         meta = latent_metadata(model, opts.sampling.inv_steps, slot.source, preprocessing, extra=slot.extra,
-                               inv_spacing=opts.sampling.spacing)
+                               inv_spacing=opts.sampling.spacing, inv_sampler=opts.sampling.inv_sampler)
         save_latent(slot.target, LatentCode(codes[0], codes[1], meta), exclusive=not opts.overwrite)
 
     run_units(units, opts, compute, write, reporter)

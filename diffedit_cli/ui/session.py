@@ -166,6 +166,7 @@ class EditorSession:
         for flag, value, default in (("--sampler", sampling.sampler, defaults.sampler),
                                      ("--steps", sampling.steps, defaults.steps),
                                      ("--inv-steps", sampling.inv_steps, defaults.inv_steps),
+                                     ("--inv-sampler", sampling.inv_sampler, defaults.inv_sampler),
                                      ("--spacing", sampling.spacing, defaults.spacing),
                                      ("--precision", sampling.precision, defaults.precision)):
             if value != default:
