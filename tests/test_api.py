@@ -48,3 +48,35 @@ def test_decoder_round_trip_keeps_other_columns():
     images = Decoder("toyfaces", SAMPLING, "cpu")(codes)
     assert list(images["id"]) == [7] and images["image"].shape == (1, 64, 64, 3) and images["error"][0] == ""
     assert "z_sem" not in images
+
+
+def test_the_encoder_on_a_local_ray_cluster_matches_the_cli_and_keeps_going_past_a_bad_row(tmp_path):
+    """16 generated faces and one bad row through Ray Data (ray.init(num_cpus=2), two actors): the codes equal
+    'diffedit encode' of the same files within the batch-invariance bounds (fp32: 1e-5 / 1e-3), the bad row is
+    an error in its row and the 16 others are kept."""
+    ray = __import__("pytest").importorskip("ray", reason="Ray is the [ray] extra, which the test extra includes")
+    import os
+
+    assert main(["data", "toyfaces", "--n", "16", "--seed", "5", "--out", str(tmp_path / "faces"), "-q"]) == 0
+    files = sorted((tmp_path / "faces" / "images").glob("*.png"))
+    assert len(files) == 16
+    assert main(["encode", str(tmp_path / "faces" / "images"), "--out", str(tmp_path / "cli"), *FLAGS[2:]]) == 0
+    rows = [{"image": np.asarray(Image.open(p).convert("RGB")), "path": p.name} for p in files]
+    rows.insert(5, {"image": np.zeros((3, 3, 3), np.uint8)[:, :, :1], "path": "broken.png"})  # no RGB image
+    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ds = ray.data.from_items(rows).map_batches(
+            Encoder, fn_constructor_kwargs={"model": "toyfaces", "sampling": SAMPLING, "device": "cpu"},
+            batch_size=4, concurrency=2, num_cpus=1, batch_format="numpy")
+        out = {row["path"]: row for row in ds.take_all()}
+    finally:
+        ray.shutdown()
+    assert set(out) == {p.name for p in files} | {"broken.png"}
+    assert "(H, W, 3) uint8 image" in out["broken.png"]["error"]
+    for p in files:
+        cli = load_latent(tmp_path / "cli" / f"{p.stem}.safetensors")
+        row = out[p.name]
+        assert row["error"] == ""
+        assert np.abs(row["z_sem"] - cli.z_sem.numpy()).max() < 1e-5
+        assert np.abs(row["x_T"] - cli.x_T.numpy()).max() < 1e-3
