@@ -9,8 +9,14 @@ its inverted codes from the latent cache. The folder row edits ``--photos`` copi
 (images/s; ``--no-cache``, since copies would hit the cache where new photos do not). The official setting is the
 official editing notebook's: 250 DDIM inversion steps, 100 DDIM decoding steps, uniform spacing, fp32.
 
+The unit is measured as the official code runs: fp32, contiguous memory, glibc's allocator as it is. The rows
+after it give the calls the commands make (channels_last, the tuned allocator of diffedit_cli/runtime.py) with
+their GFLOP/s against this CPU's matmul peak (a 2048 x 2048 matrix product in the same precision, measured here);
+``--malloc-compare`` adds the defaults with ``DIFFEDIT_MALLOC=system``.
+
     python benchmarks/photo_edit.py                       # defaults, official setting, folder of 4, on this CPU
     python benchmarks/photo_edit.py --settings defaults --photos 0
+    python benchmarks/photo_edit.py --settings defaults previous --photos 0 --malloc-compare
     python benchmarks/photo_edit.py --device cuda --precisions fp16 --batches 1 8 32
 """
 
@@ -32,8 +38,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "astronaut.png"
 SETTINGS = {
-    "defaults": [],  # the CLI's: DPM-Solver++ 2M, 20 steps, 50 inversion steps, quadratic spacing, bf16 where native
-    "official": ["--sampler", "ddim", "--spacing", "uniform", "--steps", "100", "--inv-steps", "250", "--precision", "fp32"],
+    # the CLI's: DPM-Solver++ 2M inversion and decoding, 15 + 15 steps, quadratic spacing, bf16 where native
+    "defaults": [],
+    # the defaults before the second-order inversion: DDIM inversion 50 steps, DPM-Solver++ 2M decoding 20 steps
+    "previous": ["--inv-sampler", "ddim", "--inv-steps", "50", "--steps", "20"],
+    "official": ["--sampler", "ddim", "--inv-sampler", "ddim", "--spacing", "uniform", "--steps", "100",
+                 "--inv-steps", "250", "--precision", "fp32"],
 }
 
 
@@ -89,6 +99,52 @@ def unet_call_seconds(device: torch.device, precision: str, batch: int, calls: i
     return statistics.median(times)
 
 
+def matmul_peak(precision: str, size: int = 2048, reps: int = 5) -> float:
+    """GFLOP/s of a size x size matrix product in ``precision`` (fp32 | bf16), the best of ``reps``."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    best = float("inf")
+    for _ in range(reps + 1):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+def command_calls(precisions) -> list:
+    """(precision, seconds, GFLOP/s, share of the matmul peak) of one FFHQ-256 UNet call as the commands make it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from diffedit_cli import pipeline, runtime
+    from diffedit_cli.io.convert import PRESETS
+    from diffedit_cli.networks.autoencoder import AutoencoderConfig, DiffAEAutoencoder
+
+    runtime.tune_allocator()
+    torch.manual_seed(0)
+    device = torch.device("cpu")
+    net = pipeline.prepare(DiffAEAutoencoder(AutoencoderConfig(**PRESETS["ffhq256"])), device)
+    x = torch.randn(1, 3, 256, 256).contiguous(memory_format=torch.channels_last)
+    t = torch.full((1,), 500, dtype=torch.long)
+    rows = []
+    with torch.inference_mode():
+        styles = net.project_style(net.encode(x))
+        with FlopCounterMode(display=False) as counter:
+            net(x, t, styles=styles)
+        flops = float(counter.get_total_flops())
+        for precision in precisions:
+            times = []
+            for k in range(4):
+                start = time.perf_counter()
+                with pipeline.autocast(device, precision):
+                    net(x, t, styles=styles)
+                if k:
+                    times.append(time.perf_counter() - start)
+            seconds = statistics.median(times)
+            rate = flops / seconds / 1e9
+            rows.append((precision, seconds, rate, rate / matmul_peak(precision)))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="a real FFHQ-256 model (default: random weights of its shapes)")
@@ -97,7 +153,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=None, help="CUDA: decode throughput rows at these precisions")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
+    parser.add_argument("--malloc-compare", action="store_true",
+                        help="also edit at the defaults with glibc's allocator as it is (DIFFEDIT_MALLOC=system)")
     args = parser.parse_args()
+    if args.malloc_compare and "defaults" not in args.settings:
+        parser.error("--malloc-compare reads the codes of the defaults' run: keep defaults in --settings")
 
     device = torch.device(args.device)
     work = Path(tempfile.mkdtemp(prefix="photo-edit-"))
@@ -113,15 +173,27 @@ def main() -> None:
               f"{torch.get_num_threads()} threads; device {device}")
         print(f"# first use (convert into the cache + a 1+1-step edit): {time.perf_counter() - start:.1f} s")
         unit = unet_call_seconds(device, "fp32", 1)
-        print(f"# one fp32 FFHQ-256 UNet call, batch 1: {unit:.2f} s (= 1 unit)\n")
+        print(f"# one fp32 FFHQ-256 UNet call, batch 1, as the official code runs it: {unit:.2f} s (= 1 unit)")
+        if device.type == "cpu":
+            for precision, seconds, rate, share in command_calls(["fp32", "bf16"]):
+                print(f"#   as the commands run it, {precision} channels_last, tuned allocator: {seconds:.2f} s "
+                      f"({seconds / unit:.2f} units), {rate:.0f} GFLOP/s = {share:.0%} of this CPU's {precision} "
+                      f"matmul peak")
+        print()
         print(f"{'setting':<10} {'what':<28} {'seconds':>9} {'units':>7} {'peak MB':>8} {'images/s':>9}")
-        for name in args.settings:
+        runs = [(name, SETTINGS[name], env, []) for name in args.settings]
+        if args.malloc_compare:
+            # the cold run must not read the codes the defaults' run stored; its second run reads them
+            runs.append(("defaults, system malloc", SETTINGS["defaults"], dict(env, DIFFEDIT_MALLOC="system"),
+                         ["--no-cache"]))
+        for name, setting, run_env, cold_extra in runs:
             # cold: the photo's first edit (inverted, and the codes stored in the latent cache); repeated: a second
             # edit of the same photo at another strength, which reads the codes from the cache
-            for what, extra in (("one photo, cold", []), ("same photo again, cached", ["--alpha", "0.5"])):
-                seconds, peak = run_edit([str(PHOTO), *common, *SETTINGS[name], *extra, "--out",
-                                          str(work / f"{name}-{len(extra)}.png")], env)
-                print(f"{name:<10} {what:<28} {seconds:9.1f} {seconds / unit:7.1f} {peak:8.0f} {1 / seconds:9.4f}")
+            for what, extra in (("one photo, cold", cold_extra), ("same photo again, cached", ["--alpha", "0.5"])):
+                out = work / f"{name.replace(' ', '').replace(',', '-')}-{len(extra)}.png"
+                seconds, peak = run_edit([str(PHOTO), *common, *setting, *extra, "--out", str(out)], run_env)
+                print(f"{name:<10} {what:<28} {seconds:9.1f} {seconds / unit:7.1f} {peak:8.0f} {1 / seconds:9.4f}",
+                      flush=True)
         if args.photos:
             folder = work / "photos"
             folder.mkdir()

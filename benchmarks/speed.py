@@ -12,11 +12,19 @@ write).
     python benchmarks/speed.py                                          # CPU: fp32 and bf16, both formats
     python benchmarks/speed.py --archs ffhq128 --batches 1 --precisions fp32 --e2e --official ../diffae
     python benchmarks/speed.py --device cuda --precisions fp32 fp16 --batches 1 8 32 64
+    python benchmarks/speed.py --archs ffhq256 --batches 1 --formats channels_last --compile   # + torch.compile rows
+
+``--compile`` adds a row per setting for ``torch.compile(model)`` (inductor): the first call's seconds (compiling,
+the warm-up a command would pay) and the median call after it. Inductor keeps what it compiled on disk
+(``$TORCHINDUCTOR_CACHE_DIR``, default under /tmp): run the same command twice to see the warm-cache warm-up.
+``--malloc system`` leaves glibc's allocator as it is (the default tunes it, as every command does:
+diffedit_cli/runtime.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -103,6 +111,22 @@ def time_calls(model, x, t, styles, device, precision, calls: int) -> float:
     return statistics.median(times)
 
 
+def time_compiled(model, x, t, styles, device, precision, calls: int):
+    """(seconds of the first call, compile included; median seconds of a call after it) for torch.compile(model)."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    compiled = torch.compile(model)
+    with torch.inference_mode():
+        sync(device)
+        start = time.perf_counter()
+        with pipeline.autocast(device, precision):
+            compiled(x, t, styles=styles)
+        sync(device)
+        first = time.perf_counter() - start
+    return first, time_calls(compiled, x, t, styles, device, precision, calls)
+
+
 def e2e_edit_seconds() -> float:
     """Wall-clock of the README's edit command (default model and settings) in a fresh process."""
     import tempfile
@@ -126,7 +150,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--e2e", action="store_true", help="also time 'diffedit edit' on one image with the defaults")
     parser.add_argument("--official", type=Path, default=None, help="checkout of phizaz/diffae to time side by side (CPU)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(model) (first call and after)")
+    parser.add_argument("--malloc", choices=["tuned", "system"], default="tuned",
+                        help="tuned: glibc malloc keeps freed blocks (as every command); system: as it is")
     args = parser.parse_args()
+    if args.malloc == "system":
+        os.environ["DIFFEDIT_MALLOC"] = "system"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pipeline.pick_device(args.device)
@@ -169,6 +198,13 @@ def main() -> None:
                     share = f"  {flops / seconds / 1e12 / peak:.1%}" if peak else ""
                     print(f"{arch:8} {batch:5d} {precision:>9} {fmt:>13} {1000 * seconds:9.1f} "
                           f"{batch / (100 * seconds):9.3f} {flops / seconds / 1e9:8.1f} {ratio:>11}{share}", flush=True)
+                    if args.compile:
+                        first, seconds = time_compiled(model, xf, t, styles, device, precision, args.calls)
+                        ratio = f"{seconds / official:.2f}x" if official else ""
+                        share = f"  {flops / seconds / 1e12 / peak:.1%}" if peak else ""
+                        print(f"{arch:8} {batch:5d} {precision:>9} {fmt + '+compile':>13} {1000 * seconds:9.1f} "
+                              f"{batch / (100 * seconds):9.3f} {flops / seconds / 1e9:8.1f} {ratio:>11}{share}"
+                              f"   (first call, compiling: {first:.1f} s)", flush=True)
             print(f"# {arch} batch {batch}: {flops / 1e9:.1f} GFLOP per call")
         del model
     if recorded:
