@@ -8,6 +8,10 @@ oracle labels the bf16 round trip keeps from the fp32 one. The CPU's bf16 suppor
 (``torch.backends.cpu.get_cpu_capability()``): bf16 is native with AVX512-BF16 or AMX, emulated otherwise.
 
     python benchmarks/bf16_quality.py runs/data/heldout/images --n 4 --inv-steps 250 --steps 100
+    python benchmarks/bf16_quality.py runs/data/heldout/images --n 8 --sampling defaults   # the CLI's settings
+
+``--sampling official`` (the default) is the official DDIM setting with ``--inv-steps`` / ``--steps``;
+``--sampling defaults`` is the command line's (diffedit_cli.sampling.DEFAULT), its step counts unless given.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 import torch
 
 from diffedit_cli import pipeline
-from diffedit_cli.sampling import OFFICIAL
+from diffedit_cli.sampling import DEFAULT, OFFICIAL
 from diffedit_cli.io.images import is_image_path, load_image
 from diffedit_cli.io.models import load_model
 
@@ -41,9 +45,13 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default=None, help="model (default: the shipped default model)")
     parser.add_argument("--oracle", default="toyfaces", help="model whose oracle compares labels ('' for none)")
     parser.add_argument("--n", type=int, default=4)
-    parser.add_argument("--inv-steps", type=int, default=250)
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--sampling", choices=["official", "defaults"], default="official")
+    parser.add_argument("--inv-steps", type=int, default=None, help="default: 250 (official) or the CLI's")
+    parser.add_argument("--steps", type=int, default=None, help="default: 100 (official) or the CLI's")
     args = parser.parse_args(argv)
+    base = OFFICIAL if args.sampling == "official" else DEFAULT
+    base = base.replace(inv_steps=args.inv_steps or base.inv_steps, steps=args.steps or base.steps)
+    args.inv_steps, args.steps = base.inv_steps, base.steps
 
     device = torch.device("cpu")
     model = load_model(args.model, components=("oracle",))
@@ -54,14 +62,13 @@ def main(argv=None) -> int:
     for precision in ("fp32", "bf16"):
         tick = time.perf_counter()
         z = pipeline.encode_semantic(ae, x, precision)
-        x_T = pipeline.invert(ae, x, z, OFFICIAL.replace(inv_steps=args.inv_steps, precision=precision))
-        out[precision] = (z, x_T, pipeline.decode(ae, z, x_T, OFFICIAL.replace(steps=args.steps, precision=precision)))
+        x_T = pipeline.invert(ae, x, z, base.replace(precision=precision))
+        out[precision] = (z, x_T, pipeline.decode(ae, z, x_T, base.replace(precision=precision)))
         seconds[precision] = time.perf_counter() - tick
     z32, xT32, rt32 = out["fp32"]
     rt16 = out["bf16"][2]
-    dec16 = pipeline.decode(ae, z32, xT32, OFFICIAL.replace(steps=args.steps, precision="bf16"))
-    print(f"# {len(files)} faces of {args.images}, model {model.model_id}, {args.inv_steps} inversion + {args.steps} "
-          f"decoding steps; CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
+    dec16 = pipeline.decode(ae, z32, xT32, base.replace(precision="bf16"))
+    print(f"# {len(files)} faces of {args.images}, model {model.model_id}, {base.describe()}; CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
     print(f"round trip bf16 vs fp32:       {psnr(rt16, rt32):6.2f} dB, max {max_levels(rt16, rt32)} levels")
     print(f"decode bf16 vs fp32 (same codes): {psnr(dec16, out['fp32'][2]):6.2f} dB, max {max_levels(dec16, rt32)} levels")
     print(f"reconstruction vs input:       fp32 {psnr(rt32, x):6.2f} dB, bf16 {psnr(rt16, x):6.2f} dB")

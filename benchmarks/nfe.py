@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--inv-steps", nargs="+", type=int, default=[10, 20, 50, 100, 250])
     parser.add_argument("--steps", nargs="+", type=int, default=[5, 10, 20, 50])
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
-    parser.add_argument("--inv-samplers", nargs="+", default=["ddim"], choices=list(INVERTERS))
+    parser.add_argument("--inv-samplers", nargs="+", default=list(INVERTERS), choices=list(INVERTERS))
     parser.add_argument("--spacings", nargs="+", default=list(SAMPLING_SPACINGS), choices=list(SAMPLING_SPACINGS))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",

@@ -76,9 +76,10 @@ def test_nfe_benchmark_prints_a_row_per_sampler_and_steps(tmp_path):
                            "--n", "2", "--inv-steps", "2", "--steps", "2", "3"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line.split() for line in proc.stdout.splitlines() if line.split()[:1] in (["uniform"], ["quadratic"])]
-    assert [(r[0], r[2], r[3]) for r in rows] == [(spacing, sampler, steps) for spacing in ("uniform", "quadratic")
-                                                 for sampler in ("ddim", "dpmpp-2m") for steps in ("2", "3")]
-    assert all(0 < float(r[4]) < 1 for r in rows)
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
+        (spacing, inverter, sampler, steps) for spacing in ("uniform", "quadratic") for inverter in ("ddim", "dpmpp-2m")
+        for sampler in ("ddim", "dpmpp-2m") for steps in ("2", "3")]
+    assert all(0 < float(r[5]) < 1 for r in rows)
 
 
 def test_bf16_quality_benchmark_compares_round_trips(tmp_path):

@@ -213,3 +213,27 @@ def test_fused_attention_equals_the_official_formula(new_order):
         h = torch.einsum("bts,bcs->bct", weight, v).reshape(b, c, t)
         official = (x.reshape(b, c, t) + block.proj_out(h)).reshape(b, c, 16, 16)
         assert maxdiff(block(x), official) < 1e-5
+
+
+def test_bf16_group_norm_on_cpu_is_the_official_cast_path_up_to_one_rounding():
+    """GroupNorm32 hands a bf16 map to the CPU kernel directly (float32 accumulation, one rounding): within one bf16
+    step of the official float32 round trip, for both memory formats and the network's channel counts."""
+    from diffedit_cli.networks.blocks import GroupNorm32
+
+    torch.manual_seed(0)
+    identical = total = 0
+    for channels, size, batch in [(128, 64, 2), (256, 16, 3), (512, 8, 1), (64, 32, 4), (32, 7, 2)]:
+        norm = GroupNorm32(min(32, channels), channels)
+        torch.nn.init.normal_(norm.weight)
+        torch.nn.init.normal_(norm.bias)
+        for memory in (torch.contiguous_format, torch.channels_last):
+            x = (torch.randn(batch, channels, size, size) * 3 + 1).bfloat16().contiguous(memory_format=memory)
+            with torch.no_grad():
+                fast = norm(x)
+                official = torch.nn.GroupNorm.forward(norm, x.float()).bfloat16()
+            assert fast.dtype == torch.bfloat16
+            step = official.float().abs().clamp_min(1e-3) * 2 ** -7  # one bf16 rounding step
+            assert bool(((fast.float() - official.float()).abs() <= step).all())
+            identical += int(torch.equal(fast, official))
+            total += 1
+    assert identical >= total // 2  # most are bit for bit
