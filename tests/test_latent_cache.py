@@ -73,8 +73,13 @@ def test_what_the_codes_depend_on_changes_the_key(cache_on, tmp_path):
     assert torch.equal(one.x_T, two.x_T) and torch.equal(one.z_sem, two.z_sem)
     x = torch.zeros(3, 8, 8)
     keys = {LatentCache.key(x, "f", 50, "quadratic", "fp32", "cpu"), LatentCache.key(x, "f", 50, "quadratic", "bf16", "cpu"),
-            LatentCache.key(x, "f", 50, "quadratic", "fp32", "cuda"), LatentCache.key(x + 1e-3, "f", 50, "quadratic", "fp32", "cpu")}
-    assert len(keys) == 4
+            LatentCache.key(x, "f", 50, "quadratic", "fp32", "cuda"), LatentCache.key(x + 1e-3, "f", 50, "quadratic", "fp32", "cpu"),
+            LatentCache.key(x, "f", 50, "quadratic", "fp32", "cpu", "ddim"),
+            LatentCache.key(x, "f", 50, "quadratic", "fp32", "cpu", "dpmpp-2m")}
+    assert len(keys) == 5  # ddim is the key's default inversion
+    assert main(["encode", face, "--out", str(out / "7.safetensors"), "--inv-sampler", "ddim", *ENC]) == 0
+    assert cache_on == [1] * 6  # another inversion solver: inverted again
+    assert load_latent(out / "7.safetensors").meta["inv_sampler"] == "ddim"
 
 
 def test_the_bound_evicts_the_least_recently_used(tmp_path):
@@ -118,3 +123,46 @@ def test_a_bad_bound_is_one_line(monkeypatch, capsys):
     monkeypatch.setenv("DIFFEDIT_LATENT_CACHE_MB", "lots")
     assert main(["cache", "info"]) == 2
     assert "DIFFEDIT_LATENT_CACHE_MB must be a whole number" in capsys.readouterr().err
+
+
+WRITER = """
+import sys, torch
+from diffedit_cli.io.latent_cache import LatentCache
+cache = LatentCache(sys.argv[1], 2 ** 30)
+z, x = torch.arange(256.0), torch.arange(3 * 64 * 64.0).reshape(3, 64, 64)
+for k in range(int(sys.argv[2])):
+    cache.put("ab" + "0" * 62, z + k % 2, x, {"diffedit_latent": "1"})
+"""
+
+
+def test_concurrent_runs_never_read_a_half_written_entry(tmp_path):
+    """Two processes keep rewriting one entry while this one reads it: once it exists, every read is a whole entry
+    (atomic replacement), never a miss from a torn file or a mix of two writes."""
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "latents"
+    key = "ab" + "0" * 62
+    cache = LatentCache(folder, 2 ** 30)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(folder), "150"]) for _ in range(2)]
+    reads = whole = 0
+    seen = False
+    try:
+        while any(w.poll() is None for w in writers):
+            hit = cache.get(key)
+            if hit is None:
+                assert not seen, "an existing entry read as missing: a half-written file"
+                time.sleep(0.001)
+                continue
+            seen = True
+            reads += 1
+            z, x = hit
+            step = float(z[0])
+            whole += int(step in (0.0, 1.0) and torch.equal(z, torch.arange(256.0) + step)
+                         and torch.equal(x, torch.arange(3 * 64 * 64.0).reshape(3, 64, 64)))
+    finally:
+        for w in writers:
+            w.wait(timeout=120)
+    assert all(w.returncode == 0 for w in writers)
+    assert reads > 10 and whole == reads

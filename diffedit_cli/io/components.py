@@ -121,8 +121,9 @@ def read_safetensors(path: Path) -> Dict[str, torch.Tensor]:
         raise ModelError(f"cannot read weights '{path}': corrupt or tampered safetensors file ({reason})") from None
 
 
-def load_state_strict(module: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``module`` requiring identical keys and shapes."""
+def load_state_strict(module: nn.Module, state: Dict[str, torch.Tensor], source: str, assign: bool = False) -> None:
+    """Load ``state`` into ``module`` requiring identical keys and shapes. ``assign``: the module's tensors become
+    the loaded ones (cast to the module's dtypes), for a module built on the meta device."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -137,7 +138,9 @@ def load_state_strict(module: nn.Module, state: Dict[str, torch.Tensor], source:
             k = wrong[0]
             parts.append(f"{len(wrong)} of wrong shape (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
         raise ModelError(f"weights in '{source}' do not fit the configured network: " + ", ".join(parts))
-    module.load_state_dict(state, strict=True)
+    if assign:
+        state = {k: v.to(own[k].dtype) for k, v in state.items()}
+    module.load_state_dict(state, strict=True, assign=assign)
 
 
 def load_component(folder: Path, component: str, device: str = "cpu") -> nn.Module:
@@ -153,7 +156,8 @@ def load_component(folder: Path, component: str, device: str = "cpu") -> nn.Modu
     module_cls, config_cls = COMPONENTS[component]
     try:
         cfg = config_cls.from_dict(meta.get("config", {}))
-        module = module_cls(cfg)
+        with torch.device("meta"):  # the architecture only: no random initialisation of weights the file replaces
+            module = module_cls(cfg)
     except (TypeError, ValueError, KeyError, ZeroDivisionError) as err:
         raise ModelError(f"invalid config in '{folder / CONFIG_FILE}': {err}") from None
     state = read_safetensors(folder / WEIGHTS_FILE)
@@ -161,7 +165,10 @@ def load_component(folder: Path, component: str, device: str = "cpu") -> nn.Modu
     if bad is not None:
         raise ModelError(f"'{folder / WEIGHTS_FILE}' holds NaN or infinite weights (e.g. {bad}): a diverged or "
                          "corrupt model")
-    load_state_strict(module, state, str(folder / WEIGHTS_FILE))
+    load_state_strict(module, state, str(folder / WEIGHTS_FILE), assign=True)
+    unset = next((name for name, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta), None)
+    if unset is not None:  # a tensor the state dict does not hold (none of the component kinds has one)
+        raise ModelError(f"'{folder}': {component} tensor '{unset}' is not in its weights file")
     return module.to(device).eval().requires_grad_(False)
 
 
