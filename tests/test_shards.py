@@ -117,8 +117,23 @@ def test_style_mix_shards_fill_one_folder_and_a_resumed_run_draws_the_grid(tmp_p
     assert "--skip-existing" in capsys.readouterr().err
 
 
+def _faces(tmp_path: Path, n: int) -> Path:
+    """n generated faces (distinct images) in tmp_path/faces/images."""
+    assert main(["data", "toyfaces", "--n", str(n), "--seed", "11", "--out", str(tmp_path / "faces"), "--no-masks",
+                 "-q"]) == 0
+    return tmp_path / "faces" / "images"
+
+
 def test_torchrun_processes_split_the_folder_without_a_flag(tmp_path):
-    folder = _folder(tmp_path, 5)
+    """torchrun --nproc-per-node 2 (gloo, CPU) encodes 24 faces into exactly the files one process writes: none
+    missing or doubled, the codes within the batch-invariance bounds of fp32 (1e-5 / 1e-3)."""
+    from diffedit_cli.io.latents import load_latent
+
+    folder = _faces(tmp_path, 24)
+    names = sorted(p.stem for p in folder.glob("*.png"))
+    assert len(names) == 24
+    single = tmp_path / "single"
+    assert main(["encode", str(folder), "--out", str(single), *ENC]) == 0
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
@@ -126,10 +141,43 @@ def test_torchrun_processes_split_the_folder_without_a_flag(tmp_path):
                            str(tmp_path / "m.jsonl"), "--device", "cpu", *ENC],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == [f"f{k:02d}.safetensors" for k in range(5)]
+    assert sorted(p.stem for p in out.iterdir()) == names
     lines = _manifest_lines(sorted(tmp_path.glob("m.shard-*-of-2.jsonl")))
-    assert sorted(Path(l["input"]).name for l in lines) == [f"f{k:02d}.png" for k in range(5)]
-    assert {l["shard"] for l in lines} <= {"0/2", "1/2"}
+    assert sorted(Path(l["input"]).stem for l in lines) == names  # each input by exactly one process
+    assert {l["shard"] for l in lines} == {"0/2", "1/2"}
+    for name in names:
+        a, b = load_latent(single / f"{name}.safetensors"), load_latent(out / f"{name}.safetensors")
+        assert float((a.z_sem - b.z_sem).abs().max()) < 1e-5 and float((a.x_T - b.x_T).abs().max()) < 1e-3
+
+
+def test_a_killed_run_leaves_no_half_file_and_the_same_command_completes_it(tmp_path, capsys):
+    """SIGKILL in the middle of a folder run: every latent file present is whole; the same command with
+    --skip-existing writes exactly the missing ones."""
+    import signal
+    import time
+
+    from diffedit_cli.io.latents import load_latent
+
+    folder = _faces(tmp_path, 24)
+    out = tmp_path / "out"
+    argv = ["encode", str(folder), "--out", str(out), "--batch-size", "1", "--inv-steps", "20", "--precision", "fp32",
+            "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "diffedit_cli", *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*.safetensors"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    written = sorted(out.glob("*.safetensors"))
+    assert 3 <= len(written) < 24, len(written)
+    for path in written:
+        load_latent(path)  # whole: a torn file would not load
+    capsys.readouterr()
+    assert main([*argv, "--skip-existing"]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary == f"{24 - len(written)} encoded, {len(written)} skipped (exist)"
+    assert sorted(p.stem for p in out.glob("*.safetensors")) == sorted(p.stem for p in folder.glob("*.png"))
 
 
 def test_the_ray_example_encodes_a_folder_on_a_local_cluster(tmp_path):
