@@ -159,3 +159,39 @@ def test_help_texts_teach():
     for cmd in ["encode", "decode", "interpolate", "convert"]:
         proc = subprocess.run([sys.executable, "-m", "diffedit_cli", cmd, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and "Example" in proc.stdout, cmd
+
+
+def test_the_official_flags_compute_what_the_conformance_tests_pin(tiny_model_dir, ref_tensors, photos, tmp_path,
+                                                                   capsys):
+    """The defaults moved (DPM-Solver++ inversion and decoding, 15 + 15, quadratic): the official setting asked for
+    on the command line still runs the official arithmetic. encode = pipeline.invert(..., OFFICIAL) of the same image
+    (pinned to the official fixtures in test_conformance); decode of the fixture's codes = the official
+    reconstruction, up to the 8-bit PNG."""
+    from diffedit_cli import pipeline
+    from diffedit_cli.io.images import load_image, load_image_u8
+    from diffedit_cli.io.latents import LatentCode, latent_metadata, save_latent
+    from diffedit_cli.io.models import load_model
+    from diffedit_cli.sampling import OFFICIAL
+
+    official = ["--sampler", "ddim", "--inv-sampler", "ddim", "--spacing", "uniform", "--precision", "fp32"]
+    code, _, err = run(["encode", photos / "a.png", "--model", tiny_model_dir, "--inv-steps", "10", *official[2:],
+                        "--out", tmp_path / "a.safetensors", "--no-cache"], capsys)
+    assert code == 0, err
+    lat = load_latent(tmp_path / "a.safetensors")
+    assert (lat.meta["inv_sampler"], lat.meta["inv_spacing"]) == ("ddim", "uniform")
+    model = load_model(str(tiny_model_dir), components=())
+    ae = pipeline.prepare(model.autoencoder, torch.device("cpu"))
+    x = load_image(photos / "a.png", model.image_size)[None]
+    z = pipeline.encode_semantic(ae, x, "fp32")
+    x_T = pipeline.invert(ae, x, z, OFFICIAL.replace(inv_steps=10))
+    assert float((lat.z_sem - z[0]).abs().max()) < 1e-5 and float((lat.x_T - x_T[0]).abs().max()) < 1e-4
+
+    ref = ref_tensors["tiny_autoenc"]
+    save_latent(tmp_path / "ref.safetensors", LatentCode(ref["z_sem"][0], ref["xT_inv_T10"][0],
+                                                         latent_metadata(model, 10, "fixture", "none")))
+    code, _, err = run(["decode", tmp_path / "ref.safetensors", "--model", tiny_model_dir, "--steps", "10", *official,
+                        "--out", tmp_path / "rec.png"], capsys)
+    assert code == 0, err
+    decoded = torch.from_numpy(np.asarray(load_image_u8(tmp_path / "rec.png"))).permute(2, 0, 1).float()
+    expected = ((ref["x0_rec_T10"][0].clamp(-1, 1) + 1) * 127.5)
+    assert float((decoded - expected).abs().max()) <= 1.0  # the official reconstruction, rounded to 8 bits
