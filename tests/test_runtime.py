@@ -37,9 +37,10 @@ def test_tuned_allocator_reuses_freed_activations():
     tuned, faults = _probe("")
     untouched, system_faults = _probe("system")
     assert tuned and not untouched
-    # the system allocator maps every 32 MiB block afresh (about 8,000 page faults each, several per pass)
+    # the system allocator maps every 32 MiB block afresh (about 8,000 page faults each, several per pass: about
+    # 49,000 per pass here); tuned, the blocks are reused (0 to one block's worth over the three passes)
     assert system_faults > 20_000
-    assert faults < system_faults / 20
+    assert faults < system_faults / 5
 
 
 def test_prepare_tunes_the_allocator_on_cpu():
