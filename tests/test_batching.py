@@ -209,3 +209,30 @@ def test_batch_invariance_at_this_cpus_default_precision():
     assert (z4 - z1).abs().max() <= z_bound
     assert (x4 - x1).abs().max() <= x_bound
     assert _levels_apart(r4, r1) <= level_bound
+
+
+def test_cpu_batches_run_in_calls_of_a_bounded_size_with_each_images_own_result(monkeypatch):
+    """On a CPU a batch is run as network calls of at most CPU_CALL_PIXELS images x pixels (larger calls spill the
+    caches): with the bound at one 64 px image, a batch of 3 makes calls of 1 and decodes and inverts each image
+    exactly as it alone."""
+    from diffedit_cli import pipeline
+    from diffedit_cli.io.models import load_model
+    from diffedit_cli.sampling import DEFAULT
+
+    monkeypatch.setattr(pipeline, "CPU_CALL_PIXELS", 64 * 64)
+    ae = pipeline.prepare(load_model(None, components=()).autoencoder, torch.device("cpu"))
+    sizes = []
+    forward = type(ae).forward
+    monkeypatch.setattr(type(ae), "forward", lambda self, x, *a, **k: sizes.append(len(x)) or forward(self, x, *a, **k))
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(3, 3, 64, 64, generator=gen) * 2 - 1
+    sampling = DEFAULT.replace(steps=3, inv_steps=3, precision="fp32")
+    z = pipeline.encode_semantic(ae, x0, "fp32")
+    x_T = pipeline.invert(ae, x0, z, sampling)
+    out = pipeline.decode(ae, z, x_T, sampling)
+    assert sizes and set(sizes) == {1}
+    for k in range(3):
+        zk = pipeline.encode_semantic(ae, x0[k:k + 1], "fp32")
+        xk = pipeline.invert(ae, x0[k:k + 1], zk, sampling)
+        assert torch.equal(zk[0], z[k]) and torch.equal(xk[0], x_T[k])
+        assert torch.equal(pipeline.decode(ae, zk, xk, sampling)[0], out[k])
