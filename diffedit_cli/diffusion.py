@@ -332,6 +332,11 @@ def _log_snr(alpha_bar: float) -> float:
     return 0.5 * (math.log(alpha_bar) - math.log1p(-alpha_bar))
 
 
+def _second_order(x0: torch.Tensor, x0_prev: torch.Tensor, r: float) -> torch.Tensor:
+    """DPM-Solver++(2M)'s data term D = (1 + 1/(2r)) x̂0 - 1/(2r) x̂0_prev, r = h_prev / h."""
+    return (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+
+
 def dpmpp_2m_sample(model_fn: ModelFn, x_T: torch.Tensor, schedule: DDIMSchedule, clip: bool = True,
                     callback: StepCallback = None) -> torch.Tensor:
     """Deterministic DPM-Solver++(2M) decode (Lu et al. 2022, multistep, data prediction): x_T -> x_0 float32.
@@ -361,8 +366,7 @@ def dpmpp_2m_sample(model_fn: ModelFn, x_T: torch.Tensor, schedule: DDIMSchedule
             h = _log_snr(a_next) - _log_snr(a)
             d = x0
             if x0_prev is not None and math.isfinite(h_prev) and i > 1:
-                r = h_prev / h
-                d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+                d = _second_order(x0, x0_prev, h_prev / h)
             ratio = math.sqrt((1 - a_next) / (1 - a))
             x = _coef(ratio, x.device) * x - _coef(math.sqrt(a_next) * math.expm1(-h), x.device) * d
             x0_prev, h_prev = x0, h
@@ -417,8 +421,7 @@ def dpmpp_2m_invert(model_fn: ModelFn, x_0: torch.Tensor, schedule: DDIMSchedule
         h = _log_snr(a_next) - _log_snr(a)
         d = x0
         if x0_prev is not None and math.isfinite(h) and math.isfinite(h_prev) and h != 0:
-            r = h_prev / h
-            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+            d = _second_order(x0, x0_prev, h_prev / h)
         sigma, sigma_next = math.sqrt(1 - a), math.sqrt(1 - a_next)
         x = _coef(sigma_next / sigma, x.device) * x + _coef(math.sqrt(a_next) - math.sqrt(a) * sigma_next / sigma,
                                                              x.device) * d

@@ -115,9 +115,16 @@ def _schedule(autoencoder: DiffAEAutoencoder, steps: int, spacing: Optional[str]
 CPU_CALL_PIXELS = 2 ** 16
 
 
-def _per_call(x: torch.Tensor, device: torch.device) -> int:
-    """Images of ``x`` (N, C, H, W) per network call: all on a GPU, :data:`CPU_CALL_PIXELS` worth on a CPU."""
-    return len(x) if device.type != "cpu" else max(1, CPU_CALL_PIXELS // (x.shape[-2] * x.shape[-1]))
+def _calls(x: torch.Tensor, device: torch.device) -> list:
+    """The slices of ``x`` (N, C, H, W) that go through the network together: one on a GPU, :data:`CPU_CALL_PIXELS`
+    worth of images each on a CPU."""
+    n = len(x)
+    per_call = n if device.type != "cpu" else max(1, CPU_CALL_PIXELS // (x.shape[-2] * x.shape[-1]))
+    return [slice(i, i + per_call) for i in range(0, n, per_call)] if per_call < n else [slice(None)]
+
+
+def _joined(parts: list) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _model_fn(autoencoder: DiffAEAutoencoder, styles: Sequence[torch.Tensor], device, precision):
@@ -128,18 +135,15 @@ def _model_fn(autoencoder: DiffAEAutoencoder, styles: Sequence[torch.Tensor], de
             return autoencoder(x.contiguous(memory_format=memory), t, styles=part).float().contiguous()
 
     def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        n, per_call = len(x), _per_call(x, device)
-        if per_call >= n:
-            return call(x, t, styles)
-        return torch.cat([call(x[i:i + per_call], t[i:i + per_call], [s[i:i + per_call] for s in styles])
-                          for i in range(0, n, per_call)])
+        return _joined([call(x[part], t[part], [s[part] for s in styles]) for part in _calls(x, device)])
     return fn
 
 
-def _sampler(name: str):
-    if name not in diffusion.SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r} (choose from {', '.join(diffusion.SAMPLERS)})")
-    return diffusion.SAMPLERS[name]
+def _sampler(name: str, table=diffusion.SAMPLERS, what: str = "sampler"):
+    """The sampler function ``name`` of ``table`` (decoders; :data:`diffusion.INVERTERS` for inversions)."""
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r} (choose from {', '.join(table)})")
+    return table[name]
 
 
 def _callback(progress: StepProgress, total: int):
@@ -158,10 +162,9 @@ def encode_semantic(autoencoder: DiffAEAutoencoder, images: torch.Tensor, precis
     """images (N, 3, S, S) in [-1, 1] -> z_sem (N, D) float32. ``precision`` None: the device's default."""
     device, precision = _ready(autoencoder, precision)
     memory = _memory_format(autoencoder)
-    per_call = _per_call(images, device)
-    parts = images.split(per_call) if len(images) > per_call else [images]
     with autocast(device, precision):
-        return torch.cat([autoencoder.encode(part.to(device).contiguous(memory_format=memory)).float() for part in parts])
+        return _joined([autoencoder.encode(images[part].to(device).contiguous(memory_format=memory)).float()
+                        for part in _calls(images, device)])
 
 
 @torch.inference_mode()
@@ -175,10 +178,8 @@ def invert(autoencoder: DiffAEAutoencoder, images: torch.Tensor, z_sem: torch.Te
         styles = autoencoder.project_style(z_sem.to(device))
     fn = _model_fn(autoencoder, styles, device, precision)
     schedule = _schedule(autoencoder, sampling.inv_steps, sampling.spacing)
-    if sampling.inv_sampler not in diffusion.INVERTERS:
-        raise ValueError(f"unknown inversion sampler {sampling.inv_sampler!r} (choose from {', '.join(diffusion.INVERTERS)})")
-    return diffusion.INVERTERS[sampling.inv_sampler](fn, images.to(device), schedule,
-                                                     callback=_callback(progress, diffusion.inversion_calls(schedule)))
+    invert_fn = _sampler(sampling.inv_sampler, diffusion.INVERTERS, "inversion sampler")
+    return invert_fn(fn, images.to(device), schedule, callback=_callback(progress, diffusion.inversion_calls(schedule)))
 
 
 @torch.inference_mode()

@@ -82,16 +82,16 @@ def style_mix(model: DiffAEModel, a_specs: Sequence[str], b_specs: Sequence[str]
         reporter.skip(f"{a_item.path} {b_item.path}", str(mix_target(out_dir, a_item, b_item)))
         reporter.advance()
     # codes of the inputs a mix to compute needs, and of latent inputs the grid shows by their decode
-    shown = (lambda item: grid and is_latent_path(item.path))
-    a_need = [a for a in a_items if shown(a) or any(a is p for p, _ in todo)]
-    b_need = [b for b in b_items if shown(b) or any(b is q for _, q in todo)]
+    used = {id(item) for pair in todo for item in pair}
+    a_need = [a for a in a_items if id(a) in used or (grid and is_latent_path(a.path))]
+    b_need = [b for b in b_items if id(b) in used or (grid and is_latent_path(b.path))]
     a_good, z_a, x_a = load_codes(model, a_need, opts, reporter, need_xT=not random_xT) if a_need else ([], None, None)
     b_good, z_b, x_b = load_codes(model, b_need, opts, reporter, need_xT=False) if b_need else ([], None, None)
     failed = set(map(id, a_need)) - set(map(id, a_good)) | set(map(id, b_need)) - set(map(id, b_good))
     if random_xT and a_good:
         # x_T drawn from seed + A's position among all A inputs: the same with or without shards
-        x_a = pipeline.random_x_T([next(k for k, a in enumerate(a_items) if a is g) for g in a_good],
-                                  model.image_size, opts.seed)
+        position = {id(a): k for k, a in enumerate(a_items)}
+        x_a = pipeline.random_x_T([position[id(g)] for g in a_good], model.image_size, opts.seed)
     row = {id(a): k for k, a in enumerate(a_good)}
     col = {id(b): k for k, b in enumerate(b_good)}
     todo = [(a, b) for a, b in todo if id(a) in row and id(b) in col]
